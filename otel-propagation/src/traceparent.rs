@@ -94,7 +94,18 @@ impl TraceParent {
     ///
     /// Returns a [`TraceParentError`] naming the first rule the value breaks.
     pub fn parse(value: &str) -> Result<Self, TraceParentError> {
-        let mut bytes = value.as_bytes();
+        Self::parse_bytes(value.as_bytes())
+    }
+
+    /// Parses a `traceparent` header value given as bytes (as HTTP header
+    /// values are); any byte outside the grammar is rejected, so the value
+    /// need not be checked for ASCII first.
+    ///
+    /// # Errors
+    ///
+    /// Returns a [`TraceParentError`] naming the first rule the value breaks.
+    pub fn parse_bytes(value: &[u8]) -> Result<Self, TraceParentError> {
+        let mut bytes = value;
         while let [first, rest @ ..] = bytes {
             if !is_ows(*first) {
                 break;
@@ -109,7 +120,7 @@ impl TraceParent {
         }
         if bytes.len() < TRACEPARENT_LEN {
             // Report a malformed version first: it is the more useful message.
-            if bytes.len() >= 3 && (bytes[2] != b'-' || hex::decode_u128_lower(&bytes[..2]).is_none()) {
+            if bytes.len() >= 3 && (bytes[2] != b'-' || hex::decode2_lower(&bytes[..2]).is_none()) {
                 return Err(TraceParentError::Version);
             }
             return Err(TraceParentError::Length);
@@ -117,7 +128,7 @@ impl TraceParent {
         if bytes[2] != b'-' {
             return Err(TraceParentError::Version);
         }
-        let version = hex::decode_u128_lower(&bytes[..2]).ok_or(TraceParentError::Version)? as u8;
+        let version = hex::decode2_lower(&bytes[..2]).ok_or(TraceParentError::Version)?;
         if version == 0xff {
             return Err(TraceParentError::ForbiddenVersion);
         }
@@ -134,9 +145,9 @@ impl TraceParent {
         if bytes[52] != b'-' {
             return Err(TraceParentError::SpanId);
         }
-        let trace_id = hex::decode_u128_lower(&bytes[3..35]).ok_or(TraceParentError::TraceId)?;
-        let span_id = hex::decode_u128_lower(&bytes[36..52]).ok_or(TraceParentError::SpanId)? as u64;
-        let raw_flags = hex::decode_u128_lower(&bytes[53..55]).ok_or(TraceParentError::Flags)? as u8;
+        let trace_id = hex::decode32_lower(&bytes[3..35]).ok_or(TraceParentError::TraceId)?;
+        let span_id = hex::decode16_lower(&bytes[36..52]).ok_or(TraceParentError::SpanId)?;
+        let raw_flags = hex::decode2_lower(&bytes[53..55]).ok_or(TraceParentError::Flags)?;
         if trace_id == 0 {
             return Err(TraceParentError::ZeroTraceId);
         }

@@ -110,6 +110,10 @@ pub fn parse_tracestate<'a, I>(values: I) -> Result<TraceState, TraceStateError>
 where
     I: IntoIterator<Item = &'a str>,
 {
+    let mut values = values.into_iter().peekable();
+    if values.peek().is_none() {
+        return Ok(TraceState::NONE);
+    }
     let mut members: [(&str, &str); MAX_MEMBERS] = [("", ""); MAX_MEMBERS];
     let mut len = 0usize;
     for value in values {

@@ -12,9 +12,13 @@
 //! assert_eq!(outgoing["traceparent"], headers["traceparent"]);
 //! ```
 
+use crate::TraceContextPropagator;
+use crate::traceparent::TraceParent;
+use crate::tracestate::{format_tracestate, parse_tracestate};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceState};
 
 /// Reads propagation headers from a [`HeaderMap`]. Values that are not visible
 /// ASCII are skipped; `get_all` returns every value of a repeated header.
@@ -23,7 +27,11 @@ pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+        let value = match known_name(key) {
+            Some(name) => self.0.get(name),
+            None => self.0.get(key),
+        };
+        value.and_then(|v| v.to_str().ok())
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -31,7 +39,11 @@ impl Extractor for HeaderExtractor<'_> {
     }
 
     fn get_all(&self, key: &str) -> Option<Vec<&str>> {
-        let mut values = self.0.get_all(key).iter().filter_map(|v| v.to_str().ok()).peekable();
+        let all = match known_name(key) {
+            Some(name) => self.0.get_all(name),
+            None => self.0.get_all(key),
+        };
+        let mut values = all.iter().filter_map(|v| v.to_str().ok()).peekable();
         values.peek()?;
         Some(values.collect())
     }
@@ -41,17 +53,27 @@ impl Extractor for HeaderExtractor<'_> {
 #[derive(Debug)]
 pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
 
-/// The header names our propagators write, resolved without parsing.
-pub(crate) fn known_name(key: &str) -> Option<HeaderName> {
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+static BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+static B3: HeaderName = HeaderName::from_static("b3");
+static B3_TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
+static B3_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-spanid");
+static B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+static B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
+
+/// The header names our propagators use, resolved without parsing (http's
+/// name parsing otherwise costs more than parsing the value).
+fn known_name(key: &str) -> Option<&'static HeaderName> {
     Some(match key {
-        "traceparent" => HeaderName::from_static("traceparent"),
-        "tracestate" => HeaderName::from_static("tracestate"),
-        "baggage" => HeaderName::from_static("baggage"),
-        "b3" => HeaderName::from_static("b3"),
-        "x-b3-traceid" => HeaderName::from_static("x-b3-traceid"),
-        "x-b3-spanid" => HeaderName::from_static("x-b3-spanid"),
-        "x-b3-sampled" => HeaderName::from_static("x-b3-sampled"),
-        "x-b3-flags" => HeaderName::from_static("x-b3-flags"),
+        "traceparent" => &TRACEPARENT,
+        "tracestate" => &TRACESTATE,
+        "baggage" => &BAGGAGE,
+        "b3" => &B3,
+        "x-b3-traceid" => &B3_TRACE_ID,
+        "x-b3-spanid" => &B3_SPAN_ID,
+        "x-b3-sampled" => &B3_SAMPLED,
+        "x-b3-flags" => &B3_FLAGS,
         _ => return None,
     })
 }
@@ -59,7 +81,7 @@ pub(crate) fn known_name(key: &str) -> Option<HeaderName> {
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
         let name = match known_name(key) {
-            Some(name) => name,
+            Some(name) => name.clone(),
             None => match HeaderName::from_bytes(key.as_bytes()) {
                 Ok(name) => name,
                 Err(_) => return,
@@ -95,6 +117,57 @@ pub fn inject(propagator: &dyn TextMapPropagator, cx: &Context, headers: &mut He
 /// Injects `cx` into any `http::Request`, for clients that are not tower services.
 pub fn inject_request<B>(propagator: &dyn TextMapPropagator, cx: &Context, request: &mut http::Request<B>) {
     inject(propagator, cx, request.headers_mut());
+}
+
+/// The direct path for `http::HeaderMap`: the same rules as the
+/// [`TextMapPropagator`] implementation, without the `Extractor`/`Injector`
+/// indirection (no header-name parsing, no intermediate `Vec` or `String`).
+impl TraceContextPropagator {
+    /// Reads the remote span context from `headers`; `None` when there is no
+    /// valid, unique `traceparent`. Allocates only for a non-empty `tracestate`.
+    pub fn span_context_from_headers(&self, headers: &HeaderMap) -> Option<SpanContext> {
+        let mut values = headers.get_all(&TRACEPARENT).iter();
+        let first = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        let parent = TraceParent::parse_bytes(first.as_bytes()).ok()?;
+        let mut states = headers.get_all(&TRACESTATE).iter().peekable();
+        let trace_state = if states.peek().is_none() {
+            TraceState::NONE
+        } else {
+            // As on the trait path, values that are not visible ASCII are skipped.
+            parse_tracestate(states.filter_map(|v| v.to_str().ok())).unwrap_or_default()
+        };
+        Some(parent.into_span_context(trace_state))
+    }
+
+    /// Extracts from `headers` on top of `cx`: the direct-path equivalent of
+    /// [`TextMapPropagator::extract_with_context`].
+    pub fn extract_headers(&self, cx: &Context, headers: &HeaderMap) -> Context {
+        match self.span_context_from_headers(headers) {
+            Some(sc) => self.attach(cx, sc),
+            None => cx.clone(),
+        }
+    }
+
+    /// Writes `traceparent` (and a non-empty `tracestate`) for `cx` into `headers`:
+    /// the direct-path equivalent of [`TextMapPropagator::inject_context`].
+    pub fn inject_headers(&self, cx: &Context, headers: &mut HeaderMap) {
+        let Some(parent) = self.traceparent_for(cx) else {
+            return;
+        };
+        if let Ok(value) = HeaderValue::from_bytes(parent.format().as_bytes()) {
+            headers.insert(TRACEPARENT.clone(), value);
+        }
+        let span = cx.span();
+        let trace_state = span.span_context().trace_state();
+        if trace_state.into_iter().next().is_some()
+            && let Ok(value) = HeaderValue::try_from(format_tracestate(trace_state))
+        {
+            headers.insert(TRACESTATE.clone(), value);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -145,6 +218,45 @@ mod tests {
         h.append("baggage", HeaderValue::from_static("ok=1"));
         let cx = extract(&BaggagePropagator::new(), &h);
         assert_eq!(cx.baggage().get("ok").map(|v| v.as_str()), Some("1"));
+    }
+
+    #[test]
+    fn direct_path_agrees_with_trait_path() {
+        let p = TraceContextPropagator::new();
+        let cases: &[&[(&str, &str)]] = &[
+            &[
+                ("traceparent", "00-12345678901234567890123456789012-1234567890123456-03"),
+                ("tracestate", "a=1"),
+                ("tracestate", "b=2"),
+            ],
+            &[
+                ("traceparent", "00-12345678901234567890123456789012-1234567890123456-01"),
+                ("tracestate", "a=1,a=2"),
+            ],
+            &[
+                ("traceparent", "00-12345678901234567890123456789012-1234567890123456-01"),
+                ("traceparent", "00-12345678901234567890123456789012-1234567890123456-01"),
+            ],
+            &[("traceparent", "00-00000000000000000000000000000000-1234567890123456-01")],
+            &[("tracestate", "a=1")],
+        ];
+        for case in cases {
+            let mut h = HeaderMap::new();
+            for (k, v) in *case {
+                h.append(*k, HeaderValue::from_static(v));
+            }
+            let trait_cx = extract(&p, &h);
+            let direct_cx = p.extract_headers(&Context::new(), &h);
+            assert_eq!(
+                trait_cx.span().span_context(),
+                direct_cx.span().span_context(),
+                "{case:?}"
+            );
+            let (mut a, mut b) = (HeaderMap::new(), HeaderMap::new());
+            inject(&p, &trait_cx, &mut a);
+            p.inject_headers(&direct_cx, &mut b);
+            assert_eq!(a, b, "{case:?}");
+        }
     }
 
     #[test]

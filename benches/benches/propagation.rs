@@ -1,0 +1,191 @@
+//! Propagation on an `http::HeaderMap`: ours beside opentelemetry_sdk's propagators
+//! with opentelemetry-http carriers, in the same run.
+//!
+//! `cargo bench -p benches --bench propagation`
+
+use benches::{Pair, print_ratios};
+use criterion::{Criterion, criterion_group};
+use http::HeaderMap;
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::{Context, KeyValue};
+use otel_propagation::carrier::http::{HeaderExtractor, HeaderInjector};
+use std::hint::black_box;
+use std::str::FromStr;
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const TRACESTATE: &str = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
+const BAGGAGE: &str = "userId=alice,serverNode=DF%2028,isProduction=false";
+
+fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(*k, v.parse().expect("static header value"));
+    }
+    h
+}
+
+fn span_cx(trace_state: TraceState) -> Context {
+    Context::new().with_remote_span_context(SpanContext::new(
+        TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+        SpanId::from(0x00f0_67aa_0ba9_02b7),
+        TraceFlags::SAMPLED,
+        false,
+        trace_state,
+    ))
+}
+
+fn extract_group(
+    c: &mut Criterion,
+    name: &str,
+    h: &HeaderMap,
+    ours: &dyn TextMapPropagator,
+    theirs: &dyn TextMapPropagator,
+) {
+    let mut g = c.benchmark_group(name);
+    let empty = Context::new();
+    g.bench_function("ours", |b| {
+        b.iter(|| black_box(ours.extract_with_context(&empty, &HeaderExtractor(black_box(h)))))
+    });
+    g.bench_function("sdk", |b| {
+        b.iter(|| black_box(theirs.extract_with_context(&empty, &opentelemetry_http::HeaderExtractor(black_box(h)))))
+    });
+    g.finish();
+}
+
+fn inject_group(
+    c: &mut Criterion,
+    name: &str,
+    cx: &Context,
+    ours: &dyn TextMapPropagator,
+    theirs: &dyn TextMapPropagator,
+) {
+    let mut g = c.benchmark_group(name);
+    let mut h = HeaderMap::with_capacity(4);
+    g.bench_function("ours", |b| {
+        b.iter(|| {
+            h.clear();
+            ours.inject_context(black_box(cx), &mut HeaderInjector(&mut h));
+            black_box(&h);
+        })
+    });
+    g.bench_function("sdk", |b| {
+        b.iter(|| {
+            h.clear();
+            theirs.inject_context(black_box(cx), &mut opentelemetry_http::HeaderInjector(&mut h));
+            black_box(&h);
+        })
+    });
+    g.finish();
+}
+
+/// Our direct `HeaderMap` path (no Extractor/Injector indirection), measured
+/// under the same group as the trait paths.
+fn direct_group(c: &mut Criterion, name: &str, h: &HeaderMap, cx: &Context) {
+    let ours = otel_propagation::TraceContextPropagator::new();
+    let mut g = c.benchmark_group(name);
+    let empty = Context::new();
+    g.bench_function("ours_direct_extract", |b| {
+        b.iter(|| black_box(ours.extract_headers(&empty, black_box(h))))
+    });
+    g.bench_function("ours_direct_span_context", |b| {
+        b.iter(|| black_box(ours.span_context_from_headers(black_box(h))))
+    });
+    let mut out = HeaderMap::with_capacity(4);
+    g.bench_function("ours_direct_inject", |b| {
+        b.iter(|| {
+            out.clear();
+            ours.inject_headers(black_box(cx), &mut out);
+            black_box(&out);
+        })
+    });
+    g.finish();
+}
+
+fn trace_context(c: &mut Criterion) {
+    let ours = otel_propagation::TraceContextPropagator::new();
+    let theirs = opentelemetry_sdk::propagation::TraceContextPropagator::new();
+    direct_group(
+        c,
+        "traceparent_direct",
+        &headers(&[("traceparent", TRACEPARENT)]),
+        &span_cx(TraceState::NONE),
+    );
+
+    extract_group(
+        c,
+        "traceparent_extract",
+        &headers(&[("traceparent", TRACEPARENT)]),
+        &ours,
+        &theirs,
+    );
+    extract_group(
+        c,
+        "traceparent_tracestate_extract",
+        &headers(&[("traceparent", TRACEPARENT), ("tracestate", TRACESTATE)]),
+        &ours,
+        &theirs,
+    );
+    inject_group(c, "traceparent_inject", &span_cx(TraceState::NONE), &ours, &theirs);
+    let ts = TraceState::from_str(TRACESTATE).expect("static tracestate");
+    inject_group(c, "traceparent_tracestate_inject", &span_cx(ts), &ours, &theirs);
+}
+
+fn baggage(c: &mut Criterion) {
+    let ours = otel_propagation::BaggagePropagator::new();
+    let theirs = opentelemetry_sdk::propagation::BaggagePropagator::new();
+    extract_group(c, "baggage_extract", &headers(&[("baggage", BAGGAGE)]), &ours, &theirs);
+    let cx = Context::new().with_baggage([
+        KeyValue::new("userId", "alice"),
+        KeyValue::new("serverNode", "DF 28"),
+        KeyValue::new("isProduction", "false"),
+    ]);
+    inject_group(c, "baggage_inject", &cx, &ours, &theirs);
+}
+
+criterion_group!(benches, trace_context, baggage);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    let pair = |label, group: &'static str, target| Pair {
+        label,
+        ours: Box::leak(format!("{group}/ours").into_boxed_str()),
+        theirs: Box::leak(format!("{group}/sdk").into_boxed_str()),
+        target: Some(target),
+    };
+    print_ratios(
+        "propagation on http::HeaderMap",
+        &[
+            pair("traceparent extract", "traceparent_extract", 0.2),
+            Pair {
+                label: "traceparent extract, direct HeaderMap path",
+                ours: "traceparent_direct/ours_direct_extract",
+                theirs: "traceparent_extract/sdk",
+                target: Some(0.2),
+            },
+            Pair {
+                label: "traceparent -> SpanContext, direct (no Context)",
+                ours: "traceparent_direct/ours_direct_span_context",
+                theirs: "traceparent_extract/sdk",
+                target: Some(0.2),
+            },
+            pair(
+                "traceparent + tracestate extract",
+                "traceparent_tracestate_extract",
+                0.2,
+            ),
+            pair("traceparent inject", "traceparent_inject", 0.2),
+            Pair {
+                label: "traceparent inject, direct HeaderMap path",
+                ours: "traceparent_direct/ours_direct_inject",
+                theirs: "traceparent_inject/sdk",
+                target: Some(0.2),
+            },
+            pair("traceparent + tracestate inject", "traceparent_tracestate_inject", 0.2),
+            pair("baggage (3 entries) extract", "baggage_extract", 1.0 / 3.0),
+            pair("baggage (3 entries) inject", "baggage_inject", 1.0 / 3.0),
+        ],
+    );
+}
