@@ -1,1 +1,4 @@
-//! examples
+//! Shared code of the runnable examples. Each program in `src/bin` starts
+//! with the command that runs it.
+
+pub mod w3c;
