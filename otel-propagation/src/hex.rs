@@ -137,12 +137,37 @@ fn decode_u64_with(digits: &[u8], table: &[u8; 256]) -> Option<u64> {
     if seen & 0x80 != 0 { None } else { Some(value) }
 }
 
+/// Byte -> its two lowercase hex digits.
+static ENCODE_PAIRS: [[u8; 2]; 256] = {
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [ENCODE[i >> 4], ENCODE[i & 0x0f]];
+        i += 1;
+    }
+    table
+};
+
+/// Writes `bytes` as lowercase hex into `out`, which must be twice as long.
+#[inline]
+pub(crate) fn encode_bytes(bytes: &[u8], out: &mut [u8]) {
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&ENCODE_PAIRS[b as usize]);
+    }
+}
+
 /// Writes `value` as `out.len()` lowercase hex digits (most significant first).
 #[inline]
-pub(crate) fn encode_lower(mut value: u128, out: &mut [u8]) {
-    for slot in out.iter_mut().rev() {
-        *slot = ENCODE[(value & 0x0f) as usize];
-        value >>= 4;
+pub(crate) fn encode_lower(value: u128, out: &mut [u8]) {
+    let bytes = value.to_be_bytes();
+    if out.len() % 2 == 0 && out.len() <= 32 {
+        encode_bytes(&bytes[16 - out.len() / 2..], out);
+    } else {
+        let mut value = value;
+        for slot in out.iter_mut().rev() {
+            *slot = ENCODE[(value & 0x0f) as usize];
+            value >>= 4;
+        }
     }
 }
 
@@ -195,5 +220,11 @@ mod tests {
         let mut out = [0u8; 4];
         encode_lower(0xab, &mut out);
         assert_eq!(&out, b"00ab");
+        let mut odd = [0u8; 3];
+        encode_lower(0xabc, &mut odd);
+        assert_eq!(&odd, b"abc");
+        let mut out = [0u8; 32];
+        encode_lower(u128::MAX - 1, &mut out);
+        assert_eq!(&out, b"fffffffffffffffffffffffffffffffe");
     }
 }

@@ -201,11 +201,9 @@ impl TraceParent {
     /// Formats as version `00` into a stack buffer; unknown flag bits are zeroed.
     pub fn format(&self) -> TraceParentBuf {
         let mut bytes = *b"00-00000000000000000000000000000000-0000000000000000-00";
-        let trace_id = u128::from_be_bytes(self.trace_id.to_bytes());
-        let span_id = u64::from_be_bytes(self.span_id.to_bytes());
-        hex::encode_lower(trace_id, &mut bytes[3..35]);
-        hex::encode_lower(u128::from(span_id), &mut bytes[36..52]);
-        hex::encode_lower(u128::from(self.flags & KNOWN_FLAGS), &mut bytes[53..55]);
+        hex::encode_bytes(&self.trace_id.to_bytes(), &mut bytes[3..35]);
+        hex::encode_bytes(&self.span_id.to_bytes(), &mut bytes[36..52]);
+        hex::encode_bytes(&[self.flags & KNOWN_FLAGS], &mut bytes[53..55]);
         TraceParentBuf { bytes }
     }
 }
