@@ -160,7 +160,7 @@ pub(crate) fn encode_bytes(bytes: &[u8], out: &mut [u8]) {
 #[inline]
 pub(crate) fn encode_lower(value: u128, out: &mut [u8]) {
     let bytes = value.to_be_bytes();
-    if out.len() % 2 == 0 && out.len() <= 32 {
+    if out.len().is_multiple_of(2) && out.len() <= 32 {
         encode_bytes(&bytes[16 - out.len() / 2..], out);
     } else {
         let mut value = value;
