@@ -83,3 +83,5 @@ pub fn fmt_ns(ns: f64) -> String {
         format!("{ns:.1} ns")
     }
 }
+
+pub mod spans;

@@ -13,6 +13,9 @@ pub const FIXED32: u8 = 5;
 /// Bytes a varint of `v` takes.
 #[inline(always)]
 pub const fn varint_len(v: u64) -> usize {
+    if v < 0x80 {
+        return 1;
+    }
     // 1 byte per started group of 7 bits; `| 1` makes 0 take one byte.
     ((64 - (v | 1).leading_zeros()) as usize).div_ceil(7)
 }
@@ -32,6 +35,10 @@ pub const fn len_field_len(field: u32, content: usize) -> usize {
 /// Appends a varint.
 #[inline(always)]
 pub fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    if v < 0x80 {
+        buf.push(v as u8);
+        return;
+    }
     while v >= 0x80 {
         buf.push(v as u8 | 0x80);
         v >>= 7;
@@ -48,6 +55,11 @@ pub fn put_tag(buf: &mut Vec<u8>, field: u32, wire_type: u8) {
 /// Appends the tag and length of a length-delimited field; the caller writes the content.
 #[inline(always)]
 pub fn put_len_header(buf: &mut Vec<u8>, field: u32, len: usize) {
+    if field < 16 && len < 0x80 {
+        // The common case, one small tag byte and one length byte, in one write.
+        buf.extend_from_slice(&[(field as u8) << 3 | LEN, len as u8]);
+        return;
+    }
     put_tag(buf, field, LEN);
     put_varint(buf, len as u64);
 }

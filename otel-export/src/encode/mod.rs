@@ -138,7 +138,7 @@ pub enum Encoding {
 pub struct Encoder {
     resource: ResourceInfo,
     buf: Vec<u8>,
-    sizes: Vec<usize>,
+    sizes: Vec<proto::SpanMeta>,
 }
 
 impl Encoder {

@@ -103,12 +103,20 @@ fn status_len(status: &Status) -> usize {
     }
 }
 
+/// A span's encoded size and timestamps, computed once in the sizing pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SpanMeta {
+    len: usize,
+    start: u64,
+    end: u64,
+}
+
 /// The content size of one `Span` message.
-pub(crate) fn span_len(span: &SpanData) -> usize {
+pub(crate) fn span_meta(span: &SpanData) -> SpanMeta {
     let ts = trace_state_len(span.span_context.trace_state());
     let start = nanos(span.start_time);
     let end = nanos(span.end_time);
-    len_field_len(1, 16)
+    let len = len_field_len(1, 16)
         + len_field_len(2, 8)
         + if ts == 0 { 0 } else { len_field_len(3, ts) }
         + if span.parent_span_id == SpanId::INVALID { 0 } else { len_field_len(4, 8) }
@@ -123,7 +131,8 @@ pub(crate) fn span_len(span: &SpanData) -> usize {
         + span.links.iter().map(|l| len_field_len(13, link_len(l))).sum::<usize>()
         + uint_field_len(14, u64::from(span.links.dropped_count))
         + len_field_len(15, status_len(&span.status))
-        + 2 + 4 // flags: tag 16 takes two bytes; never zero (the has-is-remote bit)
+        + 2 + 4; // flags: tag 16 takes two bytes; never zero (the has-is-remote bit)
+    SpanMeta { len, start, end }
 }
 
 // --- writing -----------------------------------------------------------------
@@ -226,8 +235,8 @@ fn put_trace_state(buf: &mut Vec<u8>, field: u32, ts: &TraceState) {
     }
 }
 
-fn put_span(buf: &mut Vec<u8>, span: &SpanData, len: usize) {
-    put_len_header(buf, 2, len);
+fn put_span(buf: &mut Vec<u8>, span: &SpanData, meta: SpanMeta) {
+    put_len_header(buf, 2, meta.len);
     let sc = &span.span_context;
     put_bytes(buf, 1, &sc.trace_id().to_bytes());
     put_bytes(buf, 2, &sc.span_id().to_bytes());
@@ -238,13 +247,11 @@ fn put_span(buf: &mut Vec<u8>, span: &SpanData, len: usize) {
     put_str(buf, 5, &span.name);
     put_tag(buf, 6, VARINT);
     buf.push(super::kind(&span.span_kind));
-    let start = nanos(span.start_time);
-    if start != 0 {
-        put_fixed64(buf, 7, start);
+    if meta.start != 0 {
+        put_fixed64(buf, 7, meta.start);
     }
-    let end = nanos(span.end_time);
-    if end != 0 {
-        put_fixed64(buf, 8, end);
+    if meta.end != 0 {
+        put_fixed64(buf, 8, meta.end);
     }
     put_attributes(buf, 9, &span.attributes);
     put_uint(buf, 10, u64::from(span.dropped_attributes_count));
@@ -292,16 +299,16 @@ fn put_span(buf: &mut Vec<u8>, span: &SpanData, len: usize) {
 }
 
 /// Encodes one `ExportTraceServiceRequest` for `batch` into `buf` (cleared first).
-pub(crate) fn encode_request(buf: &mut Vec<u8>, sizes: &mut Vec<usize>, resource: &ResourceInfo, batch: &Batch<'_>) {
+pub(crate) fn encode_request(buf: &mut Vec<u8>, sizes: &mut Vec<SpanMeta>, resource: &ResourceInfo, batch: &Batch<'_>) {
     buf.clear();
     sizes.clear();
-    sizes.extend(batch.spans.iter().map(|s| span_len(s)));
+    sizes.extend(batch.spans.iter().map(|s| span_meta(s)));
 
     // ScopeSpans content sizes, in group order.
     let mut scopes_len = 0usize;
     let mut group_lens = Vec::with_capacity(batch.groups.len());
     for g in &batch.groups {
-        let spans: usize = g.members.iter().map(|&i| len_field_len(2, sizes[i])).sum();
+        let spans: usize = g.members.iter().map(|&i| len_field_len(2, sizes[i].len)).sum();
         let content = len_field_len(1, g.scope_bytes.len()) + spans + str_field_len(3, &g.schema_url);
         group_lens.push(content);
         scopes_len += len_field_len(2, content);
