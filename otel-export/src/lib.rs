@@ -1,6 +1,52 @@
-//! OTLP export for OpenTelemetry spans: a batch span processor that never blocks
-//! the application or drops a span without counting it, and OTLP exporters over
-//! gRPC, HTTP/protobuf and HTTP/JSON with our own encoder.
+//! OTLP export for OpenTelemetry spans: a batch span processor that never
+//! blocks the application or drops a span without counting it, and OTLP
+//! exporters over gRPC, HTTP/protobuf and HTTP/JSON with our own encoder.
+//!
+//! Both plug into opentelemetry_sdk: [`BatchSpanProcessor`] is a
+//! `SpanProcessor` taking any `SpanExporter`; [`OtlpExporter`] is a
+//! `SpanExporter` usable with any processor.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use otel_export::{BatchSpanProcessor, OtlpExporter};
+//! use opentelemetry_sdk::trace::SdkTracerProvider;
+//!
+//! // Endpoint, protocol, headers, compression, timeout and TLS from OTEL_EXPORTER_OTLP_*.
+//! let exporter = OtlpExporter::from_env().expect("valid OTEL_EXPORTER_OTLP_* settings");
+//! let processor = BatchSpanProcessor::builder(exporter).build();
+//! let counters = processor.counters();
+//! let provider = SdkTracerProvider::builder().with_span_processor(processor).build();
+//! // ... spans ...
+//! provider.shutdown().ok();
+//! println!("{:?}", counters.snapshot());
+//! ```
+//!
+//! # What is counted
+//!
+//! See [`Counters`]: spans enqueued, exported, dropped (queue full), failed,
+//! rejected by the receiver (partial success), and retries.
 
+pub mod config;
+mod counters;
 pub mod encode;
+mod exporter;
+mod processor;
 pub mod wire;
+
+pub use config::{ConfigError, EnvMode, EnvReader};
+pub use counters::{Counters, CountersSnapshot};
+pub use exporter::{
+    Compression, DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, DEFAULT_TIMEOUT, OTEL_EXPORTER_OTLP_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_KEY, OTEL_EXPORTER_OTLP_COMPRESSION,
+    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_INSECURE, OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE, OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_HEADERS, OTEL_EXPORTER_OTLP_TRACES_INSECURE,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, OtlpExporter, OtlpExporterBuilder, Protocol,
+    RetryPolicy,
+};
+pub use processor::{
+    BatchConfig, BatchSpanProcessor, BatchSpanProcessorBuilder, DEFAULT_EXPORT_TIMEOUT, DEFAULT_MAX_CONCURRENT_EXPORTS,
+    DEFAULT_MAX_EXPORT_BATCH_SIZE, DEFAULT_MAX_QUEUE_SIZE, DEFAULT_SCHEDULE_DELAY, OTEL_BSP_EXPORT_TIMEOUT,
+    OTEL_BSP_MAX_CONCURRENT_EXPORTS, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_SCHEDULE_DELAY,
+};

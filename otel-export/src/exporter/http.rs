@@ -1,0 +1,150 @@
+//! OTLP/HTTP (protobuf or JSON) with hyper.
+
+use super::{Attempt, Settings};
+use crate::exporter::response::{partial_success_json, partial_success_proto, retry_after};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Largest response body read (a partial success or an error status).
+const MAX_RESPONSE: usize = 4 << 20;
+
+/// Builds the client (connection pool, TLS when the endpoint is https).
+pub(crate) fn client(settings: &Settings) -> Result<HttpClient, String> {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(settings.timeout));
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(pem) = &settings.ca_pem {
+        for cert in rustls_pemfile_certs(pem)? {
+            roots.add(cert).map_err(|e| format!("invalid CA certificate: {e}"))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration failed: {e}"))?
+        .with_root_certificates(roots);
+    let tls = match &settings.client_identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let certs = rustls_pemfile_certs(cert)?;
+            use rustls::pki_types::pem::PemObject;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key)
+                .map_err(|e| format!("invalid client key: {e}"))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("invalid client certificate: {e}"))?
+        }
+    };
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(https))
+}
+
+fn rustls_pemfile_certs(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("invalid PEM certificate: {e}"))
+}
+
+/// Whether an HTTP status may succeed if tried again (OTLP/HTTP's list).
+fn retryable(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 502 | 503 | 504)
+}
+
+/// One attempt; `body` is already compressed as `settings` says.
+pub(crate) async fn send(client: &HttpClient, settings: &Settings, body: Bytes) -> Attempt {
+    let mut request = match Request::post(settings.endpoint.as_str()).body(Full::new(body)) {
+        Ok(r) => r,
+        Err(e) => return Attempt::Failed(format!("invalid OTLP endpoint {:?}: {e}", settings.endpoint)),
+    };
+    let headers = request.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(settings.content_type()),
+    );
+    headers.insert(http::header::USER_AGENT, HeaderValue::from_static(super::USER_AGENT));
+    if let Some(encoding) = settings.compression.content_encoding() {
+        headers.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
+    for (k, v) in &settings.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            headers.insert(k, v);
+        }
+    }
+    let response = match tokio::time::timeout(settings.timeout, client.request(request)).await {
+        Err(_) => {
+            return Attempt::Retryable {
+                after: None,
+                reason: format!("no response within {:?}", settings.timeout),
+            };
+        }
+        Ok(Err(e)) => {
+            return Attempt::Retryable {
+                after: None,
+                reason: format!("HTTP request failed: {e}"),
+            };
+        }
+        Ok(Ok(r)) => r,
+    };
+    let status = response.status();
+    let after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(retry_after);
+    let body = match tokio::time::timeout(
+        settings.timeout,
+        Limited::new(response.into_body(), MAX_RESPONSE).collect(),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        _ => Bytes::new(),
+    };
+    if status.is_success() {
+        let partial = if settings.json {
+            partial_success_json(&body)
+        } else {
+            partial_success_proto(&body)
+        };
+        return Attempt::Sent(partial);
+    }
+    let detail = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+    let reason = format!("HTTP {status}: {detail}");
+    if retryable(status) {
+        Attempt::Retryable { after, reason }
+    } else {
+        Attempt::Failed(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_statuses() {
+        for s in [429, 502, 503, 504] {
+            assert!(retryable(StatusCode::from_u16(s).unwrap()));
+        }
+        for s in [400, 401, 403, 404, 413, 500] {
+            assert!(!retryable(StatusCode::from_u16(s).unwrap()));
+        }
+    }
+}

@@ -1,0 +1,852 @@
+//! The OTLP span exporter: gRPC, HTTP/protobuf and HTTP/JSON.
+
+mod grpc;
+mod http;
+pub(crate) mod response;
+mod transport;
+
+use crate::config::{ConfigError, EnvMode, EnvReader, parse_headers};
+use crate::counters::Counters;
+use crate::encode::{Encoder, Encoding};
+use bytes::Bytes;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use response::PartialSuccess;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use transport::Transport;
+
+pub(crate) const USER_AGENT: &str = concat!("otel-rs-otlp-exporter/", env!("CARGO_PKG_VERSION"));
+
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`.
+pub const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+/// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`.
+pub const OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`: base URL; `v1/traces` is appended for HTTP.
+pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: used as it is.
+pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// `OTEL_EXPORTER_OTLP_HEADERS`.
+pub const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+/// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`.
+pub const OTEL_EXPORTER_OTLP_TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
+/// `OTEL_EXPORTER_OTLP_COMPRESSION`.
+pub const OTEL_EXPORTER_OTLP_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+/// `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`.
+pub const OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION";
+/// `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds).
+pub const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+/// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` (milliseconds).
+pub const OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE`: PEM file of CA certificates to trust.
+pub const OTEL_EXPORTER_OTLP_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`.
+pub const OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`: PEM client certificate (mTLS).
+pub const OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_CLIENT_KEY`: PEM client key (mTLS).
+pub const OTEL_EXPORTER_OTLP_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
+/// `OTEL_EXPORTER_OTLP_INSECURE`: plaintext gRPC for endpoints without a scheme.
+pub const OTEL_EXPORTER_OTLP_INSECURE: &str = "OTEL_EXPORTER_OTLP_INSECURE";
+/// `OTEL_EXPORTER_OTLP_TRACES_INSECURE`.
+pub const OTEL_EXPORTER_OTLP_TRACES_INSECURE: &str = "OTEL_EXPORTER_OTLP_TRACES_INSECURE";
+
+/// The default per-request timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default gRPC endpoint.
+pub const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
+/// The default HTTP endpoint.
+pub const DEFAULT_HTTP_ENDPOINT: &str = "http://localhost:4318/v1/traces";
+
+/// The OTLP transport and encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// OTLP/gRPC.
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies (the specification's default).
+    #[default]
+    HttpProtobuf,
+    /// OTLP/HTTP with JSON bodies.
+    HttpJson,
+}
+
+impl Protocol {
+    /// Parses an `OTEL_EXPORTER_OTLP_PROTOCOL` value.
+    pub fn parse(value: &str) -> Option<Protocol> {
+        match value.trim() {
+            "grpc" => Some(Protocol::Grpc),
+            "http/protobuf" => Some(Protocol::HttpProtobuf),
+            "http/json" => Some(Protocol::HttpJson),
+            _ => None,
+        }
+    }
+}
+
+/// Request body compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// None.
+    #[default]
+    None,
+    /// gzip.
+    Gzip,
+    /// zstd.
+    Zstd,
+}
+
+impl Compression {
+    /// Parses an `OTEL_EXPORTER_OTLP_COMPRESSION` value.
+    pub fn parse(value: &str) -> Option<Compression> {
+        match value.trim() {
+            "none" => Some(Compression::None),
+            "gzip" => Some(Compression::Gzip),
+            "zstd" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+
+    fn content_encoding(self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some("gzip"),
+            Compression::Zstd => Some("zstd"),
+        }
+    }
+}
+
+/// Retries of failed requests: exponential backoff with jitter, or the delay
+/// the receiver asks for (`Retry-After`, gRPC `RetryInfo`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; 1 disables retries.
+    pub max_attempts: u32,
+    /// The first backoff.
+    pub initial_backoff: Duration,
+    /// The largest backoff.
+    pub max_backoff: Duration,
+    /// Backoff growth per retry.
+    pub multiplier: f64,
+    /// No retry starts after this long since the first attempt.
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(5),
+            multiplier: 1.5,
+            max_elapsed: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries.
+    pub fn disabled() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+}
+
+/// What one attempt came to.
+#[derive(Debug)]
+pub(crate) enum Attempt {
+    Sent(PartialSuccess),
+    Retryable { after: Option<Duration>, reason: String },
+    Failed(String),
+}
+
+/// Resolved settings, shared with the transport thread.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) protocol: Protocol,
+    pub(crate) endpoint: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) compression: Compression,
+    pub(crate) timeout: Duration,
+    pub(crate) ca_pem: Option<Vec<u8>>,
+    pub(crate) client_identity: Option<(Vec<u8>, Vec<u8>)>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) json: bool,
+}
+
+impl Settings {
+    fn content_type(&self) -> &'static str {
+        if self.json {
+            "application/json"
+        } else {
+            "application/x-protobuf"
+        }
+    }
+}
+
+/// Builds an [`OtlpExporter`]. Code beats environment: start from
+/// [`OtlpExporterBuilder::from_env`] and override with setters.
+#[derive(Debug, Clone, Default)]
+pub struct OtlpExporterBuilder {
+    protocol: Protocol,
+    endpoint: Option<String>,
+    base_endpoint: bool,
+    headers: Vec<(String, String)>,
+    compression: Compression,
+    timeout: Option<Duration>,
+    ca_pem: Option<Vec<u8>>,
+    client_identity: Option<(Vec<u8>, Vec<u8>)>,
+    insecure: Option<bool>,
+    retry: RetryPolicy,
+    counters: Option<Arc<Counters>>,
+}
+
+fn read_file(variable: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| ConfigError::new(variable, path, format!("a readable PEM file ({e})")))
+}
+
+impl OtlpExporterBuilder {
+    /// The builder pre-filled from the `OTEL_EXPORTER_OTLP_*` variables, strictly.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid variable, with its value and what is accepted.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_reader(&mut EnvReader::process(EnvMode::Strict))
+    }
+
+    /// The builder pre-filled from variables read by `env` (strict or lenient).
+    ///
+    /// # Errors
+    ///
+    /// In strict mode, the first invalid variable.
+    pub fn from_env_reader(env: &mut EnvReader<'_>) -> Result<Self, ConfigError> {
+        let mut b = OtlpExporterBuilder::default();
+        if let Some((var, v)) = env.first(&[OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL]) {
+            match Protocol::parse(&v) {
+                Some(p) => b.protocol = p,
+                None => env.reject(ConfigError::new(var, v, "grpc, http/protobuf, http/json"))?,
+            }
+        }
+        if let Some(v) = env.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) {
+            b.endpoint = Some(v.trim().to_owned());
+        } else if let Some(v) = env.get(OTEL_EXPORTER_OTLP_ENDPOINT) {
+            b.endpoint = Some(v.trim().to_owned());
+            b.base_endpoint = true;
+        }
+        for var in [OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TRACES_HEADERS] {
+            // Signal-specific headers are applied last, so they win on a shared key.
+            if let Some(v) = env.get(var) {
+                match parse_headers(&v) {
+                    Ok(h) => {
+                        for (k, v) in h {
+                            b.headers.retain(|(existing, _)| existing != &k);
+                            b.headers.push((k, v));
+                        }
+                    }
+                    Err(bad) => env.reject(ConfigError::new(
+                        var,
+                        bad,
+                        "comma-separated key=value pairs (values percent-encoded)",
+                    ))?,
+                }
+            }
+        }
+        if let Some((var, v)) = env.first(&[OTEL_EXPORTER_OTLP_TRACES_COMPRESSION, OTEL_EXPORTER_OTLP_COMPRESSION]) {
+            match Compression::parse(&v) {
+                Some(c) => b.compression = c,
+                None => env.reject(ConfigError::new(var, v, "gzip, zstd, none"))?,
+            }
+        }
+        let traces_timeout = env.millis(OTEL_EXPORTER_OTLP_TRACES_TIMEOUT)?;
+        b.timeout = match traces_timeout {
+            Some(t) => Some(t),
+            None => env.millis(OTEL_EXPORTER_OTLP_TIMEOUT)?,
+        };
+        if let Some((var, path)) = env.first(&[OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE, OTEL_EXPORTER_OTLP_CERTIFICATE]) {
+            match read_file(var, &path) {
+                Ok(pem) => b.ca_pem = Some(pem),
+                Err(e) => env.reject(e)?,
+            }
+        }
+        match (
+            env.get(OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE),
+            env.get(OTEL_EXPORTER_OTLP_CLIENT_KEY),
+        ) {
+            (Some(cert), Some(key)) => {
+                match (
+                    read_file(OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, &cert),
+                    read_file(OTEL_EXPORTER_OTLP_CLIENT_KEY, &key),
+                ) {
+                    (Ok(c), Ok(k)) => b.client_identity = Some((c, k)),
+                    (Err(e), _) | (_, Err(e)) => env.reject(e)?,
+                }
+            }
+            (Some(v), None) => env.reject(ConfigError::new(
+                OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+                v,
+                "a client certificate together with OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            ))?,
+            (None, Some(v)) => env.reject(ConfigError::new(
+                OTEL_EXPORTER_OTLP_CLIENT_KEY,
+                v,
+                "a client key together with OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            ))?,
+            (None, None) => {}
+        }
+        let insecure = env.boolean(OTEL_EXPORTER_OTLP_TRACES_INSECURE)?;
+        b.insecure = match insecure {
+            Some(i) => Some(i),
+            None => env.boolean(OTEL_EXPORTER_OTLP_INSECURE)?,
+        };
+        Ok(b)
+    }
+
+    /// The transport and encoding. Defaults to `OTEL_EXPORTER_OTLP_PROTOCOL`, else http/protobuf.
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The URL requests go to, used as it is (like `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`),
+    /// except that an HTTP URL without a path gets `/v1/traces`. A gRPC URL without a
+    /// scheme is `https://` unless [`with_insecure`](Self::with_insecure) is set.
+    /// Defaults to `http://localhost:4317` (gRPC) or `http://localhost:4318/v1/traces` (HTTP).
+    pub fn with_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self.base_endpoint = false;
+        self
+    }
+
+    /// A base URL to which `v1/traces` is appended for HTTP (like `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub fn with_base_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self.base_endpoint = true;
+        self
+    }
+
+    /// Adds a header (gRPC metadata) sent with every request. Defaults to none.
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into().to_ascii_lowercase();
+        self.headers.retain(|(k, _)| *k != key);
+        self.headers.push((key, value.into()));
+        self
+    }
+
+    /// Body compression. Defaults to none.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Per-request timeout. Defaults to 10 s.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// PEM CA certificates to trust besides the system's. Defaults to none.
+    pub fn with_ca_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// A PEM client certificate and key for mutual TLS. Defaults to none.
+    pub fn with_client_identity_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.client_identity = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Plaintext gRPC for an endpoint given without a scheme. Defaults to false.
+    pub fn with_insecure(mut self, insecure: bool) -> Self {
+        self.insecure = Some(insecure);
+        self
+    }
+
+    /// How failed requests are retried. Defaults to [`RetryPolicy::default`].
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Counters to write to (share one with a [`BatchSpanProcessor`](crate::BatchSpanProcessor)).
+    /// Defaults to the exporter's own.
+    pub fn with_counters(mut self, counters: Arc<Counters>) -> Self {
+        self.counters = Some(counters);
+        self
+    }
+
+    fn resolve_endpoint(&self) -> Result<String, ConfigError> {
+        let raw = match &self.endpoint {
+            None => {
+                return Ok(match self.protocol {
+                    Protocol::Grpc => DEFAULT_GRPC_ENDPOINT.to_owned(),
+                    _ => DEFAULT_HTTP_ENDPOINT.to_owned(),
+                });
+            }
+            Some(e) => e.trim().to_owned(),
+        };
+        let variable = if self.base_endpoint {
+            OTEL_EXPORTER_OTLP_ENDPOINT
+        } else {
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+        };
+        let with_scheme = if raw.starts_with("http://") || raw.starts_with("https://") {
+            raw.clone()
+        } else if raw.contains("://") {
+            return Err(ConfigError::new(variable, raw, "an http:// or https:// URL"));
+        } else if self.protocol == Protocol::Grpc {
+            let scheme = if self.insecure.unwrap_or(false) {
+                "http"
+            } else {
+                "https"
+            };
+            format!("{scheme}://{raw}")
+        } else {
+            return Err(ConfigError::new(variable, raw, "an http:// or https:// URL"));
+        };
+        let uri: ::http::Uri = with_scheme
+            .parse()
+            .map_err(|_| ConfigError::new(variable, raw.clone(), "a valid URL"))?;
+        if uri.host().is_none() {
+            return Err(ConfigError::new(variable, raw, "a URL with a host"));
+        }
+        if self.protocol == Protocol::Grpc {
+            return Ok(with_scheme);
+        }
+        let path = uri.path();
+        Ok(if self.base_endpoint {
+            format!("{}/v1/traces", with_scheme.trim_end_matches('/'))
+        } else if path.is_empty() || path == "/" {
+            format!("{}/v1/traces", with_scheme.trim_end_matches('/'))
+        } else {
+            with_scheme
+        })
+    }
+
+    /// Builds the exporter. No connection is made until the first export.
+    ///
+    /// # Errors
+    ///
+    /// When the endpoint is not a usable URL.
+    pub fn build(self) -> Result<OtlpExporter, ConfigError> {
+        let endpoint = self.resolve_endpoint()?;
+        let settings = Settings {
+            protocol: self.protocol,
+            endpoint,
+            headers: self.headers,
+            compression: self.compression,
+            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            ca_pem: self.ca_pem,
+            client_identity: self.client_identity,
+            retry: self.retry,
+            json: self.protocol == Protocol::HttpJson,
+        };
+        Ok(OtlpExporter {
+            inner: Arc::new(Inner {
+                settings,
+                counters: self.counters.unwrap_or_default(),
+                transport: Mutex::new(None),
+                client: OnceLock::new(),
+                shut_down: AtomicBool::new(false),
+                warned_partial: AtomicBool::new(false),
+            }),
+            encoder: Mutex::new(Encoder::default()),
+        })
+    }
+}
+
+#[derive(Debug)]
+enum Client {
+    Grpc(tonic::transport::Channel),
+    Http(http::HttpClient),
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: Settings,
+    counters: Arc<Counters>,
+    transport: Mutex<Option<Transport>>,
+    /// Built on the transport thread on first use.
+    client: OnceLock<Result<Client, String>>,
+    shut_down: AtomicBool,
+    warned_partial: AtomicBool,
+}
+
+/// Exports spans over OTLP/gRPC, OTLP/HTTP protobuf or OTLP/HTTP JSON.
+///
+/// Spans are encoded by our own encoder straight from `SpanData`; requests,
+/// retries and backoff run on the exporter's own I/O thread, so it works from
+/// any runtime or none (with our [`BatchSpanProcessor`](crate::BatchSpanProcessor),
+/// with opentelemetry_sdk's processors, or called directly).
+///
+/// ```no_run
+/// use otel_export::{OtlpExporter, Protocol, BatchSpanProcessor};
+/// use opentelemetry_sdk::trace::SdkTracerProvider;
+///
+/// let exporter = OtlpExporter::builder()
+///     .with_protocol(Protocol::Grpc)
+///     .with_endpoint("http://localhost:4317")
+///     .build()
+///     .unwrap();
+/// let provider = SdkTracerProvider::builder()
+///     .with_span_processor(BatchSpanProcessor::builder(exporter).build())
+///     .build();
+/// # drop(provider);
+/// ```
+pub struct OtlpExporter {
+    inner: Arc<Inner>,
+    encoder: Mutex<Encoder>,
+}
+
+impl fmt::Debug for OtlpExporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtlpExporter")
+            .field("protocol", &self.inner.settings.protocol)
+            .field("endpoint", &self.inner.settings.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OtlpExporter {
+    /// A builder with defaults (no environment read).
+    pub fn builder() -> OtlpExporterBuilder {
+        OtlpExporterBuilder::default()
+    }
+
+    /// An exporter configured from the `OTEL_EXPORTER_OTLP_*` variables.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid variable, naming it, its value and what is accepted.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        OtlpExporterBuilder::from_env()?.build()
+    }
+
+    /// The resolved endpoint requests go to.
+    pub fn endpoint(&self) -> &str {
+        &self.inner.settings.endpoint
+    }
+
+    /// The protocol.
+    pub fn protocol(&self) -> Protocol {
+        self.inner.settings.protocol
+    }
+
+    /// The counters this exporter writes (`retries`, `rejected`, `send_failed`).
+    pub fn counters(&self) -> Arc<Counters> {
+        self.inner.counters.clone()
+    }
+
+    fn encode(&self, batch: &[SpanData]) -> Result<Bytes, String> {
+        let settings = &self.inner.settings;
+        let encoding = if settings.json {
+            Encoding::Json
+        } else {
+            Encoding::Protobuf
+        };
+        let raw = match self.encoder.lock() {
+            Ok(mut e) => e.encode_owned(batch, encoding),
+            Err(poisoned) => poisoned.into_inner().encode_owned(batch, encoding),
+        };
+        // gRPC bodies are compressed by tonic's codec; HTTP bodies here.
+        if settings.protocol == Protocol::Grpc {
+            return Ok(Bytes::from(raw));
+        }
+        match settings.compression {
+            Compression::None => Ok(Bytes::from(raw)),
+            Compression::Gzip => {
+                use std::io::Write;
+                let mut gz =
+                    flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::fast());
+                gz.write_all(&raw)
+                    .and_then(|()| gz.finish())
+                    .map(Bytes::from)
+                    .map_err(|e| format!("gzip failed: {e}"))
+            }
+            Compression::Zstd => zstd::bulk::compress(&raw, 1)
+                .map(Bytes::from)
+                .map_err(|e| format!("zstd failed: {e}")),
+        }
+    }
+
+    fn transport_run(&self, body: Bytes, spans: u64) -> Result<transport::AbortOnDrop<Result<(), String>>, String> {
+        let mut guard = self
+            .inner
+            .transport
+            .lock()
+            .map_err(|_| "transport lock poisoned".to_owned())?;
+        if guard.is_none() {
+            *guard = Some(Transport::start().map_err(|e| format!("cannot start the OTLP transport thread: {e}"))?);
+        }
+        let transport = guard.as_ref().ok_or_else(|| "transport not started".to_owned())?;
+        let inner = self.inner.clone();
+        Ok(transport.run(async move { inner.send_with_retry(body, spans).await }))
+    }
+}
+
+impl Inner {
+    fn client(&self) -> Result<&Client, String> {
+        self.client
+            .get_or_init(|| match self.settings.protocol {
+                Protocol::Grpc => grpc::channel(&self.settings).map(Client::Grpc),
+                _ => http::client(&self.settings).map(Client::Http),
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    async fn send_once(&self, body: Bytes) -> Attempt {
+        match self.client() {
+            Err(e) => Attempt::Failed(e),
+            Ok(Client::Grpc(channel)) => grpc::send(channel.clone(), &self.settings, body).await,
+            Ok(Client::Http(client)) => http::send(client, &self.settings, body).await,
+        }
+    }
+
+    async fn send_with_retry(&self, body: Bytes, spans: u64) -> Result<(), String> {
+        let retry = self.settings.retry;
+        let started = Instant::now();
+        let mut backoff = retry.initial_backoff;
+        let mut attempt = 1u32;
+        loop {
+            match self.send_once(body.clone()).await {
+                Attempt::Sent(partial) => {
+                    if partial.rejected_spans > 0 || !partial.error_message.is_empty() {
+                        Counters::add(&self.counters.rejected, partial.rejected_spans.max(0) as u64);
+                        if !self.warned_partial.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(
+                                target: "otel_export",
+                                rejected = partial.rejected_spans,
+                                "OTLP receiver rejected spans (partial success): {}; further partial successes are counted in `rejected` without logging",
+                                partial.error_message
+                            );
+                        }
+                    }
+                    return Ok(());
+                }
+                Attempt::Failed(reason) => {
+                    Counters::add(&self.counters.send_failed, spans);
+                    return Err(reason);
+                }
+                Attempt::Retryable { after, reason } => {
+                    let delay = after.unwrap_or_else(|| jitter(backoff));
+                    if attempt >= retry.max_attempts || started.elapsed() + delay > retry.max_elapsed {
+                        Counters::add(&self.counters.send_failed, spans);
+                        return Err(format!("{reason} (gave up after {attempt} attempts)"));
+                    }
+                    Counters::add(&self.counters.retries, 1);
+                    tracing::debug!(target: "otel_export", "retrying in {delay:?}: {reason}");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                    backoff = backoff.mul_f64(retry.multiplier).min(retry.max_backoff);
+                }
+            }
+        }
+    }
+}
+
+/// `d` scaled by a random factor in [0.8, 1.2].
+fn jitter(d: Duration) -> Duration {
+    use std::hash::{BuildHasher, RandomState};
+    let r = RandomState::new().hash_one(Instant::now()) % 1000;
+    d.mul_f64(0.8 + 0.4 * r as f64 / 1000.0)
+}
+
+impl SpanExporter for OtlpExporter {
+    fn export(&self, batch: Vec<SpanData>) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        // Encoding runs here, on the caller's (the processor worker's) thread;
+        // the request runs on the transport thread.
+        let spans = batch.len() as u64;
+        let started = if self.inner.shut_down.load(Ordering::Relaxed) {
+            Err(OTelSdkError::AlreadyShutdown)
+        } else {
+            self.encode(&batch)
+                .and_then(|body| self.transport_run(body, spans))
+                .map_err(OTelSdkError::InternalFailure)
+        };
+        drop(batch);
+        async move {
+            match started?.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(reason)) => Err(OTelSdkError::InternalFailure(reason)),
+                Err(join) => Err(OTelSdkError::InternalFailure(format!("export task ended: {join}"))),
+            }
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        if self.inner.shut_down.swap(true, Ordering::Relaxed) {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        let transport = self.inner.transport.lock().ok().and_then(|mut t| t.take());
+        match transport {
+            Some(mut t) => {
+                if t.stop(timeout) {
+                    Ok(())
+                } else {
+                    Err(OTelSdkError::Timeout(timeout))
+                }
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        match self.encoder.get_mut() {
+            Ok(e) => e.set_resource(resource),
+            Err(poisoned) => poisoned.into_inner().set_resource(resource),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_builder(vars: &[(&str, &str)], mode: EnvMode) -> Result<OtlpExporterBuilder, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        OtlpExporterBuilder::from_env_reader(&mut EnvReader::from_fn(move |k| map.get(k).cloned(), mode))
+    }
+
+    fn endpoint(vars: &[(&str, &str)]) -> String {
+        env_builder(vars, EnvMode::Strict)
+            .unwrap()
+            .build()
+            .unwrap()
+            .endpoint()
+            .to_owned()
+    }
+
+    #[test]
+    fn endpoint_rules() {
+        assert_eq!(endpoint(&[]), "http://localhost:4318/v1/traces");
+        assert_eq!(
+            endpoint(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]),
+            "http://localhost:4317"
+        );
+        assert_eq!(
+            endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")]),
+            "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")]),
+            "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/base")]),
+            "http://c:4318/base/v1/traces"
+        );
+        assert_eq!(
+            endpoint(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:9/custom")
+            ]),
+            "http://t:9/custom",
+            "the signal-specific endpoint wins and is used as it is"
+        );
+        assert_eq!(
+            endpoint(&[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317")
+            ]),
+            "http://c:4317",
+            "no path is appended for gRPC"
+        );
+        assert_eq!(
+            endpoint(&[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4317")
+            ]),
+            "https://c:4317"
+        );
+        assert_eq!(
+            endpoint(&[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4317"),
+                ("OTEL_EXPORTER_OTLP_INSECURE", "true")
+            ]),
+            "http://c:4317"
+        );
+        assert_eq!(
+            endpoint(&[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
+            ]),
+            "http://localhost:4317",
+            "the signal-specific protocol wins"
+        );
+    }
+
+    #[test]
+    fn code_beats_env() {
+        let e = env_builder(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")], EnvMode::Strict)
+            .unwrap()
+            .with_endpoint("http://code:1/v1/traces")
+            .build()
+            .unwrap();
+        assert_eq!(e.endpoint(), "http://code:1/v1/traces");
+    }
+
+    #[test]
+    fn strict_errors_name_the_variable() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "thrift",
+                "grpc, http/protobuf, http/json",
+            ),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", "gzip, zstd, none"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s", "milliseconds"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "novalue", "key=value"),
+            ("OTEL_EXPORTER_OTLP_INSECURE", "yes", "true or false"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/no/such/ca.pem", "readable PEM"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/k.pem", "together with"),
+        ];
+        for (var, value, accepted) in cases {
+            let err = env_builder(&[(var, value)], EnvMode::Strict).unwrap_err();
+            assert_eq!(err.variable(), *var);
+            assert!(err.to_string().contains(accepted), "{err}");
+            // Lenient mode: the default is used instead.
+            assert!(env_builder(&[(var, value)], EnvMode::Lenient).is_ok(), "{var}");
+        }
+        let err = env_builder(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://c")], EnvMode::Strict)
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("OTEL_EXPORTER_OTLP_ENDPOINT") && err.to_string().contains("http://"),
+            "{err}"
+        );
+        let err = OtlpExporter::builder()
+            .with_endpoint("localhost:4318")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("http:// or https://"), "{err}");
+    }
+
+    #[test]
+    fn headers_from_env_and_code() {
+        let b = env_builder(
+            &[
+                ("OTEL_EXPORTER_OTLP_HEADERS", "a=1,b=2"),
+                ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "b=3"),
+            ],
+            EnvMode::Strict,
+        )
+        .unwrap()
+        .with_header("C", "4");
+        assert_eq!(
+            b.headers,
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "3".into()),
+                ("c".into(), "4".into())
+            ]
+        );
+    }
+}
