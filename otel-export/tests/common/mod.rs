@@ -107,10 +107,16 @@ pub fn retry_info_details(code: i32, delay: Duration) -> Vec<u8> {
     status
 }
 
-struct GrpcService(Arc<Received>);
+pub struct GrpcServiceForTests(Arc<Received>);
+
+impl GrpcServiceForTests {
+    pub fn new(received: Arc<Received>) -> Self {
+        GrpcServiceForTests(received)
+    }
+}
 
 #[tonic::async_trait]
-impl TraceService for GrpcService {
+impl TraceService for GrpcServiceForTests {
     async fn export(
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
@@ -150,7 +156,7 @@ impl TraceService for GrpcService {
 /// Serves OTLP/gRPC on `listener` (accepting gzip and zstd).
 pub async fn serve_grpc_on(listener: TcpListener, received: Arc<Received>) {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let service = TraceServiceServer::new(GrpcService(received))
+    let service = TraceServiceServer::new(GrpcServiceForTests::new(received))
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .accept_compressed(tonic::codec::CompressionEncoding::Zstd)
         .max_decoding_message_size(64 << 20);
@@ -241,6 +247,17 @@ async fn handle_http(
     let mut r = http::Response::new(Full::new(Bytes::from(body)));
     r.headers_mut().insert("content-type", ct.parse().unwrap());
     Ok(r)
+}
+
+/// Serves OTLP/HTTP on one accepted connection (plain or TLS).
+pub async fn serve_http_connection<S>(stream: S, received: Arc<Received>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| handle_http(received.clone(), req));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+        .await;
 }
 
 /// An OTLP/HTTP receiver on an ephemeral loopback port (protobuf and JSON, gzip and zstd).
