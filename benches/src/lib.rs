@@ -84,4 +84,5 @@ pub fn fmt_ns(ns: f64) -> String {
     }
 }
 
+pub mod sink;
 pub mod spans;

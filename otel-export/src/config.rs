@@ -55,10 +55,12 @@ pub enum EnvMode {
     Strict,
 }
 
+type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
 /// Reads variables from a source (the process environment, or a map in tests),
 /// collecting the problems found in lenient mode.
 pub struct EnvReader<'a> {
-    lookup: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    lookup: Lookup<'a>,
     mode: EnvMode,
     warnings: Vec<ConfigError>,
 }

@@ -104,7 +104,7 @@ prop_compose! {
         events_dropped in 0u32..2,
         links in proptest::collection::vec((span_context(), attributes(finite_only), 0u32..2), 0..3),
         links_dropped in 0u32..2,
-        status in prop_oneof![Just(Status::Unset), Just(Status::Ok), text().prop_map(|d| Status::error(d))],
+        status in prop_oneof![Just(Status::Unset), Just(Status::Ok), text().prop_map(Status::error)],
         scope in scope(),
     ) -> SpanData {
         SpanData {

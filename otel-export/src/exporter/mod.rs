@@ -418,9 +418,8 @@ impl OtlpExporterBuilder {
             return Ok(with_scheme);
         }
         let path = uri.path();
-        Ok(if self.base_endpoint {
-            format!("{}/v1/traces", with_scheme.trim_end_matches('/'))
-        } else if path.is_empty() || path == "/" {
+        // A base endpoint always gets the signal path; a full one only when it has no path.
+        Ok(if self.base_endpoint || path.is_empty() || path == "/" {
             format!("{}/v1/traces", with_scheme.trim_end_matches('/'))
         } else {
             with_scheme
@@ -462,7 +461,7 @@ impl OtlpExporterBuilder {
 #[derive(Debug)]
 enum Client {
     Grpc(tonic::transport::Channel),
-    Http(http::HttpClient),
+    Http(Box<http::HttpClient>),
 }
 
 #[derive(Debug)]
@@ -593,7 +592,7 @@ impl Inner {
         self.client
             .get_or_init(|| match self.settings.protocol {
                 Protocol::Grpc => grpc::channel(&self.settings).map(Client::Grpc),
-                _ => http::client(&self.settings).map(Client::Http),
+                _ => http::client(&self.settings).map(|c| Client::Http(Box::new(c))),
             })
             .as_ref()
             .map_err(Clone::clone)
