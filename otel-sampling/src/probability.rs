@@ -233,7 +233,10 @@ impl ShouldSample for ProbabilitySampler {
     }
 }
 
-/// Samples everything, consistently: `ProbabilitySampler` with `p = 1` (`th:0`).
+/// Samples everything. This is the default root sampler, so it writes nothing
+/// into the tracestate (no allocation per trace): an inherited `th` is erased,
+/// as for any decision that is not a probability decision. For `ot=th:0` on
+/// every kept trace, use `ProbabilitySampler::new(1.0)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AlwaysOn;
 
@@ -247,10 +250,10 @@ impl ShouldSample for AlwaysOn {
         _attributes: &[KeyValue],
         _links: &[Link],
     ) -> SamplingResult {
-        Parent::with(parent_context, |parent| SamplingResult {
-            decision: SamplingDecision::RecordAndSample,
-            attributes: Vec::new(),
-            trace_state: with_threshold(parent.trace_state, Threshold::ALWAYS),
+        Parent::with(parent_context, |parent| {
+            let mut result = drop_result(parent);
+            result.decision = SamplingDecision::RecordAndSample;
+            result
         })
     }
 }
@@ -405,8 +408,13 @@ mod tests {
         let cx = parent(5, 0x03, "ot=th:c");
         let on = sample(&AlwaysOn, Some(&cx), 5);
         assert_eq!(
-            (on.decision, on.trace_state.header()),
-            (SamplingDecision::RecordAndSample, "ot=th:0".to_owned())
+            (on.decision, on.trace_state),
+            (SamplingDecision::RecordAndSample, TraceState::NONE)
+        );
+        assert_eq!(
+            sample(&AlwaysOn, None, 5).trace_state,
+            TraceState::NONE,
+            "nothing written at the root"
         );
         let off = sample(&AlwaysOff, Some(&cx), 5);
         assert_eq!(

@@ -278,7 +278,7 @@ impl std::error::Error for RulesError {}
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum SamplerSpec {
-    /// Keep everything (`th:0`).
+    /// Keep everything.
     #[serde(alias = "keep")]
     AlwaysOn,
     /// Keep nothing.
