@@ -1,1 +1,64 @@
-//! otel-core
+//! The crate a service adds first: one call installs OpenTelemetry tracing,
+//! configured by code and by the standard `OTEL_*` variables, with resource
+//! detection, span helpers and an explicit shutdown.
+//!
+//! It wires the family together and stays thin: sampling is
+//! [`otel_sampling`], export [`otel_export`], propagation [`otel_propagation`].
+//! `opentelemetry` and `opentelemetry_sdk` are re-exported, so depending on
+//! `otel-core` alone never brings a second version of them.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! let telemetry = otel_core::Telemetry::from_env()
+//!     .with_service_name("checkout")
+//!     .install()
+//!     .expect("valid OTEL_* settings");
+//!
+//! otel_core::in_span("startup", |_cx| {
+//!     // traced work
+//! });
+//!
+//! telemetry.shutdown(Duration::from_secs(5)).ok();
+//! ```
+//!
+//! # What `install` sets up
+//!
+//! An `SdkTracerProvider` with our sampler (`OTEL_TRACES_SAMPLER`, default
+//! `parentbased_always_on`), our batch processor (`OTEL_BSP_*`) and OTLP
+//! exporter (`OTEL_EXPORTER_OTLP_*`, or `OTEL_TRACES_EXPORTER=console|none`),
+//! a detected resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, host,
+//! process, Kubernetes), span limits (`OTEL_*_COUNT_LIMIT`,
+//! `OTEL_*_VALUE_LENGTH_LIMIT`), and the global propagator (`OTEL_PROPAGATORS`,
+//! default W3C Trace Context + Baggage). `OTEL_SDK_DISABLED=true` installs
+//! nothing. Bad values warn and fall back to the specification's defaults, or
+//! fail with [`TelemetryBuilder::strict`].
+//!
+//! # Features
+//!
+//! - `testing`: [`testing::InMemoryExporter`] and [`testing::render_trace`].
+
+mod console;
+pub mod env;
+mod limits;
+pub mod resource;
+pub mod spans;
+mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use console::{ConsoleExporter, format_span};
+pub use limits::ValueLengthLimit;
+pub use spans::{FutureSpanExt, in_span, record_error, span};
+pub use telemetry::{DEFAULT_SHUTDOWN_TIMEOUT, InstallError, Telemetry, TelemetryBuilder, TelemetryHandle};
+
+/// The OpenTelemetry API this crate is built on.
+pub use opentelemetry;
+/// The OpenTelemetry SDK this crate is built on.
+pub use opentelemetry_sdk;
+/// Semantic-convention attribute names.
+pub use opentelemetry_semantic_conventions as semconv;
+/// The sibling crates, for their settings types.
+pub use {otel_export, otel_propagation, otel_sampling};

@@ -14,7 +14,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(variable: impl Into<String>, value: impl Into<String>, accepted: impl Into<String>) -> Self {
+    /// An error for `variable`, which had `value`; `accepted` says what would do.
+    pub fn new(variable: impl Into<String>, value: impl Into<String>, accepted: impl Into<String>) -> Self {
         ConfigError {
             variable: variable.into(),
             value: value.into(),

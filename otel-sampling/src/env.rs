@@ -205,24 +205,27 @@ pub fn sampler_from_env() -> Box<dyn ShouldSample> {
     lenient(&name, arg.as_deref())
 }
 
-/// The lenient path of [`sampler_from_env`], on given values.
+/// The lenient path of [`sampler_from_env`], on given values: logs a warning
+/// for a bad value and falls back as the specification says.
 pub fn lenient(name: &str, arg: Option<&str>) -> Box<dyn ShouldSample> {
+    let (sampler, problem) = sampler_or_default(name, arg);
+    if let Some(e) = problem {
+        tracing::warn!(target: "otel_sampling", "{e}; using the default");
+    }
+    sampler
+}
+
+/// The sampler for these values, or the specification's fallback with the
+/// problem that caused it (not logged; the caller reports it).
+pub fn sampler_or_default(name: &str, arg: Option<&str>) -> (Box<dyn ShouldSample>, Option<SamplerConfigError>) {
     match parse_sampler(name, arg) {
-        Ok(s) => s,
-        Err(e) if e.variable == OTEL_TRACES_SAMPLER_ARG => {
-            tracing::warn!(target: "otel_sampling", "{e}; using the default argument");
-            match parse_sampler(name, None) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(target: "otel_sampling", "{e}; using {DEFAULT_SAMPLER}");
-                    Box::new(ParentBased::new(AlwaysOn))
-                }
-            }
-        }
-        Err(e) => {
-            tracing::warn!(target: "otel_sampling", "{e}; using {DEFAULT_SAMPLER}");
-            Box::new(ParentBased::new(AlwaysOn))
-        }
+        Ok(s) => (s, None),
+        // A bad argument: the same sampler with its default argument.
+        Err(e) if e.variable == OTEL_TRACES_SAMPLER_ARG => match parse_sampler(name, None) {
+            Ok(s) => (s, Some(e)),
+            Err(_) => (Box::new(ParentBased::new(AlwaysOn)), Some(e)),
+        },
+        Err(e) => (Box::new(ParentBased::new(AlwaysOn)), Some(e)),
     }
 }
 

@@ -45,7 +45,7 @@ pub mod threshold;
 
 pub use env::{
     ACCEPTED_SAMPLERS, DEFAULT_SAMPLER, DEFAULT_TRACES_PER_SECOND, OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG,
-    SamplerConfigError, lenient, parse_sampler, sampler_from_env, sampler_from_env_strict,
+    SamplerConfigError, lenient, parse_sampler, sampler_from_env, sampler_from_env_strict, sampler_or_default,
 };
 pub use parent_based::{BoxedSampler, ParentBased};
 pub use probability::{AlwaysOff, AlwaysOn, ProbabilityError, ProbabilitySampler};

@@ -1,0 +1,200 @@
+//! Test support: an in-memory exporter and a span-tree renderer.
+//!
+//! ```
+//! use otel_core::testing::{InMemoryExporter, render_trace};
+//! use opentelemetry::trace::{Tracer, TracerProvider};
+//! use opentelemetry_sdk::trace::SdkTracerProvider;
+//!
+//! let exporter = InMemoryExporter::default();
+//! let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+//! let tracer = provider.tracer("t");
+//! tracer.in_span("GET /api/products", |_| {
+//!     tracer.in_span("auth.verify", |_| {});
+//! });
+//! let spans = exporter.spans();
+//! let tree = render_trace(&spans, spans[0].span_context.trace_id());
+//! assert!(tree.starts_with("GET /api/products"));
+//! assert!(tree.contains("└── auth.verify"));
+//! ```
+
+use opentelemetry::trace::{SpanId, TraceId};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Keeps every exported span in memory; clones share the spans.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryExporter {
+    spans: Arc<Mutex<Vec<SpanData>>>,
+}
+
+impl InMemoryExporter {
+    /// Every span exported so far, in export order.
+    pub fn spans(&self) -> Vec<SpanData> {
+        match self.spans.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The distinct trace ids, in first-seen order.
+    pub fn trace_ids(&self) -> Vec<TraceId> {
+        let mut seen = HashSet::new();
+        self.spans()
+            .iter()
+            .map(|s| s.span_context.trace_id())
+            .filter(|t| seen.insert(*t))
+            .collect()
+    }
+
+    /// Forgets every span.
+    pub fn clear(&self) {
+        if let Ok(mut s) = self.spans.lock() {
+            s.clear();
+        }
+    }
+}
+
+impl SpanExporter for InMemoryExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        match self.spans.lock() {
+            Ok(mut s) => s.extend(batch),
+            Err(poisoned) => poisoned.into_inner().extend(batch),
+        }
+        Ok(())
+    }
+}
+
+/// A duration as the tree shows it: `150ms`, `2.5ms`, `850µs`, `1.25s`.
+pub fn format_duration(d: Duration) -> String {
+    let us = d.as_micros();
+    if us >= 1_000_000 {
+        format!("{:.2}s", d.as_secs_f64())
+    } else if us >= 10_000 {
+        format!("{}ms", (us + 500) / 1000)
+    } else if us >= 1_000 {
+        format!("{:.1}ms", us as f64 / 1000.0)
+    } else {
+        format!("{us}µs")
+    }
+}
+
+fn duration(s: &SpanData) -> Duration {
+    s.end_time.duration_since(s.start_time).unwrap_or_default()
+}
+
+/// Renders the spans of one trace as an indented tree with durations,
+/// children ordered by start time:
+///
+/// ```text
+/// GET /api/products  150ms
+/// ├── auth.verify  20ms
+/// └── product.list  100ms
+///     ├── SELECT products  40ms
+///     └── cache.get  5ms
+/// ```
+///
+/// Spans whose parent is not among `spans` (a remote parent, or one not kept)
+/// are shown as roots. `label` can decorate each line (e.g. with the service name).
+pub fn render_trace(spans: &[SpanData], trace_id: TraceId) -> String {
+    render_trace_with(spans, trace_id, |s| s.name.to_string())
+}
+
+/// [`render_trace`] with a custom label per span.
+pub fn render_trace_with(spans: &[SpanData], trace_id: TraceId, label: impl Fn(&SpanData) -> String) -> String {
+    let trace: Vec<&SpanData> = spans.iter().filter(|s| s.span_context.trace_id() == trace_id).collect();
+    let ids: HashSet<SpanId> = trace.iter().map(|s| s.span_context.span_id()).collect();
+    let mut roots: Vec<&SpanData> = trace
+        .iter()
+        .copied()
+        .filter(|s| !ids.contains(&s.parent_span_id))
+        .collect();
+    roots.sort_by_key(|s| s.start_time);
+    let mut out = String::new();
+    for root in roots {
+        out.push_str(&format!("{}  {}\n", label(root), format_duration(duration(root))));
+        children(&trace, root.span_context.span_id(), "", &label, &mut out);
+    }
+    out
+}
+
+fn children(trace: &[&SpanData], parent: SpanId, prefix: &str, label: &dyn Fn(&SpanData) -> String, out: &mut String) {
+    let mut kids: Vec<&SpanData> = trace.iter().copied().filter(|s| s.parent_span_id == parent).collect();
+    kids.sort_by_key(|s| s.start_time);
+    let n = kids.len();
+    for (i, kid) in kids.into_iter().enumerate() {
+        let last = i + 1 == n;
+        out.push_str(&format!(
+            "{prefix}{}{}  {}\n",
+            if last { "└── " } else { "├── " },
+            label(kid),
+            format_duration(duration(kid))
+        ));
+        let deeper = format!("{prefix}{}", if last { "    " } else { "│   " });
+        children(trace, kid.span_context.span_id(), &deeper, label, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::InstrumentationScope;
+    use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceFlags, TraceState};
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    fn span(id: u64, parent: u64, name: &str, start_ms: u64, dur_ms: u64) -> SpanData {
+        let start = UNIX_EPOCH + Duration::from_millis(start_ms);
+        SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(1),
+                SpanId::from(id),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::NONE,
+            ),
+            parent_span_id: SpanId::from(parent),
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: name.to_owned().into(),
+            start_time: start,
+            end_time: start + Duration::from_millis(dur_ms),
+            attributes: vec![],
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: InstrumentationScope::builder("t").build(),
+        }
+    }
+
+    #[test]
+    fn renders_the_seed_tree() {
+        let spans = vec![
+            span(5, 3, "cache.get", 60, 5),
+            span(1, 0, "GET /api/products", 0, 150),
+            span(3, 1, "product.list", 30, 100),
+            span(2, 1, "auth.verify", 5, 20),
+            span(4, 3, "SELECT products", 35, 40),
+        ];
+        let expected = "\
+GET /api/products  150ms
+├── auth.verify  20ms
+└── product.list  100ms
+    ├── SELECT products  40ms
+    └── cache.get  5.0ms
+";
+        assert_eq!(render_trace(&spans, TraceId::from(1)), expected);
+        let _ = SystemTime::now();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(format_duration(Duration::from_micros(850)), "850µs");
+        assert_eq!(format_duration(Duration::from_micros(2500)), "2.5ms");
+        assert_eq!(format_duration(Duration::from_millis(150)), "150ms");
+        assert_eq!(format_duration(Duration::from_millis(1250)), "1.25s");
+    }
+}
