@@ -1,1 +1,37 @@
-//! otel-integrations
+//! Traces without tracing code: wrap the router, wrap the gRPC server and
+//! client, publish and consume through these helpers, add one subscriber layer.
+//!
+//! Every span follows the OpenTelemetry semantic conventions for HTTP, RPC and
+//! messaging, continues the caller's trace (read with the global propagator,
+//! which `otel-core` installs, or one you give), and is current while your code
+//! runs, so your own spans and log lines attach to it.
+//!
+//! # Features
+//!
+//! - `http` (default): [`http::HttpServerLayer`] (axum 0.8, hyper, any tower
+//!   service) and [`http::HttpClientLayer`].
+//! - `grpc`: [`grpc::GrpcServerLayer`] and [`grpc::GrpcClientLayer`] for tonic.
+//! - `amqp`: [`amqp::publish`] and [`amqp::process`] for lapin.
+//! - `tracing`: [`logs`], trace ids in tracing-subscriber's `fmt` output.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use otel_integrations::http::HttpServerLayer;
+//!
+//! # async fn run() {
+//! let app: Router = Router::new().route("/api/products", get(|| async { "[]" })).layer(HttpServerLayer::new());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
+//! axum::serve(listener, app).await.unwrap();
+//! # }
+//! ```
+
+#[cfg(feature = "amqp")]
+pub mod amqp;
+#[cfg(feature = "grpc")]
+pub mod grpc;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "tracing")]
+pub mod logs;

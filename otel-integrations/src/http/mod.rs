@@ -1,0 +1,108 @@
+//! HTTP middleware for tower services: a SERVER span per request (axum 0.8,
+//! hyper, any tower HTTP service) and a CLIENT span per outgoing request.
+//!
+//! Server side, with axum (add the layer with `Router::layer` so the route
+//! template is known):
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use otel_integrations::http::HttpServerLayer;
+//!
+//! let app: Router = Router::new()
+//!     .route("/api/products/{id}", get(|| async { "ok" }))
+//!     .layer(HttpServerLayer::new());
+//! ```
+//!
+//! Client side, around any tower HTTP client (hyper-util's `Client` is one):
+//!
+//! ```no_run
+//! use otel_integrations::http::HttpClientLayer;
+//! use tower_layer::Layer;
+//! # fn wrap<S>(client: S) -> otel_integrations::http::HttpClient<S> {
+//! HttpClientLayer::new().layer(client)
+//! # }
+//! ```
+
+mod body;
+mod client;
+mod server;
+
+pub use body::TracedBody;
+pub use client::{HttpClient, HttpClientLayer, inject_context};
+pub use server::{HttpServer, HttpServerLayer, ResponseFuture, RouteFn};
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::{Context, global};
+use otel_propagation::carrier::http::{HeaderExtractor, HeaderInjector};
+use std::fmt;
+use std::sync::Arc;
+
+/// The instrumentation scope of the spans this module creates.
+pub const TRACER_NAME: &str = "otel-integrations";
+
+/// Which propagator reads and writes the trace context.
+#[derive(Clone, Default)]
+pub(crate) enum Propagation {
+    /// The global propagator (what `otel-core` installs).
+    #[default]
+    Global,
+    Custom(Arc<dyn TextMapPropagator + Send + Sync>),
+}
+
+impl fmt::Debug for Propagation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Propagation::Global => f.write_str("Global"),
+            Propagation::Custom(p) => f.debug_tuple("Custom").field(p).finish(),
+        }
+    }
+}
+
+impl Propagation {
+    pub(crate) fn extract(&self, headers: &http::HeaderMap) -> Context {
+        let extractor = HeaderExtractor(headers);
+        match self {
+            Propagation::Global => {
+                global::get_text_map_propagator(|p| p.extract_with_context(&Context::new(), &extractor))
+            }
+            Propagation::Custom(p) => p.extract_with_context(&Context::new(), &extractor),
+        }
+    }
+
+    pub(crate) fn inject(&self, cx: &Context, headers: &mut http::HeaderMap) {
+        let mut injector = HeaderInjector(headers);
+        match self {
+            Propagation::Global => global::get_text_map_propagator(|p| p.inject_context(cx, &mut injector)),
+            Propagation::Custom(p) => p.inject_context(cx, &mut injector),
+        }
+    }
+}
+
+/// `network.protocol.version` of an HTTP version.
+pub(crate) fn protocol_version(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_11 => "1.1",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "unknown",
+    }
+}
+
+/// `http.request.method`: the known methods as they are, others `_OTHER`
+/// (the original then goes in `http.request.method_original`).
+pub(crate) fn method_name(m: &http::Method) -> (&'static str, bool) {
+    match *m {
+        http::Method::GET => ("GET", true),
+        http::Method::POST => ("POST", true),
+        http::Method::PUT => ("PUT", true),
+        http::Method::DELETE => ("DELETE", true),
+        http::Method::HEAD => ("HEAD", true),
+        http::Method::OPTIONS => ("OPTIONS", true),
+        http::Method::PATCH => ("PATCH", true),
+        http::Method::CONNECT => ("CONNECT", true),
+        http::Method::TRACE => ("TRACE", true),
+        _ => ("_OTHER", false),
+    }
+}

@@ -1,0 +1,380 @@
+//! The HTTP server middleware.
+
+use super::body::{GrpcRole, TracedBody, grpc_status, record_grpc_status};
+use super::{Propagation, TRACER_NAME, method_name, protocol_version};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue, global};
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Maps a request to its route template (`/users/{id}`), for services that are
+/// not axum routers. Must return a template, never the raw path.
+pub type RouteFn = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) struct ServerConfig {
+    pub(crate) route: Option<RouteFn>,
+    pub(crate) propagation: Propagation,
+    pub(crate) grpc: bool,
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("route_fn", &self.route.is_some())
+            .field("propagation", &self.propagation)
+            .field("grpc", &self.grpc)
+            .finish()
+    }
+}
+
+/// A [`Layer`] that wraps HTTP services in [`HttpServer`].
+#[derive(Debug, Clone)]
+pub struct HttpServerLayer {
+    config: Arc<ServerConfig>,
+}
+
+impl Default for HttpServerLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpServerLayer {
+    /// Spans named from axum's `MatchedPath`; context read with the global propagator.
+    pub fn new() -> Self {
+        HttpServerLayer {
+            config: Arc::new(ServerConfig {
+                route: None,
+                propagation: Propagation::Global,
+                grpc: false,
+            }),
+        }
+    }
+
+    /// The route template when axum's `MatchedPath` is absent (plain hyper/tower
+    /// services). Without either, spans are named by the method alone.
+    pub fn with_route_fn(
+        mut self,
+        route: impl Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        Arc::make_mut(&mut self.config).route = Some(Arc::new(route));
+        self
+    }
+
+    /// Reads the caller's context with `propagator`. Defaults to the global propagator.
+    pub fn with_propagator(mut self, propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
+        Arc::make_mut(&mut self.config).propagation = Propagation::Custom(Arc::new(propagator));
+        self
+    }
+
+    #[cfg(feature = "grpc")]
+    pub(crate) fn grpc() -> Self {
+        HttpServerLayer {
+            config: Arc::new(ServerConfig {
+                route: None,
+                propagation: Propagation::Global,
+                grpc: true,
+            }),
+        }
+    }
+
+    #[cfg(feature = "grpc")]
+    pub(crate) fn grpc_with(propagation: Propagation) -> Self {
+        HttpServerLayer {
+            config: Arc::new(ServerConfig {
+                route: None,
+                propagation,
+                grpc: true,
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for HttpServerLayer {
+    type Service = HttpServer<S>;
+
+    fn layer(&self, inner: S) -> HttpServer<S> {
+        HttpServer {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// Traces each request with a SERVER span: named `{method} {route}`, child of
+/// the caller's propagated context, current while the inner service runs, with
+/// HTTP semantic-convention attributes, ERROR on 5xx, ended when the response
+/// body has been sent.
+#[derive(Debug, Clone)]
+pub struct HttpServer<S> {
+    inner: S,
+    config: Arc<ServerConfig>,
+}
+
+impl<S> HttpServer<S> {
+    /// Wraps `inner` with default settings.
+    pub fn new(inner: S) -> Self {
+        HttpServerLayer::new().layer(inner)
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// `server.address` and `server.port` from the URI authority or the Host header.
+fn server_address(parts: &http::request::Parts) -> Option<(String, Option<u16>)> {
+    if let Some(auth) = parts.uri.authority() {
+        return Some((auth.host().to_owned(), auth.port_u16()));
+    }
+    let host = parts.headers.get(http::header::HOST)?.to_str().ok()?;
+    let auth: http::uri::Authority = host.parse().ok()?;
+    Some((auth.host().to_owned(), auth.port_u16()))
+}
+
+/// `client.address`: the first `X-Forwarded-For` hop, else the peer from axum's `ConnectInfo`.
+fn client_address(parts: &http::request::Parts) -> Option<String> {
+    if let Some(xff) = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
+        && let Some(first) = xff.split(',').next().map(str::trim).filter(|s| !s.is_empty())
+    {
+        return Some(first.to_owned());
+    }
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|ci| ci.0.ip().to_string())
+}
+
+/// What a gRPC request's path says: (`package.Service/Method`, service, method).
+pub(crate) fn grpc_names(path: &str) -> Option<(String, String, String)> {
+    let trimmed = path.strip_prefix('/')?;
+    let (service, method) = trimmed.split_once('/')?;
+    if service.is_empty() || method.is_empty() || method.contains('/') {
+        return None;
+    }
+    Some((trimmed.to_owned(), service.to_owned(), method.to_owned()))
+}
+
+impl<S, ReqB, ResB> Service<http::Request<ReqB>> for HttpServer<S>
+where
+    S: Service<http::Request<ReqB>, Response = http::Response<ResB>>,
+    S::Error: fmt::Display,
+    ResB: http_body::Body,
+    ResB::Error: fmt::Display,
+{
+    type Response = http::Response<TracedBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
+        let (mut parts, body) = req.into_parts();
+        let parent = self.config.propagation.extract(&parts.headers);
+        let tracer = global::tracer(TRACER_NAME);
+
+        let (name, attributes) = if self.config.grpc {
+            grpc_span(&parts)
+        } else {
+            http_span(&parts, self.config.route.as_ref())
+        };
+        let span = tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(attributes)
+            .start_with_context(&tracer, &parent);
+        let cx = parent.with_span(span);
+        // Handlers can reach the span through the request, e.g. to spawn work under it.
+        parts.extensions.insert(cx.clone());
+        let future = {
+            let _guard = cx.clone().attach();
+            self.inner.call(http::Request::from_parts(parts, body))
+        };
+        ResponseFuture {
+            inner: future,
+            cx: Some(cx),
+            grpc: self.config.grpc.then_some(GrpcRole::Server),
+        }
+    }
+}
+
+fn http_span(parts: &http::request::Parts, route_fn: Option<&RouteFn>) -> (Cow<'static, str>, Vec<KeyValue>) {
+    let (method, known) = method_name(&parts.method);
+    let route = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .or_else(|| route_fn.and_then(|f| f(parts)));
+    let mut attributes = Vec::with_capacity(10);
+    attributes.push(KeyValue::new("http.request.method", method));
+    if !known {
+        attributes.push(KeyValue::new(
+            "http.request.method_original",
+            parts.method.as_str().to_owned(),
+        ));
+    }
+    attributes.push(KeyValue::new("url.path", parts.uri.path().to_owned()));
+    attributes.push(KeyValue::new(
+        "url.scheme",
+        parts.uri.scheme_str().unwrap_or("http").to_owned(),
+    ));
+    attributes.push(KeyValue::new(
+        "network.protocol.version",
+        protocol_version(parts.version),
+    ));
+    if let Some((host, port)) = server_address(parts) {
+        attributes.push(KeyValue::new("server.address", host));
+        if let Some(port) = port {
+            attributes.push(KeyValue::new("server.port", i64::from(port)));
+        }
+    }
+    if let Some(client) = client_address(parts) {
+        attributes.push(KeyValue::new("client.address", client));
+    }
+    if let Some(ua) = parts
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        attributes.push(KeyValue::new("user_agent.original", ua.to_owned()));
+    }
+    let name = match route {
+        Some(route) => {
+            let name = format!("{method} {route}");
+            attributes.push(KeyValue::new("http.route", route));
+            Cow::Owned(name)
+        }
+        // Never the raw path: it would make span names unbounded.
+        None => Cow::Borrowed(method),
+    };
+    (name, attributes)
+}
+
+fn grpc_span(parts: &http::request::Parts) -> (Cow<'static, str>, Vec<KeyValue>) {
+    let mut attributes = vec![KeyValue::new("rpc.system", "grpc")];
+    let name = match grpc_names(parts.uri.path()) {
+        Some((full, service, method)) => {
+            attributes.push(KeyValue::new("rpc.service", service));
+            attributes.push(KeyValue::new("rpc.method", method));
+            Cow::Owned(full)
+        }
+        None => Cow::Borrowed("grpc"),
+    };
+    if let Some((host, port)) = server_address(parts) {
+        attributes.push(KeyValue::new("server.address", host));
+        if let Some(port) = port {
+            attributes.push(KeyValue::new("server.port", i64::from(port)));
+        }
+    }
+    (name, attributes)
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`HttpServer`] (and the gRPC server middleware):
+    /// keeps the span current while the inner service runs.
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        pub(crate) inner: F,
+        pub(crate) cx: Option<Context>,
+        pub(crate) grpc: Option<GrpcRole>,
+    }
+}
+
+impl<F, ResB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResB>, E>>,
+    E: fmt::Display,
+{
+    type Output = Result<http::Response<TracedBody<ResB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, task: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let polled = match this.cx.as_ref() {
+            Some(cx) => {
+                let _guard = cx.clone().attach();
+                this.inner.poll(task)
+            }
+            None => this.inner.poll(task),
+        };
+        let Poll::Ready(result) = polled else {
+            return Poll::Pending;
+        };
+        let Some(cx) = this.cx.take() else {
+            // Polled after completion: nothing left to record.
+            return Poll::Ready(result.map(|r| r.map(|b| TracedBody::new(b, Context::new(), None, true))));
+        };
+        Poll::Ready(match result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let mut grpc_seen = false;
+                match *this.grpc {
+                    None => {
+                        let span = cx.span();
+                        span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status)));
+                        if status >= 500 {
+                            span.set_status(Status::error(format!("HTTP {status}")));
+                            span.set_attribute(KeyValue::new("error.type", status.to_string()));
+                        }
+                    }
+                    Some(role) => {
+                        // Trailers-only responses (errors) carry grpc-status in the headers.
+                        if let Some((code, message)) = grpc_status(response.headers()) {
+                            record_grpc_status(&cx, role, code, message.as_deref());
+                            grpc_seen = true;
+                        }
+                    }
+                }
+                Ok(response.map(|body| TracedBody::new(body, cx, *this.grpc, grpc_seen)))
+            }
+            Err(e) => {
+                let span = cx.span();
+                span.set_status(Status::error(e.to_string()));
+                span.set_attribute(KeyValue::new("error.type", "_OTHER"));
+                span.end();
+                Err(e)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_path_names() {
+        assert_eq!(
+            grpc_names("/helloworld.Greeter/SayHello"),
+            Some((
+                "helloworld.Greeter/SayHello".into(),
+                "helloworld.Greeter".into(),
+                "SayHello".into()
+            ))
+        );
+        for bad in ["", "/", "/svc", "/svc/", "//m", "/a/b/c"] {
+            assert_eq!(grpc_names(bad), None, "{bad}");
+        }
+    }
+}

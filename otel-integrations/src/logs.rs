@@ -1,0 +1,212 @@
+//! Trace ids in every log line: a tracing-subscriber event formatter that adds
+//! `trace_id`, `span_id` and `trace_flags` of the current span, as top-level
+//! fields of `fmt().json()` output and as a compact suffix of text output.
+//!
+//! The span is found whether it came from `tracing` + tracing-opentelemetry or
+//! from the OpenTelemetry API; nothing is added when no span is active.
+//!
+//! ```
+//! use tracing_subscriber::layer::SubscriberExt;
+//!
+//! let subscriber = tracing_subscriber::registry()
+//!     // .with(tracing_opentelemetry::layer().with_tracer(tracer))
+//!     .with(otel_integrations::logs::json_layer());
+//! tracing::subscriber::with_default(subscriber, || {
+//!     tracing::info!(order = 42, "order placed");
+//! });
+//! ```
+//!
+//! Text output, with colours off (the ids follow the inner formatter's line):
+//!
+//! ```
+//! use tracing_subscriber::layer::SubscriberExt;
+//!
+//! let subscriber = tracing_subscriber::registry().with(otel_integrations::logs::text_layer());
+//! # drop(subscriber);
+//! ```
+
+use opentelemetry::trace::{SpanContext, TraceContextExt};
+use opentelemetry::{Context, KeyValue};
+use std::cell::RefCell;
+use std::fmt;
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{self, Format, Json, JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+thread_local! {
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// The OpenTelemetry span context of the current span: the active OTel context
+/// (tracing-opentelemetry activates its span's context on entry), else the
+/// context tracing-opentelemetry keeps for the current `tracing` span.
+fn current_span_context<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<SpanContext>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let active = Context::map_current(|cx| {
+        let span = cx.span();
+        let sc = span.span_context();
+        sc.is_valid().then(|| sc.clone())
+    });
+    if active.is_some() {
+        return active;
+    }
+    let id = ctx.lookup_current()?.id();
+    let cx = tracing::dispatcher::get_default(|d| tracing_opentelemetry::get_otel_context(&id, d))?;
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| sc.clone())
+}
+
+/// Wraps an event formatter to add the current span's ids to each line:
+/// JSON objects get `trace_id`, `span_id` and `trace_flags` as their first
+/// fields; other lines get ` trace_id=… span_id=… trace_flags=…` before the
+/// newline.
+#[derive(Debug, Clone, Default)]
+pub struct WithTraceIds<F> {
+    inner: F,
+}
+
+impl<F> WithTraceIds<F> {
+    /// Adds trace ids to what `inner` formats.
+    pub fn new(inner: F) -> Self {
+        WithTraceIds { inner }
+    }
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let Some(sc) = current_span_context(ctx) else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        LINE.with(|line| {
+            // Re-entrant formatting (an event logged while formatting) gets a fresh buffer.
+            let mut owned;
+            let mut borrowed = line.try_borrow_mut();
+            let buf: &mut String = match borrowed.as_deref_mut() {
+                Ok(b) => b,
+                Err(_) => {
+                    owned = String::new();
+                    &mut owned
+                }
+            };
+            buf.clear();
+            self.inner.format_event(ctx, Writer::new(buf), event)?;
+            let trace_id = sc.trace_id();
+            let span_id = sc.span_id();
+            let flags = sc.trace_flags().to_u8();
+            match buf.strip_prefix('{') {
+                Some(rest) => {
+                    write!(
+                        writer,
+                        "{{\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\",\"trace_flags\":\"{flags:02x}\","
+                    )?;
+                    writer.write_str(rest)
+                }
+                None => {
+                    let body = buf.strip_suffix('\n').unwrap_or(buf);
+                    writer.write_str(body)?;
+                    writeln!(writer, " trace_id={trace_id} span_id={span_id} trace_flags={flags:02x}")
+                }
+            }
+        })
+    }
+}
+
+/// A `fmt` layer writing JSON lines (event fields at the top level) with trace ids.
+pub fn json_layer<S>() -> tracing_subscriber::fmt::Layer<S, JsonFields, WithTraceIds<Format<Json>>>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .event_format(WithTraceIds::new(
+            format()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false),
+        ))
+}
+
+/// A `fmt` layer writing text lines with a ` trace_id=… span_id=…` suffix (no colours).
+pub fn text_layer<S>() -> tracing_subscriber::fmt::Layer<S, format::DefaultFields, WithTraceIds<Format>>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .event_format(WithTraceIds::new(format().with_ansi(false)))
+}
+
+fn format() -> Format {
+    Format::default()
+}
+
+/// A layer that also records each log event as an event on the current
+/// OpenTelemetry span (for spans made with the OpenTelemetry API; spans from
+/// tracing-opentelemetry record events themselves).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SpanEventsLayer;
+
+struct Fields(Vec<KeyValue>, Option<String>);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.1 = Some(format!("{value:?}"));
+        } else {
+            self.0.push(KeyValue::new(field.name(), format!("{value:?}")));
+        }
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.1 = Some(value.to_owned());
+        } else {
+            self.0.push(KeyValue::new(field.name(), value.to_owned()));
+        }
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.push(KeyValue::new(field.name(), value));
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0
+            .push(KeyValue::new(field.name(), i64::try_from(value).unwrap_or(i64::MAX)));
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.push(KeyValue::new(field.name(), value));
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.0.push(KeyValue::new(field.name(), value));
+    }
+}
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for SpanEventsLayer {
+    fn on_event(&self, event: &Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        // Events inside a tracing span are recorded by tracing-opentelemetry already.
+        if ctx.current_span().id().is_some() {
+            return;
+        }
+        Context::map_current(|cx| {
+            let span = cx.span();
+            if !span.is_recording() {
+                return;
+            }
+            let mut fields = Fields(vec![KeyValue::new("level", event.metadata().level().as_str())], None);
+            event.record(&mut fields);
+            let name = fields.1.take().unwrap_or_else(|| event.metadata().name().to_owned());
+            span.add_event(name, fields.0);
+        });
+    }
+}
