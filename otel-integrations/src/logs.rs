@@ -25,7 +25,7 @@
 //! # drop(subscriber);
 //! ```
 
-use opentelemetry::trace::{SpanContext, TraceContextExt};
+use opentelemetry::trace::{SpanId, TraceContextExt, TraceId};
 use opentelemetry::{Context, KeyValue};
 use std::cell::RefCell;
 use std::fmt;
@@ -38,27 +38,36 @@ thread_local! {
     static LINE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// The OpenTelemetry span context of the current span: the active OTel context
+/// The ids of the current span: the active OpenTelemetry context
 /// (tracing-opentelemetry activates its span's context on entry), else the
 /// context tracing-opentelemetry keeps for the current `tracing` span.
-fn current_span_context<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<SpanContext>
+fn current_ids<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<(TraceId, SpanId, u8)>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    let active = Context::map_current(|cx| {
+    let ids = |cx: &Context| {
         let span = cx.span();
         let sc = span.span_context();
-        sc.is_valid().then(|| sc.clone())
-    });
-    if active.is_some() {
-        return active;
+        sc.is_valid()
+            .then(|| (sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
+    };
+    if let Some(found) = Context::map_current(ids) {
+        return Some(found);
     }
     let id = ctx.lookup_current()?.id();
     let cx = tracing::dispatcher::get_default(|d| tracing_opentelemetry::get_otel_context(&id, d))?;
-    let span = cx.span();
-    let sc = span.span_context();
-    sc.is_valid().then(|| sc.clone())
+    ids(&cx)
+}
+
+/// Lowercase hex of `bytes` into `out` (twice as long), without formatting machinery.
+fn hex_into<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a str {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
+    }
+    std::str::from_utf8(out).unwrap_or_default()
 }
 
 /// Wraps an event formatter to add the current span's ids to each line:
@@ -84,9 +93,13 @@ where
     F: FormatEvent<S, N>,
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        let Some(sc) = current_span_context(ctx) else {
+        let Some((trace, span, flags)) = current_ids(ctx) else {
             return self.inner.format_event(ctx, writer, event);
         };
+        let (mut t, mut s, mut f) = ([0u8; 32], [0u8; 16], [0u8; 2]);
+        let trace_id = hex_into(&trace.to_bytes(), &mut t);
+        let span_id = hex_into(&span.to_bytes(), &mut s);
+        let flags = hex_into(&[flags], &mut f);
         LINE.with(|line| {
             // Re-entrant formatting (an event logged while formatting) gets a fresh buffer.
             let mut owned;
@@ -100,21 +113,36 @@ where
             };
             buf.clear();
             self.inner.format_event(ctx, Writer::new(buf), event)?;
-            let trace_id = sc.trace_id();
-            let span_id = sc.span_id();
-            let flags = sc.trace_flags().to_u8();
             match buf.strip_prefix('{') {
                 Some(rest) => {
-                    write!(
-                        writer,
-                        "{{\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\",\"trace_flags\":\"{flags:02x}\","
-                    )?;
+                    for part in [
+                        "{\"trace_id\":\"",
+                        trace_id,
+                        "\",\"span_id\":\"",
+                        span_id,
+                        "\",\"trace_flags\":\"",
+                        flags,
+                        "\",",
+                    ] {
+                        writer.write_str(part)?;
+                    }
                     writer.write_str(rest)
                 }
                 None => {
                     let body = buf.strip_suffix('\n').unwrap_or(buf);
-                    writer.write_str(body)?;
-                    writeln!(writer, " trace_id={trace_id} span_id={span_id} trace_flags={flags:02x}")
+                    for part in [
+                        body,
+                        " trace_id=",
+                        trace_id,
+                        " span_id=",
+                        span_id,
+                        " trace_flags=",
+                        flags,
+                        "\n",
+                    ] {
+                        writer.write_str(part)?;
+                    }
+                    Ok(())
                 }
             }
         })
