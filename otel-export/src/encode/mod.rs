@@ -76,6 +76,12 @@ impl<'a> Batch<'a> {
     }
 }
 
+/// The size of `span` as a `Span` field of an OTLP `ScopeSpans` message
+/// (tag, length prefix and content), without encoding it.
+pub fn span_encoded_len(span: &SpanData) -> usize {
+    crate::wire::len_field_len(2, proto::span_meta(span).len())
+}
+
 /// OTLP `SpanKind` values.
 #[inline]
 pub(crate) fn kind(k: &SpanKind) -> u8 {

@@ -111,6 +111,13 @@ pub(crate) struct SpanMeta {
     end: u64,
 }
 
+impl SpanMeta {
+    /// The content size of the `Span` message.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
 /// The content size of one `Span` message.
 pub(crate) fn span_meta(span: &SpanData) -> SpanMeta {
     let ts = trace_state_len(span.span_context.trace_state());
