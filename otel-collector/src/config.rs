@@ -135,6 +135,19 @@ pub(crate) fn get<'a>(at: At<'a>, key: &str) -> Option<&'a Value> {
     }
 }
 
+/// A number written as text, with YAML 1.1 digit separators (`100_000`) removed.
+fn number_text(s: &str) -> String {
+    let t = s.trim();
+    if t.contains('_')
+        && t.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '_' | '.' | '-' | '+'))
+    {
+        t.replace('_', "")
+    } else {
+        t.to_owned()
+    }
+}
+
 pub(crate) fn get_u64(at: At<'_>, key: &str) -> Result<Option<u64>, ConfigError> {
     match get(at, key) {
         None => Ok(None),
@@ -143,8 +156,7 @@ pub(crate) fn get_u64(at: At<'_>, key: &str) -> Result<Option<u64>, ConfigError>
             .or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
             .map(Some)
             .ok_or_else(|| ConfigError::new(child(at.path, key), format!("must be a whole number >= 0, got {n}"))),
-        Some(Value::String(s)) => s
-            .trim()
+        Some(Value::String(s)) => number_text(s)
             .parse()
             .map(Some)
             .map_err(|_| ConfigError::new(child(at.path, key), format!("must be a whole number >= 0, got {s:?}"))),
@@ -163,8 +175,7 @@ pub(crate) fn get_i64(at: At<'_>, key: &str) -> Result<Option<i64>, ConfigError>
             .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
             .map(Some)
             .ok_or_else(|| ConfigError::new(child(at.path, key), format!("must be a whole number, got {n}"))),
-        Some(Value::String(s)) => s
-            .trim()
+        Some(Value::String(s)) => number_text(s)
             .parse()
             .map(Some)
             .map_err(|_| ConfigError::new(child(at.path, key), format!("must be a whole number, got {s:?}"))),
@@ -179,11 +190,12 @@ pub(crate) fn get_f64(at: At<'_>, key: &str) -> Result<Option<f64>, ConfigError>
     match get(at, key) {
         None => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse()
+        Some(Value::String(s)) => number_text(s)
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
             .map(Some)
-            .map_err(|_| ConfigError::new(child(at.path, key), format!("must be a number, got {s:?}"))),
+            .ok_or_else(|| ConfigError::new(child(at.path, key), format!("must be a number, got {s:?}"))),
         Some(other) => Err(ConfigError::new(
             child(at.path, key),
             format!("must be a number, got {other}"),
@@ -219,11 +231,13 @@ pub(crate) fn get_duration(at: At<'_>, key: &str) -> Result<Option<Duration>, Co
         Some(Value::String(s)) => parse_duration(s)
             .map(Some)
             .map_err(|e| ConfigError::new(child(at.path, key), e)),
-        // A bare number is nanoseconds, as in the Go collector.
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .map(|ns| Some(Duration::from_nanos(ns)))
-            .ok_or_else(|| ConfigError::new(child(at.path, key), format!("must be a duration like 10s, got {n}"))),
+        // The Go collector would read a bare number as nanoseconds, never
+        // what was meant: ask for a unit instead.
+        Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(Some(Duration::ZERO)),
+        Some(Value::Number(n)) => Err(ConfigError::new(
+            child(at.path, key),
+            format!("{n} needs a unit (ns, us, ms, s, m, h), e.g. {n}s"),
+        )),
         Some(other) => Err(ConfigError::new(
             child(at.path, key),
             format!("must be a duration like 10s, got {other}"),

@@ -22,7 +22,7 @@ pub fn hash_trace_id(salt: &str, trace_id: &[u8; 16]) -> u64 {
 /// rounded to 64 significant bits (to nearest, ties to even), then truncated
 /// to an integer; ratios of 1 and above give `u64::MAX`.
 pub(crate) fn threshold(ratio: f64) -> u64 {
-    if !(ratio > 0.0) {
+    if ratio.is_nan() || ratio <= 0.0 {
         return 0;
     }
     if ratio >= 1.0 {

@@ -173,6 +173,17 @@ proptest! {
     }
 
     #[test]
+    fn span_encoded_len_is_the_span_field_size(s in span(false)) {
+        let expected = reference(std::slice::from_ref(&s), &resource());
+        let proto_span = &expected.resource_spans[0].scope_spans[0].spans[0];
+        let content = proto_span.encoded_len();
+        // Tag (field 2, one byte), length prefix, content.
+        let mut prefix = Vec::new();
+        prost::encoding::encode_varint(content as u64, &mut prefix);
+        prop_assert_eq!(otel_export::encode::span_encoded_len(&s), 1 + prefix.len() + content);
+    }
+
+    #[test]
     fn json_decodes_to_the_same_request(spans in proptest::collection::vec(span(true), 0..6)) {
         let resource = resource();
         let expected = reference(&spans, &resource);

@@ -129,9 +129,12 @@ impl Attributes for TResource {
     }
 }
 
+/// One `keep` call: trace id, spans, and who kept them.
+pub type KeepCall = ([u8; 16], Vec<TSpan>, String);
+
 #[derive(Debug, Default)]
 pub struct Collect {
-    pub kept: Mutex<Vec<([u8; 16], Vec<TSpan>, String)>>,
+    pub kept: Mutex<Vec<KeepCall>>,
 }
 
 impl TraceSink<TSpan> for Collect {
