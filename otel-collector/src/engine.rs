@@ -442,9 +442,10 @@ impl<T: Send + 'static> fmt::Debug for TailSampler<T> {
     }
 }
 
-/// What the engine reads from a span before storing it.
+/// What the engine reads from a span before storing it (see
+/// [`TailSampler::prepare`]).
 #[derive(Debug, Clone, Copy)]
-struct Facts {
+pub struct PreparedSpan {
     trace_id: [u8; 16],
     start: u64,
     end: u64,
@@ -479,6 +480,18 @@ impl<T: Send + 'static> TailSampler<T> {
     pub fn ingest_with<S: SpanFacts + ?Sized>(&self, resource: &ResourceMatch, facts: &S, item: T) {
         let facts = self.inner.facts(resource, facts);
         self.inner.ingest(facts, item);
+    }
+
+    /// Reads what the engine needs from a span, so the span's storage can
+    /// then be moved into [`ingest_prepared`](Self::ingest_prepared) (for
+    /// storage the facts borrow from, e.g. wire bytes).
+    pub fn prepare<S: SpanFacts + ?Sized>(&self, resource: &ResourceMatch, span: &S) -> PreparedSpan {
+        self.inner.facts(resource, span)
+    }
+
+    /// Buffers `item`, described by `prepared`.
+    pub fn ingest_prepared(&self, prepared: PreparedSpan, item: T) {
+        self.inner.ingest(prepared, item);
     }
 
     /// Decides every trace whose wait is over at the clock's time.
@@ -567,8 +580,8 @@ impl<T: Send + 'static> Drop for TailSampler<T> {
 }
 
 impl<T: Send + 'static> Inner<T> {
-    fn facts<S: SpanFacts + ?Sized>(&self, resource: &ResourceMatch, span: &S) -> Facts {
-        Facts {
+    fn facts<S: SpanFacts + ?Sized>(&self, resource: &ResourceMatch, span: &S) -> PreparedSpan {
+        PreparedSpan {
             trace_id: span.trace_id(),
             start: span.start_nanos(),
             end: span.end_nanos(),
@@ -583,7 +596,7 @@ impl<T: Send + 'static> Inner<T> {
         &self.shards[(mix(key) >> 60) as usize % SHARDS]
     }
 
-    fn ingest(&self, f: Facts, item: T) {
+    fn ingest(&self, f: PreparedSpan, item: T) {
         let stats = &self.stats;
         stats.spans_received.fetch_add(1, Relaxed);
         if self.closed.load(Relaxed) {

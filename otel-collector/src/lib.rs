@@ -59,7 +59,7 @@ mod settings;
 
 pub use config::{ConfigError, parse_duration, parse_yaml};
 pub use engine::{
-    Clock, DECISION_DELAY_BUCKETS_MS, KeptBy, ManualClock, PolicyCounts, SystemClock, TailSampler, TailSamplerBuilder,
+    Clock, DECISION_DELAY_BUCKETS_MS, KeptBy, ManualClock, PolicyCounts, PreparedSpan, SystemClock, TailSampler, TailSamplerBuilder,
     TailSamplingStats, TraceSink,
 };
 pub use facts::{AttrValue, Attributes, NoAttributes, SpanFacts, StatusCode};
@@ -67,3 +67,6 @@ pub use hash::{DEFAULT_HASH_SALT, hash_trace_id};
 pub use predicate::{MAX_CONDITIONS, ResourceMatch};
 pub use processor::TailSamplingProcessor;
 pub use settings::{DEFAULT_DECISION_CACHE_SIZE, DEFAULT_DECISION_WAIT, DEFAULT_NUM_TRACES, TailSamplingConfig};
+
+#[cfg(feature = "sidecar")]
+pub mod sidecar;

@@ -11,15 +11,19 @@ use tonic::transport::{Channel, Endpoint};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
-/// A codec that writes bytes as they are and reads the reply as bytes.
+/// A tonic codec that passes protobuf messages through as bytes, unparsed:
+/// clients send pre-encoded requests with it, servers receive requests they
+/// read themselves.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct RawCodec;
+pub struct RawCodec;
 
+/// The encoder of [`RawCodec`].
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct RawEncoder;
+pub struct RawEncoder;
 
+/// The decoder of [`RawCodec`].
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct RawDecoder;
+pub struct RawDecoder;
 
 impl Encoder for RawEncoder {
     type Item = Bytes;

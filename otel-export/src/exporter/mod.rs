@@ -1,6 +1,7 @@
 //! The OTLP span exporter: gRPC, HTTP/protobuf and HTTP/JSON.
 
 mod grpc;
+pub use grpc::{RawCodec, RawDecoder, RawEncoder};
 mod http;
 pub(crate) mod response;
 mod transport;
@@ -551,6 +552,11 @@ impl OtlpExporter {
             Ok(mut e) => e.encode_owned(batch, encoding),
             Err(poisoned) => poisoned.into_inner().encode_owned(batch, encoding),
         };
+        self.compress(raw)
+    }
+
+    fn compress(&self, raw: Vec<u8>) -> Result<Bytes, String> {
+        let settings = &self.inner.settings;
         // gRPC bodies are compressed by tonic's codec; HTTP bodies here.
         if settings.protocol == Protocol::Grpc {
             return Ok(Bytes::from(raw));
@@ -569,6 +575,39 @@ impl OtlpExporter {
             Compression::Zstd => zstd::bulk::compress(&raw, 1)
                 .map(Bytes::from)
                 .map_err(|e| format!("zstd failed: {e}")),
+        }
+    }
+
+    /// Whether request bodies are OTLP JSON (`http/json`) rather than protobuf.
+    pub fn sends_json(&self) -> bool {
+        self.inner.settings.json
+    }
+
+    /// Sends an already-encoded `ExportTraceServiceRequest` (protobuf, or
+    /// OTLP JSON when [`sends_json`](Self::sends_json)) holding `spans` spans,
+    /// with this exporter's compression, headers, timeout and retries, on its
+    /// transport thread. Forwarders use it to pass spans on without decoding
+    /// them.
+    ///
+    /// # Errors
+    ///
+    /// The future resolves to an error saying why the request was not
+    /// delivered (after retries); the spans are counted in `send_failed`.
+    pub fn export_encoded(
+        &self,
+        body: Vec<u8>,
+        spans: u64,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        let started = if self.inner.shut_down.load(Ordering::Relaxed) {
+            Err("the exporter is shut down".to_owned())
+        } else {
+            self.compress(body).and_then(|body| self.transport_run(body, spans))
+        };
+        async move {
+            match started?.await {
+                Ok(result) => result,
+                Err(join) => Err(format!("export task ended: {join}")),
+            }
         }
     }
 

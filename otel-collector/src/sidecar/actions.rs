@@ -1,0 +1,228 @@
+//! `attributes` and `resource` processor actions, applied to a message's
+//! bytes: the other fields are copied as they are, the attributes re-encoded.
+
+use super::config::{Action, ActionKind, Literal};
+use super::sha256::hex_digest;
+use otel_export::wire::{Field, Reader, put_bytes, put_fixed64, put_len_header, put_tag, put_varint};
+use std::borrow::Cow;
+
+/// An `AnyValue` holding `literal`.
+pub(crate) fn literal_value(literal: &Literal) -> Vec<u8> {
+    let mut v = Vec::new();
+    match literal {
+        Literal::Str(s) => put_bytes(&mut v, 1, s.as_bytes()),
+        Literal::Bool(b) => {
+            put_tag(&mut v, 2, 0);
+            put_varint(&mut v, u64::from(*b));
+        }
+        Literal::Int(i) => {
+            put_tag(&mut v, 3, 0);
+            put_varint(&mut v, *i as u64);
+        }
+        Literal::Double(d) => put_fixed64(&mut v, 4, d.to_bits()),
+    }
+    v
+}
+
+/// The bytes the `hash` action digests: a string's bytes, a bool as one
+/// byte, an int or double as 8 little-endian bytes; other values give an
+/// empty result.
+fn hash_value(value: &[u8]) -> Vec<u8> {
+    let mut input: Option<Vec<u8>> = None;
+    let mut r = Reader::new(value);
+    while let Some(Ok(f)) = r.next_field() {
+        input = match f {
+            (1, Field::Bytes(s)) => Some(s.to_vec()),
+            (2, Field::Varint(b)) => Some(vec![u8::from(b != 0)]),
+            (3, Field::Varint(i)) => Some(i.to_le_bytes().to_vec()),
+            (4, Field::Fixed64(d)) => Some(d.to_le_bytes().to_vec()),
+            _ => None,
+        };
+    }
+    let hashed = match input {
+        Some(bytes) if !bytes.is_empty() => hex_digest(&bytes),
+        _ => String::new(),
+    };
+    literal_value(&Literal::Str(hashed))
+}
+
+/// Applies `actions` to the attributes (field `attr_field`) of `message`;
+/// `None` when nothing changed.
+pub(crate) fn apply(message: &[u8], attr_field: u32, actions: &[Action]) -> Option<Vec<u8>> {
+    let mut attrs: Vec<(Cow<'_, str>, Cow<'_, [u8]>)> = Vec::new();
+    let mut r = Reader::new(message);
+    while let Some(f) = r.next_field() {
+        let Ok((n, Field::Bytes(kv))) = f else { continue };
+        if n != attr_field {
+            continue;
+        }
+        let mut key: &str = "";
+        let mut value: &[u8] = &[];
+        let mut k = Reader::new(kv);
+        while let Some(Ok(f)) = k.next_field() {
+            match f {
+                (1, Field::Bytes(b)) => key = std::str::from_utf8(b).unwrap_or(""),
+                (2, Field::Bytes(b)) => value = b,
+                _ => {}
+            }
+        }
+        attrs.push((Cow::Borrowed(key), Cow::Borrowed(value)));
+    }
+    let mut changed = false;
+    for a in actions {
+        let pos = attrs.iter().position(|(k, _)| *k == a.key);
+        let new_value = || -> Option<Vec<u8>> {
+            match (&a.value, &a.from_attribute) {
+                (Some(l), _) => Some(literal_value(l)),
+                (None, Some(src)) => attrs.iter().find(|(k, _)| k == src).map(|(_, v)| v.to_vec()),
+                (None, None) => None,
+            }
+        };
+        match (a.kind, pos) {
+            (ActionKind::Insert, None) | (ActionKind::Upsert, None) => {
+                if let Some(v) = new_value() {
+                    attrs.push((Cow::Owned(a.key.clone()), Cow::Owned(v)));
+                    changed = true;
+                }
+            }
+            (ActionKind::Update | ActionKind::Upsert, Some(i)) => {
+                if let Some(v) = new_value() {
+                    attrs[i].1 = Cow::Owned(v);
+                    changed = true;
+                }
+            }
+            (ActionKind::Delete, Some(_)) => {
+                attrs.retain(|(k, _)| *k != a.key);
+                changed = true;
+            }
+            (ActionKind::Hash, Some(i)) => {
+                attrs[i].1 = Cow::Owned(hash_value(&attrs[i].1));
+                changed = true;
+            }
+            _ => {}
+        }
+    }
+    if !changed {
+        return None;
+    }
+    let mut out = Vec::with_capacity(message.len() + 64);
+    let mut r = Reader::new(message);
+    let mut pos = 0;
+    while let Some(f) = r.next_field() {
+        let end = r.position();
+        match f {
+            Ok((n, _)) if n == attr_field => {}
+            _ => out.extend_from_slice(&message[pos..end]),
+        }
+        pos = end;
+    }
+    for (k, v) in &attrs {
+        let content = otel_export::wire::len_field_len(1, k.len()) + otel_export::wire::len_field_len(2, v.len());
+        put_len_header(&mut out, attr_field, content);
+        put_bytes(&mut out, 1, k.as_bytes());
+        put_bytes(&mut out, 2, v);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sidecar::wire::{any_value, keyvalues};
+    use crate::facts::AttrValue;
+
+    fn kv(key: &str, v: &Literal) -> Vec<u8> {
+        let value = literal_value(v);
+        let mut m = Vec::new();
+        put_bytes(&mut m, 1, key.as_bytes());
+        put_bytes(&mut m, 2, &value);
+        m
+    }
+
+    fn resource(attrs: &[(&str, Literal)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (k, v) in attrs {
+            put_bytes(&mut out, 1, &kv(k, v));
+        }
+        // dropped_attributes_count = 3 (field 2) must survive.
+        put_tag(&mut out, 2, 0);
+        put_varint(&mut out, 3);
+        out
+    }
+
+    fn action(key: &str, kind: ActionKind, value: Option<Literal>, from: Option<&str>) -> Action {
+        Action { key: key.into(), kind, value, from_attribute: from.map(str::to_owned) }
+    }
+
+    fn read(message: &[u8]) -> Vec<(String, String)> {
+        keyvalues(message, 1)
+            .map(|(k, v)| {
+                let v = match any_value(v) {
+                    AttrValue::Str(s) => s.to_owned(),
+                    AttrValue::Int(i) => i.to_string(),
+                    AttrValue::Bool(b) => b.to_string(),
+                    AttrValue::Double(d) => d.to_string(),
+                    AttrValue::Other => "?".into(),
+                };
+                (k.to_owned(), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn insert_update_upsert_delete_hash() {
+        let r = resource(&[("service.name", Literal::Str("checkout".into())), ("user.email", Literal::Str("a@b.c".into()))]);
+        let out = apply(
+            &r,
+            1,
+            &[
+                action("deployment.environment", ActionKind::Insert, Some(Literal::Str("production".into())), None),
+                action("service.name", ActionKind::Insert, Some(Literal::Str("ignored".into())), None),
+                action("missing", ActionKind::Update, Some(Literal::Int(1)), None),
+                action("service.name", ActionKind::Update, Some(Literal::Str("shop".into())), None),
+                action("copy", ActionKind::Upsert, None, Some("service.name")),
+                action("user.email", ActionKind::Hash, None, None),
+                action("k8s.pod.uid", ActionKind::Delete, None, None),
+                action("port", ActionKind::Upsert, Some(Literal::Int(4317)), None),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            read(&out),
+            [
+                ("service.name".into(), "shop".into()),
+                ("user.email".into(), hex_digest(b"a@b.c")),
+                ("deployment.environment".into(), "production".into()),
+                ("copy".into(), "shop".into()),
+                ("port".into(), "4317".into()),
+            ]
+        );
+        // The other field is kept.
+        let mut rest = Reader::new(&out);
+        let mut dropped = None;
+        while let Some(Ok(f)) = rest.next_field() {
+            if let (2, Field::Varint(n)) = f {
+                dropped = Some(n);
+            }
+        }
+        assert_eq!(dropped, Some(3));
+        // Deleting removes every copy of the key.
+        let out = apply(&out, 1, &[action("copy", ActionKind::Delete, None, None)]).unwrap();
+        assert!(!read(&out).iter().any(|(k, _)| k == "copy"));
+    }
+
+    #[test]
+    fn no_change_is_none() {
+        let r = resource(&[("a", Literal::Bool(true))]);
+        assert!(apply(&r, 1, &[action("b", ActionKind::Update, Some(Literal::Int(1)), None)]).is_none());
+        assert!(apply(&r, 1, &[action("b", ActionKind::Delete, None, None)]).is_none());
+    }
+
+    #[test]
+    fn hashing_non_strings() {
+        let r = resource(&[("n", Literal::Int(42)), ("b", Literal::Bool(true))]);
+        let out = apply(&r, 1, &[action("n", ActionKind::Hash, None, None), action("b", ActionKind::Hash, None, None)]).unwrap();
+        assert_eq!(read(&out)[0].1, hex_digest(&42i64.to_le_bytes()));
+        assert_eq!(read(&out)[1].1, hex_digest(&[1]));
+    }
+}

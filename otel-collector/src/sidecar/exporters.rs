@@ -1,0 +1,654 @@
+//! Exporters: OTLP (gRPC and HTTP) behind a bounded sending queue, an OTLP
+//! JSON file, a debug printer of trace trees, and load balancing by trace id.
+
+use super::config::{ExporterConfig, OtlpExporterConfig, ResolverConfig};
+use super::metrics::{Metrics, add};
+use super::pipeline::Consumer;
+use super::wire::{LiveGuard, SpanRec, SpanView, encode_request};
+use otel_export::{OtlpExporter, Protocol, RetryPolicy};
+use prost::Message as _;
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Write as _;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, mpsc};
+
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// An exporter: takes spans without blocking and drains on shutdown.
+pub(crate) trait Exporter: Consumer {
+    /// Stops taking spans and sends what is queued, until `deadline`; what
+    /// is still unsent then is counted as failed.
+    fn shutdown(self: Arc<Self>, deadline: Instant) -> BoxFuture;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Counters every exporter keeps.
+#[derive(Clone)]
+pub(crate) struct ExportCounters {
+    pub(crate) sent: Arc<AtomicU64>,
+    pub(crate) failed: Arc<AtomicU64>,
+    pub(crate) enqueue_failed: Arc<AtomicU64>,
+}
+
+impl ExportCounters {
+    pub(crate) fn new(metrics: &Metrics, id: &str) -> Self {
+        let l = [("exporter", id)];
+        ExportCounters {
+            sent: metrics.counter("otelcol_exporter_sent_spans", "Spans delivered.", &l),
+            failed: metrics.counter("otelcol_exporter_send_failed_spans", "Spans that could not be delivered.", &l),
+            enqueue_failed: metrics.counter(
+                "otelcol_exporter_enqueue_failed_spans",
+                "Spans dropped because the sending queue was full.",
+                &l,
+            ),
+        }
+    }
+}
+
+/// An OTLP request body from spans: protobuf, or OTLP JSON.
+pub(crate) fn request_body(spans: &[SpanRec], json: bool) -> Result<Vec<u8>, String> {
+    let proto = encode_request(spans);
+    if !json {
+        return Ok(proto);
+    }
+    to_json(&proto)
+}
+
+/// Protobuf `ExportTraceServiceRequest` bytes as OTLP JSON.
+pub(crate) fn to_json(proto: &[u8]) -> Result<Vec<u8>, String> {
+    let request =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(proto).map_err(|e| e.to_string())?;
+    serde_json::to_vec(&request).map_err(|e| e.to_string())
+}
+
+fn otlp_exporter(cfg: &OtlpExporterConfig, endpoint: &str) -> Result<OtlpExporter, String> {
+    let protocol = match (cfg.http, cfg.json) {
+        (false, _) => Protocol::Grpc,
+        (true, false) => Protocol::HttpProtobuf,
+        (true, true) => Protocol::HttpJson,
+    };
+    let retry = if cfg.retry.enabled {
+        RetryPolicy {
+            max_attempts: u32::MAX,
+            initial_backoff: cfg.retry.initial_interval,
+            max_backoff: cfg.retry.max_interval,
+            multiplier: cfg.retry.multiplier,
+            max_elapsed: cfg.retry.max_elapsed_time,
+        }
+    } else {
+        RetryPolicy::disabled()
+    };
+    let mut b = OtlpExporter::builder()
+        .with_protocol(protocol)
+        .with_insecure(cfg.insecure)
+        .with_compression(cfg.compression)
+        .with_timeout(cfg.timeout)
+        .with_retry(retry);
+    b = match (&cfg.traces_endpoint, cfg.http) {
+        (Some(t), true) => b.with_endpoint(t.clone()),
+        (None, true) => b.with_base_endpoint(endpoint.to_owned()),
+        (_, false) => b.with_endpoint(endpoint.to_owned()),
+    };
+    for (k, v) in &cfg.headers {
+        b = b.with_header(k.clone(), v.clone());
+    }
+    if let Some(ca) = &cfg.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| format!("cannot read tls.ca_file {ca:?}: {e}"))?;
+        b = b.with_ca_certificate_pem(pem);
+    }
+    if let Some((cert, key)) = &cfg.client_cert {
+        let c = std::fs::read(cert).map_err(|e| format!("cannot read tls.cert_file {cert:?}: {e}"))?;
+        let k = std::fs::read(key).map_err(|e| format!("cannot read tls.key_file {key:?}: {e}"))?;
+        b = b.with_client_identity_pem(c, k);
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+/// An OTLP exporter behind a bounded queue with `num_consumers` requests in flight.
+pub(crate) struct QueuedOtlp {
+    id: String,
+    exporter: Arc<OtlpExporter>,
+    json: bool,
+    tx: Mutex<Option<mpsc::Sender<Vec<SpanRec>>>>,
+    dispatcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Spans queued or in flight, counted as failed if shutdown times out.
+    pending: Arc<AtomicU64>,
+    counters: ExportCounters,
+    warned: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl QueuedOtlp {
+    pub(crate) fn new(id: &str, cfg: &OtlpExporterConfig, endpoint: &str, counters: ExportCounters) -> Result<Arc<Self>, String> {
+        let exporter = Arc::new(otlp_exporter(cfg, endpoint)?);
+        let (consumers, size) =
+            if cfg.queue.enabled { (cfg.queue.num_consumers, cfg.queue.queue_size) } else { (1, 1) };
+        let (tx, mut rx) = mpsc::channel::<Vec<SpanRec>>(size);
+        let pending = Arc::new(AtomicU64::new(0));
+        let warned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let json = cfg.json;
+        let dispatcher = {
+            let (exporter, pending, counters, warned, id) =
+                (exporter.clone(), pending.clone(), counters.clone(), warned.clone(), id.to_owned());
+            tokio::spawn(async move {
+                let permits = Arc::new(Semaphore::new(consumers));
+                while let Some(batch) = rx.recv().await {
+                    let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                    let n = batch.len() as u64;
+                    let body = request_body(&batch, json);
+                    drop(batch);
+                    let (exporter, pending, counters, warned, id) =
+                        (exporter.clone(), pending.clone(), counters.clone(), warned.clone(), id.clone());
+                    tokio::spawn(async move {
+                        let result = match body {
+                            Ok(body) => {
+                                let _live = LiveGuard::new(body.len());
+                                exporter.export_encoded(body, n).await
+                            }
+                            Err(e) => Err(format!("cannot encode the request: {e}")),
+                        };
+                        match result {
+                            Ok(()) => add(&counters.sent, n),
+                            Err(e) => {
+                                add(&counters.failed, n);
+                                if !warned.swap(true, Ordering::Relaxed) {
+                                    tracing::warn!(exporter = %id, "export failed: {e} (further failures are counted in otelcol_exporter_send_failed_spans)");
+                                } else {
+                                    tracing::debug!(exporter = %id, "export failed: {e}");
+                                }
+                            }
+                        }
+                        pending.fetch_sub(n, Ordering::Relaxed);
+                        drop(permit);
+                    });
+                }
+                // Wait for the requests in flight.
+                let _ = permits.acquire_many(consumers as u32).await;
+            })
+        };
+        Ok(Arc::new(QueuedOtlp {
+            id: id.to_owned(),
+            exporter,
+            json,
+            tx: Mutex::new(Some(tx)),
+            dispatcher: Mutex::new(Some(dispatcher)),
+            pending,
+            counters,
+            warned,
+        }))
+    }
+}
+
+impl Consumer for QueuedOtlp {
+    fn consume(&self, spans: Vec<SpanRec>) {
+        let n = spans.len() as u64;
+        if n == 0 {
+            return;
+        }
+        let tx = lock(&self.tx).clone();
+        let Some(tx) = tx else {
+            add(&self.counters.failed, n);
+            return;
+        };
+        self.pending.fetch_add(n, Ordering::Relaxed);
+        if tx.try_send(spans).is_err() {
+            self.pending.fetch_sub(n, Ordering::Relaxed);
+            add(&self.counters.enqueue_failed, n);
+            if !self.warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(exporter = %self.id, "sending queue is full; dropping spans (counted in otelcol_exporter_enqueue_failed_spans)");
+            }
+        }
+    }
+}
+
+impl Exporter for QueuedOtlp {
+    fn shutdown(self: Arc<Self>, deadline: Instant) -> BoxFuture {
+        Box::pin(async move {
+            drop(lock(&self.tx).take());
+            let dispatcher = lock(&self.dispatcher).take();
+            if let Some(d) = dispatcher {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if tokio::time::timeout(left, d).await.is_err() {
+                    let lost = self.pending.swap(0, Ordering::Relaxed);
+                    add(&self.counters.failed, lost);
+                    tracing::warn!(exporter = %self.id, "shutdown deadline passed with {lost} spans unsent");
+                }
+            }
+            let exporter = self.exporter.clone();
+            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+            let _ = tokio::task::spawn_blocking(move || {
+                use opentelemetry_sdk::trace::SpanExporter as _;
+                exporter.shutdown_with_timeout(left)
+            })
+            .await;
+            let _ = self.json;
+        })
+    }
+}
+
+/// `file`: one OTLP JSON request per line, written by a thread of its own.
+pub(crate) struct FileExporter {
+    tx: Mutex<Option<std::sync::mpsc::SyncSender<Vec<SpanRec>>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    counters: ExportCounters,
+}
+
+impl FileExporter {
+    pub(crate) fn new(path: &str, counters: ExportCounters) -> Result<Arc<Self>, String> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open {path:?} for writing: {e}"))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<SpanRec>>(1024);
+        let c = counters.clone();
+        let path = path.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("file-exporter".into())
+            .spawn(move || {
+                let mut out = std::io::BufWriter::new(file);
+                for batch in rx {
+                    let n = batch.len() as u64;
+                    let line = request_body(&batch, true);
+                    drop(batch);
+                    let written = line.map_err(|e| e.to_string()).and_then(|mut l| {
+                        l.push(b'\n');
+                        out.write_all(&l).and_then(|()| out.flush()).map_err(|e| e.to_string())
+                    });
+                    match written {
+                        Ok(()) => add(&c.sent, n),
+                        Err(e) => {
+                            add(&c.failed, n);
+                            tracing::warn!("file exporter cannot write to {path:?}: {e}");
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the file exporter thread: {e}"))?;
+        Ok(Arc::new(FileExporter { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), counters }))
+    }
+}
+
+impl Consumer for FileExporter {
+    fn consume(&self, spans: Vec<SpanRec>) {
+        let n = spans.len() as u64;
+        let sent = match &*lock(&self.tx) {
+            Some(tx) => tx.try_send(spans).is_ok(),
+            None => false,
+        };
+        if !sent {
+            add(&self.counters.enqueue_failed, n);
+        }
+    }
+}
+
+impl Exporter for FileExporter {
+    fn shutdown(self: Arc<Self>, _deadline: Instant) -> BoxFuture {
+        Box::pin(async move {
+            drop(lock(&self.tx).take());
+            let thread = lock(&self.thread).take();
+            if let Some(t) = thread {
+                let _ = tokio::task::spawn_blocking(move || t.join()).await;
+            }
+        })
+    }
+}
+
+fn fmt_duration(nanos: u64) -> String {
+    let ns = nanos as f64;
+    if ns >= 1e9 {
+        format!("{:.2} s", ns / 1e9)
+    } else if ns >= 1e6 {
+        format!("{:.1} ms", ns / 1e6)
+    } else {
+        format!("{:.0} µs", ns / 1e3)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Renders the spans of one batch as trees, one per trace.
+pub(crate) fn render_trees(spans: &[SpanRec], detailed: bool) -> String {
+    let views: Vec<(SpanView<'_>, &SpanRec)> = spans.iter().filter_map(|s| s.view().ok().map(|v| (v, s))).collect();
+    let mut traces: Vec<[u8; 16]> = Vec::new();
+    for (v, _) in &views {
+        if !traces.contains(&v.trace_id) {
+            traces.push(v.trace_id);
+        }
+    }
+    let mut out = String::new();
+    for t in traces {
+        let members: Vec<&(SpanView<'_>, &SpanRec)> = views.iter().filter(|(v, _)| v.trace_id == t).collect();
+        let start = members.iter().map(|(v, _)| v.start).min().unwrap_or(0);
+        let end = members.iter().map(|(v, _)| v.end).max().unwrap_or(0);
+        let errors = members.iter().filter(|(v, _)| v.status == crate::facts::StatusCode::Error).count();
+        out.push_str(&format!(
+            "trace {} ({} spans, {}{})\n",
+            hex(&t),
+            members.len(),
+            fmt_duration(end.saturating_sub(start)),
+            if errors > 0 { format!(", {errors} with errors") } else { String::new() }
+        ));
+        let ids: Vec<[u8; 8]> = members.iter().map(|(v, _)| v.span_id).collect();
+        // Roots: no parent, or a parent not in this batch.
+        let mut stack: Vec<(usize, usize)> = members
+            .iter()
+            .enumerate()
+            .filter(|(_, (v, _))| v.parent_span_id == [0; 8] || !ids.contains(&v.parent_span_id))
+            .map(|(i, _)| (i, 0))
+            .collect();
+        stack.sort_by_key(|(i, _)| std::cmp::Reverse(members[*i].0.start));
+        let mut seen = vec![false; members.len()];
+        while let Some((i, depth)) = stack.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            let (v, rec) = members[i];
+            let service = crate::sidecar::wire::keyvalues(&rec.scope.resource.bytes, 1)
+                .find(|(k, _)| *k == "service.name")
+                .map(|(_, val)| match crate::sidecar::wire::any_value(val) {
+                    crate::facts::AttrValue::Str(s) => s.to_owned(),
+                    _ => String::new(),
+                })
+                .unwrap_or_default();
+            let status = match v.status {
+                crate::facts::StatusCode::Error if v.status_message.is_empty() => "  ERROR".to_owned(),
+                crate::facts::StatusCode::Error => format!("  ERROR: {}", v.status_message),
+                _ => String::new(),
+            };
+            out.push_str(&format!(
+                "{}{} [{}] {}{}\n",
+                "  ".repeat(depth + 1),
+                v.name,
+                service,
+                fmt_duration(v.end.saturating_sub(v.start)),
+                status
+            ));
+            if detailed {
+                for (k, val) in v.attributes() {
+                    let shown = match crate::sidecar::wire::any_value(val) {
+                        crate::facts::AttrValue::Str(s) => format!("{s:?}"),
+                        crate::facts::AttrValue::Int(i) => i.to_string(),
+                        crate::facts::AttrValue::Double(d) => d.to_string(),
+                        crate::facts::AttrValue::Bool(b) => b.to_string(),
+                        crate::facts::AttrValue::Other => "(complex)".into(),
+                    };
+                    out.push_str(&format!("{}  · {k} = {shown}\n", "  ".repeat(depth + 1)));
+                }
+            }
+            let mut children: Vec<usize> = (0..members.len())
+                .filter(|j| !seen[*j] && members[*j].0.parent_span_id == v.span_id && *j != i)
+                .collect();
+            children.sort_by_key(|j| std::cmp::Reverse(members[*j].0.start));
+            stack.extend(children.into_iter().map(|j| (j, depth + 1)));
+        }
+    }
+    out
+}
+
+/// `debug`: prints kept traces as trees with durations on standard output.
+pub(crate) struct DebugExporter {
+    verbosity: String,
+    counters: ExportCounters,
+}
+
+impl DebugExporter {
+    pub(crate) fn new(verbosity: &str, counters: ExportCounters) -> Arc<Self> {
+        Arc::new(DebugExporter { verbosity: verbosity.to_owned(), counters })
+    }
+}
+
+impl Consumer for DebugExporter {
+    fn consume(&self, spans: Vec<SpanRec>) {
+        let text = if self.verbosity == "basic" {
+            format!("debug exporter: {} spans\n", spans.len())
+        } else {
+            render_trees(&spans, self.verbosity == "detailed")
+        };
+        let mut stdout = std::io::stdout().lock();
+        let ok = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).is_ok();
+        add(if ok { &self.counters.sent } else { &self.counters.failed }, spans.len() as u64);
+    }
+}
+
+impl Exporter for DebugExporter {
+    fn shutdown(self: Arc<Self>, _deadline: Instant) -> BoxFuture {
+        Box::pin(async {})
+    }
+}
+
+/// Points on the hash ring per backend.
+const VIRTUAL_NODES: u32 = 160;
+
+fn fnv(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // Spread FNV's weak low bits.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+/// A consistent-hash ring of backend endpoints.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ring {
+    points: Vec<(u64, usize)>,
+    pub(crate) endpoints: Vec<String>,
+}
+
+impl Ring {
+    pub(crate) fn new(mut endpoints: Vec<String>) -> Ring {
+        endpoints.sort();
+        endpoints.dedup();
+        let mut points = Vec::with_capacity(endpoints.len() * VIRTUAL_NODES as usize);
+        for (i, e) in endpoints.iter().enumerate() {
+            for v in 0..VIRTUAL_NODES {
+                points.push((fnv(format!("{e}#{v}").as_bytes()), i));
+            }
+        }
+        points.sort_unstable();
+        Ring { points, endpoints }
+    }
+
+    /// The endpoint index a trace goes to.
+    pub(crate) fn route(&self, trace_id: &[u8; 16]) -> Option<usize> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let h = fnv(trace_id);
+        let i = self.points.partition_point(|(p, _)| *p < h);
+        Some(self.points.get(i).unwrap_or(&self.points[0]).1)
+    }
+}
+
+/// `loadbalancing`: each trace to one backend, chosen on a consistent-hash ring.
+pub(crate) struct LoadBalancer {
+    id: String,
+    template: OtlpExporterConfig,
+    state: RwLock<(Ring, HashMap<String, Arc<QueuedOtlp>>)>,
+    /// Spans handed to a backend (each backend counts its own deliveries).
+    routed: Arc<AtomicU64>,
+    /// Spans with no backend to go to.
+    unroutable: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+    resolver: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+fn backend_endpoint(host: &str, insecure: bool) -> String {
+    let with_port = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !host.ends_with(']') {
+        host.to_owned()
+    } else {
+        format!("{host}:4317")
+    };
+    if with_port.contains("://") {
+        with_port
+    } else {
+        format!("{}://{with_port}", if insecure { "http" } else { "https" })
+    }
+}
+
+impl LoadBalancer {
+    pub(crate) fn new(
+        id: &str,
+        template: &OtlpExporterConfig,
+        resolver: &ResolverConfig,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Arc<Self>, String> {
+        let lb = Arc::new(LoadBalancer {
+            id: id.to_owned(),
+            template: template.clone(),
+            state: RwLock::new((Ring::default(), HashMap::new())),
+            routed: metrics.counter("otelcol_loadbalancer_routed_spans", "Spans handed to a backend.", &[("exporter", id)]),
+            unroutable: metrics.counter(
+                "otelcol_exporter_send_failed_spans",
+                "Spans that could not be delivered.",
+                &[("exporter", id)],
+            ),
+            metrics: metrics.clone(),
+            resolver: Mutex::new(None),
+        });
+        match resolver {
+            ResolverConfig::Static(hosts) => {
+                lb.set_backends(hosts.iter().map(|h| backend_endpoint(h, template.insecure)).collect())?;
+            }
+            ResolverConfig::Dns { hostname, port, interval, timeout } => {
+                let weak = Arc::downgrade(&lb);
+                let (hostname, port, interval, timeout) = (hostname.clone(), *port, *interval, *timeout);
+                let task = tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(interval);
+                    loop {
+                        tick.tick().await;
+                        let Some(lb) = weak.upgrade() else { return };
+                        let lookup = tokio::time::timeout(timeout, tokio::net::lookup_host((hostname.as_str(), port))).await;
+                        match lookup {
+                            Ok(Ok(addrs)) => {
+                                let endpoints: Vec<String> =
+                                    addrs.map(|a| backend_endpoint(&a.to_string(), lb.template.insecure)).collect();
+                                if endpoints.is_empty() {
+                                    tracing::warn!(exporter = %lb.id, "{hostname} resolves to no address; keeping the current backends");
+                                } else if let Err(e) = lb.set_backends(endpoints) {
+                                    tracing::warn!(exporter = %lb.id, "cannot use the resolved backends: {e}");
+                                }
+                            }
+                            Ok(Err(e)) => tracing::warn!(exporter = %lb.id, "cannot resolve {hostname}: {e}"),
+                            Err(_) => tracing::warn!(exporter = %lb.id, "resolving {hostname} timed out"),
+                        }
+                    }
+                });
+                *lock(&lb.resolver) = Some(task);
+            }
+        }
+        Ok(lb)
+    }
+
+    /// Replaces the backend set; traces of kept backends keep their backend
+    /// except for the share the new ones take over.
+    pub(crate) fn set_backends(&self, endpoints: Vec<String>) -> Result<(), String> {
+        let ring = Ring::new(endpoints);
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        if state.0.endpoints == ring.endpoints {
+            return Ok(());
+        }
+        let mut backends = HashMap::new();
+        for e in &ring.endpoints {
+            let b = match state.1.remove(e) {
+                Some(b) => b,
+                None => {
+                    let id = format!("{}/{e}", self.id);
+                    QueuedOtlp::new(&id, &self.template, e, ExportCounters::new(&self.metrics, &id))?
+                }
+            };
+            backends.insert(e.clone(), b);
+        }
+        // Backends that left drain in the background.
+        for (_, old) in state.1.drain() {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            tokio::spawn(old.shutdown(deadline));
+        }
+        tracing::info!(exporter = %self.id, "backends: {}", ring.endpoints.join(", "));
+        *state = (ring, backends);
+        Ok(())
+    }
+}
+
+impl Consumer for LoadBalancer {
+    fn consume(&self, spans: Vec<SpanRec>) {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let (ring, backends) = &*state;
+        let mut per: Vec<Vec<SpanRec>> = (0..ring.endpoints.len()).map(|_| Vec::new()).collect();
+        let mut unroutable = 0u64;
+        for s in spans {
+            let idx = s.view().ok().and_then(|v| ring.route(&v.trace_id));
+            match idx {
+                Some(i) => per[i].push(s),
+                None => unroutable += 1,
+            }
+        }
+        add(&self.unroutable, unroutable);
+        for (i, batch) in per.into_iter().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let n = batch.len() as u64;
+            match backends.get(&ring.endpoints[i]) {
+                Some(b) => {
+                    b.consume(batch);
+                    add(&self.routed, n);
+                }
+                None => add(&self.unroutable, n),
+            }
+        }
+    }
+}
+
+impl Exporter for LoadBalancer {
+    fn shutdown(self: Arc<Self>, deadline: Instant) -> BoxFuture {
+        Box::pin(async move {
+            if let Some(r) = lock(&self.resolver).take() {
+                r.abort();
+            }
+            let backends: Vec<Arc<QueuedOtlp>> = {
+                let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+                state.1.values().cloned().collect()
+            };
+            for b in backends {
+                b.shutdown(deadline).await;
+            }
+        })
+    }
+}
+
+/// Builds an exporter.
+pub(crate) fn build(id: &str, cfg: &ExporterConfig, metrics: &Arc<Metrics>) -> Result<Arc<dyn ExporterDyn>, String> {
+    Ok(match cfg {
+        ExporterConfig::Otlp(o) => {
+            let e: Arc<QueuedOtlp> = QueuedOtlp::new(id, o, &o.endpoint, ExportCounters::new(metrics, id))?;
+            e
+        }
+        ExporterConfig::File { path } => FileExporter::new(path, ExportCounters::new(metrics, id))?,
+        ExporterConfig::Debug { verbosity } => DebugExporter::new(verbosity, ExportCounters::new(metrics, id)),
+        ExporterConfig::LoadBalancing { template, resolver } => LoadBalancer::new(id, template, resolver, metrics)?,
+    })
+}
+
+/// An exporter as a trait object: consume, and shut down.
+pub(crate) trait ExporterDyn: Consumer {
+    fn shutdown_dyn(self: Arc<Self>, deadline: Instant) -> BoxFuture;
+}
+
+impl<E: Exporter + 'static> ExporterDyn for E {
+    fn shutdown_dyn(self: Arc<Self>, deadline: Instant) -> BoxFuture {
+        self.shutdown(deadline)
+    }
+}

@@ -1,0 +1,366 @@
+//! The OTLP receiver: gRPC (tonic, the request bytes passed through
+//! unparsed) and HTTP (protobuf or JSON, gzip or zstd), both feeding the
+//! same intake.
+
+use super::memory::MemoryLimiter;
+use super::metrics::{Metrics, add};
+use super::pipeline::Consumer;
+use super::wire::split_request;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use otel_export::RawCodec;
+use otel_export::wire::{put_bytes, put_tag, put_varint};
+use prost::Message as _;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::task::{Context, Poll};
+use tokio::sync::watch;
+
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// Where a receiver's spans go: each pipeline's head, after its memory limiters.
+pub(crate) struct PipelineEntry {
+    pub(crate) limiters: Vec<Arc<MemoryLimiter>>,
+    pub(crate) head: Arc<dyn Consumer>,
+}
+
+/// Why a request was not taken.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// Not a valid request: the client must not retry.
+    Malformed(String),
+    /// Over the memory limit: retry later.
+    Memory,
+}
+
+/// Counts and dispatches what one receiver takes in.
+pub(crate) struct Intake {
+    pub(crate) pipelines: Vec<PipelineEntry>,
+    accepted: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
+    malformed: Arc<AtomicU64>,
+}
+
+impl Intake {
+    pub(crate) fn new(pipelines: Vec<PipelineEntry>, metrics: &Metrics, id: &str, transport: &str) -> Arc<Self> {
+        let l = [("receiver", id), ("transport", transport)];
+        Arc::new(Intake {
+            pipelines,
+            accepted: metrics.counter("otelcol_receiver_accepted_spans", "Spans accepted into the pipelines.", &l),
+            refused: metrics.counter("otelcol_receiver_refused_spans", "Spans refused (memory limit); clients retry.", &l),
+            malformed: metrics.counter("otelcol_receiver_malformed_requests", "Requests that were not valid OTLP.", &l),
+        })
+    }
+
+    /// Takes an `ExportTraceServiceRequest` (protobuf bytes).
+    pub(crate) fn accept(&self, body: &[u8]) -> Result<usize, Refusal> {
+        let spans = match split_request(body) {
+            Ok(s) => s,
+            Err(e) => {
+                add(&self.malformed, 1);
+                return Err(Refusal::Malformed(e.0));
+            }
+        };
+        let n = spans.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        for p in &self.pipelines {
+            if p.limiters.iter().any(|l| !l.admit(0, n as u64)) {
+                add(&self.refused, n as u64);
+                return Err(Refusal::Memory);
+            }
+        }
+        if let Some((last, rest)) = self.pipelines.split_last() {
+            for p in rest {
+                p.head.consume(spans.iter().cloned().collect());
+            }
+            last.head.consume(spans);
+        }
+        add(&self.accepted, n as u64);
+        Ok(n)
+    }
+}
+
+/// `google.rpc.Status` with `code` and `message`, and a `RetryInfo` detail when given.
+fn rpc_status(code: i32, message: &str, retry_after_secs: Option<u64>) -> Vec<u8> {
+    let mut s = Vec::new();
+    put_tag(&mut s, 1, 0);
+    put_varint(&mut s, code as u64);
+    put_bytes(&mut s, 2, message.as_bytes());
+    if let Some(secs) = retry_after_secs {
+        let mut duration = Vec::new();
+        put_tag(&mut duration, 1, 0);
+        put_varint(&mut duration, secs);
+        let mut retry_info = Vec::new();
+        put_bytes(&mut retry_info, 1, &duration);
+        let mut any = Vec::new();
+        put_bytes(&mut any, 1, b"type.googleapis.com/google.rpc.RetryInfo");
+        put_bytes(&mut any, 2, &retry_info);
+        put_bytes(&mut s, 3, &any);
+    }
+    s
+}
+
+// --- gRPC --------------------------------------------------------------------
+
+/// The trace service, for tonic's server.
+#[derive(Clone)]
+pub(crate) struct TraceGrpc {
+    intake: Arc<Intake>,
+    max_message: usize,
+}
+
+impl TraceGrpc {
+    pub(crate) fn new(intake: Arc<Intake>, max_message: usize) -> Self {
+        TraceGrpc { intake, max_message }
+    }
+}
+
+impl tonic::server::NamedService for TraceGrpc {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+struct Export(Arc<Intake>);
+
+impl tonic::server::UnaryService<Bytes> for Export {
+    type Response = Bytes;
+    type Future = std::future::Ready<Result<tonic::Response<Bytes>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        std::future::ready(match self.0.accept(request.get_ref()) {
+            Ok(_) => Ok(tonic::Response::new(Bytes::new())),
+            Err(Refusal::Malformed(m)) => Err(tonic::Status::invalid_argument(m)),
+            Err(Refusal::Memory) => {
+                let message = "data refused due to high memory usage";
+                Err(tonic::Status::with_details(
+                    tonic::Code::Unavailable,
+                    message,
+                    Bytes::from(rpc_status(tonic::Code::Unavailable as i32, message, Some(1))),
+                ))
+            }
+        })
+    }
+}
+
+type BoxResponse = Pin<Box<dyn Future<Output = Result<http::Response<tonic::body::Body>, Infallible>> + Send>>;
+
+impl tower_service::Service<Request<tonic::body::Body>> for TraceGrpc {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxResponse;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
+        if req.uri().path() != EXPORT_PATH {
+            let status = tonic::Status::unimplemented(format!(
+                "{} is not served here: this collector receives traces (TraceService/Export)",
+                req.uri().path()
+            ));
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
+        let intake = self.intake.clone();
+        let max = self.max_message;
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+                .accept_compressed(tonic::codec::CompressionEncoding::Zstd)
+                .max_decoding_message_size(max);
+            Ok(grpc.unary(Export(intake), req).await)
+        })
+    }
+}
+
+/// Serves gRPC on `listener` until `stop` turns true.
+pub(crate) async fn serve_grpc(
+    listener: tokio::net::TcpListener,
+    service: TraceGrpc,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+// --- HTTP --------------------------------------------------------------------
+
+/// The OTLP/HTTP endpoint.
+pub(crate) struct TraceHttp {
+    pub(crate) intake: Arc<Intake>,
+    pub(crate) max_body: usize,
+    pub(crate) path: String,
+}
+
+fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = header::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn http_error(status: StatusCode, json: bool, code: i32, message: &str) -> Response<Full<Bytes>> {
+    if json {
+        let body = serde_json::json!({ "code": code, "message": message }).to_string();
+        respond(status, "application/json", body.into_bytes())
+    } else {
+        respond(status, "application/x-protobuf", rpc_status(code, message, None))
+    }
+}
+
+/// Reads at most `max` decompressed bytes.
+fn bounded_read(mut reader: impl std::io::Read, max: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    (&mut reader).take(max as u64 + 1).read_to_end(&mut out).map_err(|e| format!("cannot decompress the body: {e}"))?;
+    if out.len() > max {
+        return Err(format!("the decompressed body is larger than {max} bytes"));
+    }
+    Ok(out)
+}
+
+impl TraceHttp {
+    pub(crate) async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        if req.uri().path() != self.path {
+            return respond(StatusCode::NOT_FOUND, "text/plain", format!("not found; traces go to POST {}\n", self.path).into_bytes());
+        }
+        if req.method() != http::Method::POST {
+            let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"use POST\n".to_vec());
+            r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+            return r;
+        }
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let json = match content_type.as_str() {
+            "application/x-protobuf" | "application/protobuf" => false,
+            "application/json" => true,
+            other => {
+                return respond(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "text/plain",
+                    format!("unsupported content type {other:?}; use application/x-protobuf or application/json\n").into_bytes(),
+                );
+            }
+        };
+        let encoding = req
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let raw = match Limited::new(req.into_body(), self.max_body).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+                return if too_large {
+                    http_error(StatusCode::PAYLOAD_TOO_LARGE, json, 8, &format!("the body is larger than {} bytes", self.max_body))
+                } else {
+                    http_error(StatusCode::BAD_REQUEST, json, 3, &format!("cannot read the body: {e}"))
+                };
+            }
+        };
+        let body: Vec<u8> = match encoding.as_str() {
+            "" | "identity" => raw.to_vec(),
+            "gzip" | "x-gzip" => match bounded_read(flate2::read::GzDecoder::new(&raw[..]), self.max_body) {
+                Ok(b) => b,
+                Err(e) => return http_error(StatusCode::BAD_REQUEST, json, 3, &e),
+            },
+            "zstd" => match zstd::stream::read::Decoder::new(&raw[..]).map_err(|e| e.to_string()).and_then(|d| bounded_read(d, self.max_body)) {
+                Ok(b) => b,
+                Err(e) => return http_error(StatusCode::BAD_REQUEST, json, 3, &e),
+            },
+            other => {
+                return http_error(StatusCode::BAD_REQUEST, json, 3, &format!("unsupported Content-Encoding {other:?}; use gzip or zstd"));
+            }
+        };
+        let proto = if json {
+            match serde_json::from_slice::<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>(&body) {
+                Ok(r) => r.encode_to_vec(),
+                Err(e) => return http_error(StatusCode::BAD_REQUEST, json, 3, &format!("not an OTLP JSON trace request: {e}")),
+            }
+        } else {
+            body
+        };
+        match self.intake.accept(&proto) {
+            Ok(_) => {
+                if json {
+                    respond(StatusCode::OK, "application/json", b"{}".to_vec())
+                } else {
+                    respond(StatusCode::OK, "application/x-protobuf", Vec::new())
+                }
+            }
+            Err(Refusal::Malformed(m)) => http_error(StatusCode::BAD_REQUEST, json, 3, &m),
+            Err(Refusal::Memory) => {
+                let mut r = http_error(StatusCode::SERVICE_UNAVAILABLE, json, 14, "data refused due to high memory usage");
+                r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                r
+            }
+        }
+    }
+}
+
+/// A small HTTP/1 server: every request goes to `handler`; stops when `stop`
+/// turns true, letting requests in flight finish.
+pub(crate) async fn serve_http<H, F>(listener: tokio::net::TcpListener, handler: H, mut stop: watch::Receiver<bool>)
+where
+    H: Fn(Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let handler = handler.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let f = handler(req);
+                    async move { Ok::<_, Infallible>(f.await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
+}
+
+/// Binds `endpoint` (`host:port`), with a message that names the setting on failure.
+pub(crate) async fn bind(endpoint: &str, what: &str) -> Result<tokio::net::TcpListener, String> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(endpoint)
+        .await
+        .map_err(|e| format!("{what}: cannot resolve {endpoint:?}: {e}"))?
+        .collect();
+    let mut last = String::from("no address");
+    for a in addrs {
+        match tokio::net::TcpListener::bind(a).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(format!("{what}: cannot listen on {endpoint}: {last}"))
+}

@@ -1,0 +1,563 @@
+//! OTLP trace requests as wire bytes: split a request into spans that keep
+//! their own bytes (plus shared resource and scope bytes), read what the
+//! policies need straight from those bytes, and put requests back together
+//! without re-encoding a span.
+
+use crate::facts::{AttrValue, Attributes, SpanFacts, StatusCode};
+use otel_export::wire::{Field, Reader, WireError, len_field_len, put_bytes, put_len_header};
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// Bytes of span data alive in the process (spans buffered, batched or
+/// queued for export), for the memory limiter.
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+
+/// What one stored span costs besides its bytes (the record and its share of
+/// buffer bookkeeping).
+const SPAN_OVERHEAD: i64 = 64;
+
+/// Bytes of span data alive in the process now.
+pub fn live_bytes() -> i64 {
+    LIVE_BYTES.load(Ordering::Relaxed)
+}
+
+/// Counts other bytes (an encoded request in flight) as live while it exists.
+#[derive(Debug)]
+pub struct LiveGuard(i64);
+
+impl LiveGuard {
+    /// Counts `bytes` until dropped.
+    pub fn new(bytes: usize) -> Self {
+        LIVE_BYTES.fetch_add(bytes as i64, Ordering::Relaxed);
+        LiveGuard(bytes as i64)
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        LIVE_BYTES.fetch_sub(self.0, Ordering::Relaxed);
+    }
+}
+
+/// A `Resource` message's content, shared by its spans.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ResourceBlock {
+    /// The `Resource` message content.
+    pub bytes: Box<[u8]>,
+    /// `ResourceSpans.schema_url`.
+    pub schema_url: Box<str>,
+}
+
+/// An `InstrumentationScope` and its resource, shared by its spans.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ScopeBlock {
+    /// The resource.
+    pub resource: Arc<ResourceBlock>,
+    /// The `InstrumentationScope` message content (empty when absent).
+    pub bytes: Box<[u8]>,
+    /// `ScopeSpans.schema_url`.
+    pub schema_url: Box<str>,
+}
+
+/// One span: its `Span` message content and where it came from.
+pub struct SpanRec {
+    /// The span's resource and scope.
+    pub scope: Arc<ScopeBlock>,
+    bytes: Box<[u8]>,
+}
+
+impl SpanRec {
+    /// A span from its `Span` message content.
+    pub fn new(scope: Arc<ScopeBlock>, bytes: Box<[u8]>) -> Self {
+        LIVE_BYTES.fetch_add(bytes.len() as i64 + SPAN_OVERHEAD, Ordering::Relaxed);
+        SpanRec { scope, bytes }
+    }
+
+    /// The `Span` message content.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Replaces the span's bytes (after an attribute rewrite).
+    pub fn set_bytes(&mut self, bytes: Box<[u8]>) {
+        LIVE_BYTES.fetch_add(bytes.len() as i64 - self.bytes.len() as i64, Ordering::Relaxed);
+        self.bytes = bytes;
+    }
+
+    /// A view for reading fields.
+    pub fn view(&self) -> Result<SpanView<'_>, WireError> {
+        SpanView::parse(&self.bytes)
+    }
+}
+
+impl Clone for SpanRec {
+    fn clone(&self) -> Self {
+        SpanRec::new(self.scope.clone(), self.bytes.clone())
+    }
+}
+
+impl Drop for SpanRec {
+    fn drop(&mut self) {
+        LIVE_BYTES.fetch_sub(self.bytes.len() as i64 + SPAN_OVERHEAD, Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for SpanRec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpanRec").field("len", &self.bytes.len()).finish_non_exhaustive()
+    }
+}
+
+/// Why a request could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+fn bad(what: &str, e: WireError) -> DecodeError {
+    DecodeError(format!("{what}: {e}"))
+}
+
+fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, DecodeError> {
+    std::str::from_utf8(bytes).map_err(|_| DecodeError(format!("{what} is not UTF-8")))
+}
+
+/// Nesting allowed inside attribute values (arrays and maps of values).
+const MAX_VALUE_DEPTH: usize = 32;
+
+/// Checks an `AnyValue`.
+fn check_any_value(bytes: &[u8], depth: usize) -> Result<(), DecodeError> {
+    if depth > MAX_VALUE_DEPTH {
+        return Err(DecodeError("attribute values nest too deeply".into()));
+    }
+    let mut r = Reader::new(bytes);
+    while let Some(f) = r.next_field() {
+        match f.map_err(|e| bad("attribute value", e))? {
+            (1, Field::Bytes(s)) => {
+                utf8(s, "a string attribute value")?;
+            }
+            // ArrayValue { repeated AnyValue values = 1 }
+            (5, Field::Bytes(inner)) => {
+                let mut a = Reader::new(inner);
+                while let Some(f) = a.next_field() {
+                    if let (1, Field::Bytes(v)) = f.map_err(|e| bad("attribute value", e))? {
+                        check_any_value(v, depth + 1)?;
+                    }
+                }
+            }
+            // KeyValueList { repeated KeyValue values = 1 }
+            (6, Field::Bytes(inner)) => {
+                let mut a = Reader::new(inner);
+                while let Some(f) = a.next_field() {
+                    if let (1, Field::Bytes(kv)) = f.map_err(|e| bad("attribute value", e))? {
+                        check_keyvalue(kv, depth + 1)?;
+                    }
+                }
+            }
+            (1 | 5 | 6, _) => return Err(DecodeError("an attribute value has the wrong wire type".into())),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `KeyValue`.
+fn check_keyvalue(bytes: &[u8], depth: usize) -> Result<(), DecodeError> {
+    let mut r = Reader::new(bytes);
+    while let Some(f) = r.next_field() {
+        match f.map_err(|e| bad("attribute", e))? {
+            (1, Field::Bytes(k)) => {
+                utf8(k, "an attribute key")?;
+            }
+            (1, _) => return Err(DecodeError("an attribute key has the wrong wire type".into())),
+            (2, Field::Bytes(v)) => check_any_value(v, depth)?,
+            (2, _) => return Err(DecodeError("an attribute value has the wrong wire type".into())),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a message whose attributes are field `attr_field` (resource, scope, event, link).
+fn check_with_attributes(bytes: &[u8], attr_field: u32, what: &str) -> Result<(), DecodeError> {
+    let mut r = Reader::new(bytes);
+    while let Some(f) = r.next_field() {
+        match f.map_err(|e| bad(what, e))? {
+            (n, Field::Bytes(kv)) if n == attr_field => check_keyvalue(kv, 0)?,
+            (n, _) if n == attr_field => return Err(DecodeError(format!("{what} attributes have the wrong wire type"))),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `Span` and returns its trace id.
+fn check_span(bytes: &[u8]) -> Result<[u8; 16], DecodeError> {
+    let mut r = Reader::new(bytes);
+    let mut trace_id = None;
+    let mut span_id_ok = false;
+    while let Some(f) = r.next_field() {
+        match f.map_err(|e| bad("span", e))? {
+            (1, Field::Bytes(id)) => {
+                let id: [u8; 16] =
+                    id.try_into().map_err(|_| DecodeError(format!("a span's trace_id has {} bytes, not 16", id.len())))?;
+                if id == [0; 16] {
+                    return Err(DecodeError("a span's trace_id is all zeros".into()));
+                }
+                trace_id = Some(id);
+            }
+            (2, Field::Bytes(id)) => {
+                if id.len() != 8 || id == [0; 8] {
+                    return Err(DecodeError("a span's span_id must be 8 bytes, not all zeros".into()));
+                }
+                span_id_ok = true;
+            }
+            (3, Field::Bytes(s)) => {
+                utf8(s, "a span's trace_state")?;
+            }
+            (4, Field::Bytes(id)) if !(id.is_empty() || id.len() == 8) => {
+                return Err(DecodeError(format!("a span's parent_span_id has {} bytes, not 8", id.len())));
+            }
+            (5, Field::Bytes(s)) => {
+                utf8(s, "a span's name")?;
+            }
+            (9, Field::Bytes(kv)) => check_keyvalue(kv, 0)?,
+            (11, Field::Bytes(e)) => check_with_attributes(e, 3, "a span event")?,
+            (13, Field::Bytes(l)) => check_with_attributes(l, 4, "a span link")?,
+            (15, Field::Bytes(st)) => {
+                let mut s = Reader::new(st);
+                while let Some(f) = s.next_field() {
+                    if let (2, Field::Bytes(m)) = f.map_err(|e| bad("span status", e))? {
+                        utf8(m, "a span's status message")?;
+                    }
+                }
+            }
+            (1 | 2 | 3 | 4 | 5 | 9 | 11 | 13 | 15, Field::Varint(_) | Field::Fixed32(_) | Field::Fixed64(_)) => {
+                return Err(DecodeError("a span field has the wrong wire type".into()));
+            }
+            (7 | 8, Field::Varint(_) | Field::Fixed32(_) | Field::Bytes(_)) => {
+                return Err(DecodeError("a span timestamp has the wrong wire type".into()));
+            }
+            _ => {}
+        }
+    }
+    if !span_id_ok {
+        return Err(DecodeError("a span has no span_id".into()));
+    }
+    trace_id.ok_or_else(|| DecodeError("a span has no trace_id".into()))
+}
+
+/// Splits an `ExportTraceServiceRequest` into spans, checking every span.
+///
+/// # Errors
+///
+/// When the bytes are not a well-formed request (the receiver answers 400 /
+/// INVALID_ARGUMENT with the message).
+pub fn split_request(body: &[u8]) -> Result<Vec<SpanRec>, DecodeError> {
+    let mut out = Vec::new();
+    let mut req = Reader::new(body);
+    while let Some(f) = req.next_field() {
+        let rs = match f.map_err(|e| bad("request", e))? {
+            (1, Field::Bytes(rs)) => rs,
+            (1, _) => return Err(DecodeError("resource_spans has the wrong wire type".into())),
+            _ => continue,
+        };
+        // First pass: resource and schema url (they may follow the scope spans).
+        let mut resource: &[u8] = &[];
+        let mut schema: &str = "";
+        let mut r = Reader::new(rs);
+        while let Some(f) = r.next_field() {
+            match f.map_err(|e| bad("resource_spans", e))? {
+                (1, Field::Bytes(b)) => resource = b,
+                (3, Field::Bytes(s)) => schema = utf8(s, "a schema_url")?,
+                (1 | 2 | 3, Field::Varint(_) | Field::Fixed32(_) | Field::Fixed64(_)) => {
+                    return Err(DecodeError("resource_spans has a field of the wrong wire type".into()));
+                }
+                _ => {}
+            }
+        }
+        check_with_attributes(resource, 1, "a resource")?;
+        let resource = Arc::new(ResourceBlock { bytes: resource.into(), schema_url: schema.into() });
+        let mut r = Reader::new(rs);
+        while let Some(f) = r.next_field() {
+            let ss = match f.map_err(|e| bad("resource_spans", e))? {
+                (2, Field::Bytes(ss)) => ss,
+                _ => continue,
+            };
+            let mut scope: &[u8] = &[];
+            let mut scope_schema: &str = "";
+            let mut s = Reader::new(ss);
+            while let Some(f) = s.next_field() {
+                match f.map_err(|e| bad("scope_spans", e))? {
+                    (1, Field::Bytes(b)) => scope = b,
+                    (3, Field::Bytes(u)) => scope_schema = utf8(u, "a schema_url")?,
+                    (1 | 2 | 3, Field::Varint(_) | Field::Fixed32(_) | Field::Fixed64(_)) => {
+                        return Err(DecodeError("scope_spans has a field of the wrong wire type".into()));
+                    }
+                    _ => {}
+                }
+            }
+            check_with_attributes(scope, 3, "an instrumentation scope")?;
+            let block = Arc::new(ScopeBlock {
+                resource: resource.clone(),
+                bytes: scope.into(),
+                schema_url: scope_schema.into(),
+            });
+            let mut s = Reader::new(ss);
+            while let Some(f) = s.next_field() {
+                if let (2, Field::Bytes(span)) = f.map_err(|e| bad("scope_spans", e))? {
+                    check_span(span)?;
+                    out.push(SpanRec::new(block.clone(), span.into()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What the engine and the exporters read from a span's bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanView<'a> {
+    bytes: &'a [u8],
+    /// Trace id.
+    pub trace_id: [u8; 16],
+    /// Span id.
+    pub span_id: [u8; 8],
+    /// Parent span id (zeros for a root).
+    pub parent_span_id: [u8; 8],
+    /// Name.
+    pub name: &'a str,
+    /// `trace_state` header value.
+    pub trace_state: &'a str,
+    /// Start, Unix nanoseconds.
+    pub start: u64,
+    /// End, Unix nanoseconds.
+    pub end: u64,
+    /// Status code.
+    pub status: StatusCode,
+    /// Status message.
+    pub status_message: &'a str,
+    /// Span kind (OTLP enum value).
+    pub kind: u64,
+}
+
+impl<'a> SpanView<'a> {
+    /// Reads a `Span` message content.
+    ///
+    /// # Errors
+    ///
+    /// When the bytes are not a well-formed span.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, WireError> {
+        let mut v = SpanView {
+            bytes,
+            trace_id: [0; 16],
+            span_id: [0; 8],
+            parent_span_id: [0; 8],
+            name: "",
+            trace_state: "",
+            start: 0,
+            end: 0,
+            status: StatusCode::Unset,
+            status_message: "",
+            kind: 0,
+        };
+        let mut r = Reader::new(bytes);
+        while let Some(f) = r.next_field() {
+            match f? {
+                (1, Field::Bytes(b)) if b.len() == 16 => v.trace_id.copy_from_slice(b),
+                (2, Field::Bytes(b)) if b.len() == 8 => v.span_id.copy_from_slice(b),
+                (3, Field::Bytes(b)) => v.trace_state = std::str::from_utf8(b).unwrap_or(""),
+                (4, Field::Bytes(b)) if b.len() == 8 => v.parent_span_id.copy_from_slice(b),
+                (5, Field::Bytes(b)) => v.name = std::str::from_utf8(b).unwrap_or(""),
+                (6, Field::Varint(k)) => v.kind = k,
+                (7, Field::Fixed64(t)) => v.start = t,
+                (8, Field::Fixed64(t)) => v.end = t,
+                (15, Field::Bytes(st)) => {
+                    let mut s = Reader::new(st);
+                    while let Some(f) = s.next_field() {
+                        match f? {
+                            (3, Field::Varint(c)) => {
+                                v.status = match c {
+                                    1 => StatusCode::Ok,
+                                    2 => StatusCode::Error,
+                                    _ => StatusCode::Unset,
+                                }
+                            }
+                            (2, Field::Bytes(m)) => v.status_message = std::str::from_utf8(m).unwrap_or(""),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(v)
+    }
+
+    /// Span attributes, in order, as (key, `AnyValue` bytes).
+    pub fn attributes(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        keyvalues(self.bytes, 9)
+    }
+}
+
+/// The `KeyValue`s in field `field` of `message`, as (key, value bytes).
+pub fn keyvalues<'a>(message: &'a [u8], field: u32) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+    let mut r = Reader::new(message);
+    std::iter::from_fn(move || {
+        loop {
+            match r.next_field()? {
+                Ok((n, Field::Bytes(kv))) if n == field => {
+                    let mut key = "";
+                    let mut value: &[u8] = &[];
+                    let mut k = Reader::new(kv);
+                    while let Some(Ok(f)) = k.next_field() {
+                        match f {
+                            (1, Field::Bytes(b)) => key = std::str::from_utf8(b).unwrap_or(""),
+                            (2, Field::Bytes(b)) => value = b,
+                            _ => {}
+                        }
+                    }
+                    return Some((key, value));
+                }
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    })
+}
+
+/// Reads an `AnyValue`'s scalar.
+pub fn any_value(bytes: &[u8]) -> AttrValue<'_> {
+    let mut r = Reader::new(bytes);
+    let mut out = AttrValue::Other;
+    while let Some(Ok(f)) = r.next_field() {
+        out = match f {
+            (1, Field::Bytes(s)) => std::str::from_utf8(s).map_or(AttrValue::Other, AttrValue::Str),
+            (2, Field::Varint(b)) => AttrValue::Bool(b != 0),
+            (3, Field::Varint(i)) => AttrValue::Int(i as i64),
+            (4, Field::Fixed64(d)) => AttrValue::Double(f64::from_bits(d)),
+            _ => AttrValue::Other,
+        };
+    }
+    out
+}
+
+fn find_attribute<'a>(message: &'a [u8], field: u32, key: &str) -> Option<AttrValue<'a>> {
+    keyvalues(message, field).find(|(k, _)| *k == key).map(|(_, v)| any_value(v))
+}
+
+impl Attributes for SpanView<'_> {
+    fn attribute(&self, key: &str) -> Option<AttrValue<'_>> {
+        find_attribute(self.bytes, 9, key)
+    }
+}
+
+impl SpanFacts for SpanView<'_> {
+    fn trace_id(&self) -> [u8; 16] {
+        self.trace_id
+    }
+    fn is_root(&self) -> bool {
+        self.parent_span_id == [0; 8]
+    }
+    fn start_nanos(&self) -> u64 {
+        self.start
+    }
+    fn end_nanos(&self) -> u64 {
+        self.end
+    }
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+    fn trace_state_value(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.trace_state.split(',').find_map(|member| {
+            let (k, v) = member.trim().split_once('=')?;
+            (k == key).then(|| Cow::Borrowed(v))
+        })
+    }
+    fn encoded_len(&self) -> usize {
+        len_field_len(2, self.bytes.len())
+    }
+}
+
+/// A resource's attributes, read from its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceView<'a>(pub &'a [u8]);
+
+impl Attributes for ResourceView<'_> {
+    fn attribute(&self, key: &str) -> Option<AttrValue<'_>> {
+        find_attribute(self.0, 1, key)
+    }
+}
+
+/// Builds `ExportTraceServiceRequest` bytes from spans, grouping them by
+/// resource and scope (first-seen order) and copying each span's bytes.
+pub fn encode_request(spans: &[SpanRec]) -> Vec<u8> {
+    // Group: resources, then scopes within each, then span indices.
+    struct ScopeGroup<'a> {
+        block: &'a ScopeBlock,
+        spans: Vec<&'a [u8]>,
+    }
+    struct ResourceGroup<'a> {
+        block: &'a ResourceBlock,
+        scopes: Vec<ScopeGroup<'a>>,
+    }
+    let mut groups: Vec<ResourceGroup<'_>> = Vec::new();
+    for s in spans {
+        let scope = &*s.scope;
+        let resource = &*scope.resource;
+        let g = match groups.iter().rposition(|g| std::ptr::eq(g.block, resource) || *g.block == *resource) {
+            Some(i) => &mut groups[i],
+            None => {
+                groups.push(ResourceGroup { block: resource, scopes: Vec::new() });
+                let last = groups.len() - 1;
+                &mut groups[last]
+            }
+        };
+        match g.scopes.iter().rposition(|sg| {
+            std::ptr::eq(sg.block, scope) || (sg.block.bytes == scope.bytes && sg.block.schema_url == scope.schema_url)
+        }) {
+            Some(i) => g.scopes[i].spans.push(&s.bytes),
+            None => g.scopes.push(ScopeGroup { block: scope, spans: vec![&s.bytes] }),
+        }
+    }
+    let str_len = |field: u32, s: &str| if s.is_empty() { 0 } else { len_field_len(field, s.len()) };
+    let scope_len = |sg: &ScopeGroup<'_>| {
+        len_field_len(1, sg.block.bytes.len())
+            + sg.spans.iter().map(|b| len_field_len(2, b.len())).sum::<usize>()
+            + str_len(3, &sg.block.schema_url)
+    };
+    let resource_len = |g: &ResourceGroup<'_>| {
+        len_field_len(1, g.block.bytes.len())
+            + g.scopes.iter().map(|sg| len_field_len(2, scope_len(sg))).sum::<usize>()
+            + str_len(3, &g.block.schema_url)
+    };
+    let total: usize = groups.iter().map(|g| len_field_len(1, resource_len(g))).sum();
+    let mut out = Vec::with_capacity(total);
+    for g in &groups {
+        put_len_header(&mut out, 1, resource_len(g));
+        put_bytes(&mut out, 1, &g.block.bytes);
+        for sg in &g.scopes {
+            put_len_header(&mut out, 2, scope_len(sg));
+            put_bytes(&mut out, 1, &sg.block.bytes);
+            for b in &sg.spans {
+                put_bytes(&mut out, 2, b);
+            }
+            if !sg.block.schema_url.is_empty() {
+                put_bytes(&mut out, 3, sg.block.schema_url.as_bytes());
+            }
+        }
+        if !g.block.schema_url.is_empty() {
+            put_bytes(&mut out, 3, g.block.schema_url.as_bytes());
+        }
+    }
+    debug_assert_eq!(out.len(), total);
+    out
+}
