@@ -32,20 +32,30 @@ fn parse_args() -> Result<Args, String> {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
             _ => (a.clone(), None),
         };
-        let mut value = |name: &str| inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value"));
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
         match flag.as_str() {
             "--config" | "-c" => config = Some(value("--config")?),
             "--validate" => validate = true,
             "--shutdown-timeout" => {
                 let v = value("--shutdown-timeout")?;
-                shutdown_timeout = otel_collector::parse_duration(&v).map_err(|e| format!("--shutdown-timeout: {e}"))?;
+                shutdown_timeout =
+                    otel_collector::parse_duration(&v).map_err(|e| format!("--shutdown-timeout: {e}"))?;
             }
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     let config = config.ok_or("--config FILE is required")?;
-    Ok(Args { config, validate, shutdown_timeout })
+    Ok(Args {
+        config,
+        validate,
+        shutdown_timeout,
+    })
 }
 
 fn init_logs(level: &str, json: bool) {
@@ -55,7 +65,10 @@ fn init_logs(level: &str, json: bool) {
         "error" => tracing::Level::ERROR,
         _ => tracing::Level::INFO,
     };
-    let builder = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false);
     if json {
         builder.json().init();
     } else {
@@ -97,7 +110,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logs(&config.telemetry.log_level, config.telemetry.log_json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("otel-collector").build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("otel-collector")
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("otel-collector: cannot start the runtime: {e}");

@@ -128,8 +128,8 @@ pub(crate) fn apply(message: &[u8], attr_field: u32, actions: &[Action]) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sidecar::wire::{any_value, keyvalues};
     use crate::facts::AttrValue;
+    use crate::sidecar::wire::{any_value, keyvalues};
 
     fn kv(key: &str, v: &Literal) -> Vec<u8> {
         let value = literal_value(v);
@@ -151,7 +151,12 @@ mod tests {
     }
 
     fn action(key: &str, kind: ActionKind, value: Option<Literal>, from: Option<&str>) -> Action {
-        Action { key: key.into(), kind, value, from_attribute: from.map(str::to_owned) }
+        Action {
+            key: key.into(),
+            kind,
+            value,
+            from_attribute: from.map(str::to_owned),
+        }
     }
 
     fn read(message: &[u8]) -> Vec<(String, String)> {
@@ -171,15 +176,33 @@ mod tests {
 
     #[test]
     fn insert_update_upsert_delete_hash() {
-        let r = resource(&[("service.name", Literal::Str("checkout".into())), ("user.email", Literal::Str("a@b.c".into()))]);
+        let r = resource(&[
+            ("service.name", Literal::Str("checkout".into())),
+            ("user.email", Literal::Str("a@b.c".into())),
+        ]);
         let out = apply(
             &r,
             1,
             &[
-                action("deployment.environment", ActionKind::Insert, Some(Literal::Str("production".into())), None),
-                action("service.name", ActionKind::Insert, Some(Literal::Str("ignored".into())), None),
+                action(
+                    "deployment.environment",
+                    ActionKind::Insert,
+                    Some(Literal::Str("production".into())),
+                    None,
+                ),
+                action(
+                    "service.name",
+                    ActionKind::Insert,
+                    Some(Literal::Str("ignored".into())),
+                    None,
+                ),
                 action("missing", ActionKind::Update, Some(Literal::Int(1)), None),
-                action("service.name", ActionKind::Update, Some(Literal::Str("shop".into())), None),
+                action(
+                    "service.name",
+                    ActionKind::Update,
+                    Some(Literal::Str("shop".into())),
+                    None,
+                ),
                 action("copy", ActionKind::Upsert, None, Some("service.name")),
                 action("user.email", ActionKind::Hash, None, None),
                 action("k8s.pod.uid", ActionKind::Delete, None, None),
@@ -221,7 +244,15 @@ mod tests {
     #[test]
     fn hashing_non_strings() {
         let r = resource(&[("n", Literal::Int(42)), ("b", Literal::Bool(true))]);
-        let out = apply(&r, 1, &[action("n", ActionKind::Hash, None, None), action("b", ActionKind::Hash, None, None)]).unwrap();
+        let out = apply(
+            &r,
+            1,
+            &[
+                action("n", ActionKind::Hash, None, None),
+                action("b", ActionKind::Hash, None, None),
+            ],
+        )
+        .unwrap();
         assert_eq!(read(&out)[0].1, hex_digest(&42i64.to_le_bytes()));
         assert_eq!(read(&out)[1].1, hex_digest(&[1]));
     }

@@ -262,7 +262,11 @@ const MIB: u64 = 1024 * 1024;
 /// Replaces `${env:NAME}`, `${env:NAME:-default}` and `${NAME}` in string
 /// values; `$$` is a literal `$`. A value that is only a reference takes the
 /// variable's type (`4317` becomes a number).
-fn substitute(v: &mut Value, lookup: &dyn Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> Result<(), String> {
+fn substitute(
+    v: &mut Value,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Result<(), String> {
     match v {
         Value::String(s) if s.contains('$') => {
             let whole = s.starts_with("${") && s.ends_with('}') && s[2..].find('}') == Some(s.len() - 3);
@@ -302,13 +306,17 @@ fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>, warnings: &mut Vec<S
                 None => (reference, None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("${{{reference}}} is not an environment variable reference like ${{env:NAME}}"));
+                return Err(format!(
+                    "${{{reference}}} is not an environment variable reference like ${{env:NAME}}"
+                ));
             }
             match (lookup(name), default) {
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
                 (None, None) => {
-                    warnings.push(format!("environment variable {name} is not set; ${{env:{name}}} expands to nothing"));
+                    warnings.push(format!(
+                        "environment variable {name} is not set; ${{env:{name}}} expands to nothing"
+                    ));
                 }
             }
         } else {
@@ -345,7 +353,11 @@ fn removed_or_unknown(section: &str, id: &str, known: &[&str]) -> ConfigError {
         ("processors", "probabilistic_sampler") => "probabilistic_sampler is not available here: use a \
              `tail_sampling` processor with a `probabilistic` policy, or head sampling in the SDK"
             .to_owned(),
-        _ => format!("unknown {} type {kind:?}; available: {}", section.trim_end_matches('s'), known.join(", ")),
+        _ => format!(
+            "unknown {} type {kind:?}; available: {}",
+            section.trim_end_matches('s'),
+            known.join(", ")
+        ),
     };
     ConfigError::new(path, message)
 }
@@ -354,7 +366,10 @@ fn section<'a>(root: At<'a>, key: &str) -> Result<Vec<(String, &'a Value)>, Conf
     match get(root, key) {
         None => Ok(Vec::new()),
         Some(Value::Object(m)) => Ok(m.iter().map(|(k, v)| (k.clone(), v)).collect()),
-        Some(other) => Err(ConfigError::new(key, format!("must be a mapping of components, got {other}"))),
+        Some(other) => Err(ConfigError::new(
+            key,
+            format!("must be a mapping of components, got {other}"),
+        )),
     }
 }
 
@@ -389,21 +404,46 @@ impl CollectorConfig {
         let mut value = parse_yaml(text)?;
         let mut warnings = Vec::new();
         substitute(&mut value, lookup, &mut warnings).map_err(|e| ConfigError::new("(environment)", e))?;
-        let root = At { value: &value, path: "" };
+        let root = At {
+            value: &value,
+            path: "",
+        };
         if !matches!(value, Value::Object(_)) {
-            return Err(ConfigError::new("(root)", "a collector configuration is a mapping with receivers, exporters and service"));
+            return Err(ConfigError::new(
+                "(root)",
+                "a collector configuration is a mapping with receivers, exporters and service",
+            ));
         }
-        root.only_keys(&["receivers", "processors", "exporters", "extensions", "connectors", "service"])?;
-        if let Some(c) = get(root, "connectors").and_then(Value::as_object).filter(|m| !m.is_empty()) {
+        root.only_keys(&[
+            "receivers",
+            "processors",
+            "exporters",
+            "extensions",
+            "connectors",
+            "service",
+        ])?;
+        if let Some(c) = get(root, "connectors")
+            .and_then(Value::as_object)
+            .filter(|m| !m.is_empty())
+        {
             let first = c.keys().next().map_or("", String::as_str);
-            return Err(ConfigError::new(format!("connectors.{first}"), "connectors are not supported by this collector"));
+            return Err(ConfigError::new(
+                format!("connectors.{first}"),
+                "connectors are not supported by this collector",
+            ));
         }
 
         let mut receivers = Vec::new();
         for (id, v) in section(root, "receivers")? {
             let path = format!("receivers.{id}");
             match kind_of(&id) {
-                "otlp" => receivers.push((id.clone(), parse_otlp_receiver(At { value: body(v), path: &path })?)),
+                "otlp" => receivers.push((
+                    id.clone(),
+                    parse_otlp_receiver(At {
+                        value: body(v),
+                        path: &path,
+                    })?,
+                )),
                 _ => return Err(removed_or_unknown("receivers", &id, &["otlp"])),
             }
         }
@@ -411,7 +451,10 @@ impl CollectorConfig {
         let mut processors = Vec::new();
         for (id, v) in section(root, "processors")? {
             let path = format!("processors.{id}");
-            let at = At { value: body(v), path: &path };
+            let at = At {
+                value: body(v),
+                path: &path,
+            };
             at.map()?;
             let p = match kind_of(&id) {
                 "memory_limiter" => ProcessorConfig::MemoryLimiter(parse_memory_limiter(at)?),
@@ -444,7 +487,10 @@ impl CollectorConfig {
         let mut exporters = Vec::new();
         for (id, v) in section(root, "exporters")? {
             let path = format!("exporters.{id}");
-            let at = At { value: body(v), path: &path };
+            let at = At {
+                value: body(v),
+                path: &path,
+            };
             at.map()?;
             let e = match kind_of(&id) {
                 "otlp" => ExporterConfig::Otlp(Box::new(parse_otlp_exporter(at, false, true)?)),
@@ -454,7 +500,10 @@ impl CollectorConfig {
                     if let Some(f) = get_str(at, "format")?
                         && f != "json"
                     {
-                        return Err(ConfigError::new(child(&path, "format"), format!("only json is supported, got {f:?}")));
+                        return Err(ConfigError::new(
+                            child(&path, "format"),
+                            format!("only json is supported, got {f:?}"),
+                        ));
                     }
                     let p = get_str(at, "path")?
                         .filter(|p| !p.is_empty())
@@ -474,16 +523,26 @@ impl CollectorConfig {
                 }
                 "loadbalancing" => parse_loadbalancing(at)?,
                 _ => {
-                    return Err(removed_or_unknown("exporters", &id, &["otlp", "otlphttp", "file", "debug", "loadbalancing"]));
+                    return Err(removed_or_unknown(
+                        "exporters",
+                        &id,
+                        &["otlp", "otlphttp", "file", "debug", "loadbalancing"],
+                    ));
                 }
             };
             exporters.push((id.clone(), e));
         }
 
         let extension_defs = section(root, "extensions")?;
-        let service_at = At { value: get(root, "service").unwrap_or(&EMPTY), path: "service" };
+        let service_at = At {
+            value: get(root, "service").unwrap_or(&EMPTY),
+            path: "service",
+        };
         if get(root, "service").is_none() {
-            return Err(ConfigError::new("service", "a configuration needs a service section with pipelines"));
+            return Err(ConfigError::new(
+                "service",
+                "a configuration needs a service section with pipelines",
+            ));
         }
         service_at.map()?;
         service_at.only_keys(&["pipelines", "extensions", "telemetry"])?;
@@ -491,10 +550,16 @@ impl CollectorConfig {
         let mut extensions = Vec::new();
         for (i, id) in get_strings(service_at, "extensions")?.into_iter().enumerate() {
             let def = extension_defs.iter().find(|(k, _)| *k == id).ok_or_else(|| {
-                ConfigError::new(format!("service.extensions[{i}]"), format!("extension {id:?} is not defined under extensions"))
+                ConfigError::new(
+                    format!("service.extensions[{i}]"),
+                    format!("extension {id:?} is not defined under extensions"),
+                )
             })?;
             let path = format!("extensions.{id}");
-            let at = At { value: body(def.1), path: &path };
+            let at = At {
+                value: body(def.1),
+                path: &path,
+            };
             let e = match kind_of(&id) {
                 "health_check" => {
                     at.map()?;
@@ -511,7 +576,9 @@ impl CollectorConfig {
                 other => {
                     return Err(ConfigError::new(
                         path,
-                        format!("unknown extension type {other:?}; available: health_check (pprof and zpages are accepted and not started)"),
+                        format!(
+                            "unknown extension type {other:?}; available: health_check (pprof and zpages are accepted and not started)"
+                        ),
                     ));
                 }
             };
@@ -520,7 +587,10 @@ impl CollectorConfig {
 
         let telemetry = parse_telemetry(service_at)?;
 
-        let pipelines_at = At { value: get(service_at, "pipelines").unwrap_or(&EMPTY), path: "service.pipelines" };
+        let pipelines_at = At {
+            value: get(service_at, "pipelines").unwrap_or(&EMPTY),
+            path: "service.pipelines",
+        };
         let mut pipelines = Vec::new();
         match pipelines_at.value {
             Value::Object(m) if !m.is_empty() => {
@@ -529,10 +599,16 @@ impl CollectorConfig {
                     if kind_of(name) != "traces" {
                         return Err(ConfigError::new(
                             path,
-                            format!("{} pipelines are not supported: this collector handles traces", kind_of(name)),
+                            format!(
+                                "{} pipelines are not supported: this collector handles traces",
+                                kind_of(name)
+                            ),
                         ));
                     }
-                    let at = At { value: body(v), path: &path };
+                    let at = At {
+                        value: body(v),
+                        path: &path,
+                    };
                     at.map()?;
                     at.only_keys(&["receivers", "processors", "exporters"])?;
                     let p = PipelineConfig {
@@ -545,10 +621,16 @@ impl CollectorConfig {
                     check_refs(&path, "processors", &p.processors, processors.iter().map(|(k, _)| k))?;
                     check_refs(&path, "exporters", &p.exporters, exporters.iter().map(|(k, _)| k))?;
                     if p.receivers.is_empty() {
-                        return Err(ConfigError::new(child(&path, "receivers"), "a pipeline needs at least one receiver"));
+                        return Err(ConfigError::new(
+                            child(&path, "receivers"),
+                            "a pipeline needs at least one receiver",
+                        ));
                     }
                     if p.exporters.is_empty() {
-                        return Err(ConfigError::new(child(&path, "exporters"), "a pipeline needs at least one exporter"));
+                        return Err(ConfigError::new(
+                            child(&path, "exporters"),
+                            "a pipeline needs at least one exporter",
+                        ));
                     }
                     for (i, id) in p.processors.iter().enumerate() {
                         if p.processors[..i].contains(id) {
@@ -561,9 +643,22 @@ impl CollectorConfig {
                     pipelines.push(p);
                 }
             }
-            _ => return Err(ConfigError::new("service.pipelines", "at least one traces pipeline is required")),
+            _ => {
+                return Err(ConfigError::new(
+                    "service.pipelines",
+                    "at least one traces pipeline is required",
+                ));
+            }
         }
-        Ok(CollectorConfig { receivers, processors, exporters, extensions, pipelines, telemetry, warnings })
+        Ok(CollectorConfig {
+            receivers,
+            processors,
+            exporters,
+            extensions,
+            pipelines,
+            telemetry,
+            warnings,
+        })
     }
 }
 
@@ -581,7 +676,11 @@ fn check_refs<'a>(
                 format!(
                     "{} {id:?} is not defined under {what}{}",
                     what.trim_end_matches('s'),
-                    if list.is_empty() { String::new() } else { format!(" (defined: {})", list.join(", ")) }
+                    if list.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (defined: {})", list.join(", "))
+                    }
                 ),
             ));
         }
@@ -593,7 +692,10 @@ fn parse_otlp_receiver(at: At<'_>) -> Result<OtlpReceiverConfig, ConfigError> {
     at.map()?;
     at.only_keys(&["protocols"])?;
     let ppath = child(at.path, "protocols");
-    let protocols = At { value: get(at, "protocols").unwrap_or(&EMPTY), path: &ppath };
+    let protocols = At {
+        value: get(at, "protocols").unwrap_or(&EMPTY),
+        path: &ppath,
+    };
     let Value::Object(m) = protocols.value else {
         return Err(protocols.err("the otlp receiver needs protocols: grpc and/or http"));
     };
@@ -608,38 +710,72 @@ fn parse_otlp_receiver(at: At<'_>) -> Result<OtlpReceiverConfig, ConfigError> {
         http_max_body_bytes: (20 * MIB) as usize,
         http_traces_path: "/v1/traces".to_owned(),
     };
-    const IGNORED: &[&str] = &["keepalive", "include_metadata", "read_buffer_size", "write_buffer_size", "max_concurrent_streams", "cors"];
+    const IGNORED: &[&str] = &[
+        "keepalive",
+        "include_metadata",
+        "read_buffer_size",
+        "write_buffer_size",
+        "max_concurrent_streams",
+        "cors",
+    ];
     if m.contains_key("grpc") {
         let path = child(&ppath, "grpc");
-        let g = At { value: body(&m["grpc"]), path: &path };
+        let g = At {
+            value: body(&m["grpc"]),
+            path: &path,
+        };
         g.map()?;
         let mut allowed = vec!["endpoint", "max_recv_msg_size_mib", "transport", "tls", "auth"];
         allowed.extend_from_slice(IGNORED);
         g.only_keys(&allowed)?;
-        reject(g, "tls", "TLS on receivers is not supported; terminate TLS in front of the collector")?;
+        reject(
+            g,
+            "tls",
+            "TLS on receivers is not supported; terminate TLS in front of the collector",
+        )?;
         reject(g, "auth", "receiver authentication is not supported")?;
         if let Some(t) = get_str(g, "transport")?
             && t != "tcp"
         {
-            return Err(ConfigError::new(child(&path, "transport"), format!("only tcp is supported, got {t:?}")));
+            return Err(ConfigError::new(
+                child(&path, "transport"),
+                format!("only tcp is supported, got {t:?}"),
+            ));
         }
         cfg.grpc = Some(get_str(g, "endpoint")?.unwrap_or("localhost:4317").to_owned());
         if let Some(mib) = get_f64(g, "max_recv_msg_size_mib")? {
             if !(mib > 0.0 && mib <= 1024.0) {
-                return Err(ConfigError::new(child(&path, "max_recv_msg_size_mib"), "must be between 0 and 1024"));
+                return Err(ConfigError::new(
+                    child(&path, "max_recv_msg_size_mib"),
+                    "must be between 0 and 1024",
+                ));
             }
             cfg.grpc_max_message_bytes = (mib * MIB as f64) as usize;
         }
     }
     if m.contains_key("http") {
         let path = child(&ppath, "http");
-        let h = At { value: body(&m["http"]), path: &path };
+        let h = At {
+            value: body(&m["http"]),
+            path: &path,
+        };
         h.map()?;
-        let mut allowed =
-            vec!["endpoint", "max_request_body_size", "traces_url_path", "metrics_url_path", "logs_url_path", "tls", "auth"];
+        let mut allowed = vec![
+            "endpoint",
+            "max_request_body_size",
+            "traces_url_path",
+            "metrics_url_path",
+            "logs_url_path",
+            "tls",
+            "auth",
+        ];
         allowed.extend_from_slice(IGNORED);
         h.only_keys(&allowed)?;
-        reject(h, "tls", "TLS on receivers is not supported; terminate TLS in front of the collector")?;
+        reject(
+            h,
+            "tls",
+            "TLS on receivers is not supported; terminate TLS in front of the collector",
+        )?;
         reject(h, "auth", "receiver authentication is not supported")?;
         cfg.http = Some(get_str(h, "endpoint")?.unwrap_or("localhost:4318").to_owned());
         if let Some(n) = get_u64(h, "max_request_body_size")? {
@@ -664,7 +800,11 @@ fn reject(at: At<'_>, key: &str, why: &str) -> Result<(), ConfigError> {
 
 fn reject_filters(at: At<'_>) -> Result<(), ConfigError> {
     for k in ["include", "exclude"] {
-        reject(at, k, "include/exclude filters are not supported; the actions apply to every span")?;
+        reject(
+            at,
+            k,
+            "include/exclude filters are not supported; the actions apply to every span",
+        )?;
     }
     Ok(())
 }
@@ -688,7 +828,13 @@ fn total_memory() -> Option<u64> {
 }
 
 fn parse_memory_limiter(at: At<'_>) -> Result<MemoryLimiterConfig, ConfigError> {
-    at.only_keys(&["check_interval", "limit_mib", "spike_limit_mib", "limit_percentage", "spike_limit_percentage"])?;
+    at.only_keys(&[
+        "check_interval",
+        "limit_mib",
+        "spike_limit_mib",
+        "limit_percentage",
+        "spike_limit_percentage",
+    ])?;
     let check_interval = get_duration(at, "check_interval")?.unwrap_or(Duration::from_secs(1));
     if check_interval.is_zero() {
         return Err(ConfigError::new(child(at.path, "check_interval"), "must be above 0"));
@@ -702,13 +848,19 @@ fn parse_memory_limiter(at: At<'_>) -> Result<MemoryLimiterConfig, ConfigError> 
         }
         (_, Some(pct)) if pct > 0 && pct <= 100 => {
             let total = total_memory().ok_or_else(|| {
-                ConfigError::new(child(at.path, "limit_percentage"), "total memory is unknown here; use limit_mib")
+                ConfigError::new(
+                    child(at.path, "limit_percentage"),
+                    "total memory is unknown here; use limit_mib",
+                )
             })?;
             let spike_pct = get_u64(at, "spike_limit_percentage")?.unwrap_or(pct / 5);
             (total / 100 * pct, total / 100 * spike_pct)
         }
         (_, Some(pct)) if pct > 100 => {
-            return Err(ConfigError::new(child(at.path, "limit_percentage"), format!("must be 1 to 100, got {pct}")));
+            return Err(ConfigError::new(
+                child(at.path, "limit_percentage"),
+                format!("must be 1 to 100, got {pct}"),
+            ));
         }
         _ => {
             return Err(at.err("memory_limiter needs limit_mib (or limit_percentage) above 0"));
@@ -720,13 +872,26 @@ fn parse_memory_limiter(at: At<'_>) -> Result<MemoryLimiterConfig, ConfigError> 
             format!("must be below the limit ({} MiB), got {} MiB", limit / MIB, spike / MIB),
         ));
     }
-    Ok(MemoryLimiterConfig { check_interval, limit_bytes: limit, spike_bytes: spike })
+    Ok(MemoryLimiterConfig {
+        check_interval,
+        limit_bytes: limit,
+        spike_bytes: spike,
+    })
 }
 
 fn parse_batch(at: At<'_>) -> Result<BatchConfig, ConfigError> {
-    at.only_keys(&["timeout", "send_batch_size", "send_batch_max_size", "metadata_keys", "metadata_cardinality_limit"])?;
+    at.only_keys(&[
+        "timeout",
+        "send_batch_size",
+        "send_batch_max_size",
+        "metadata_keys",
+        "metadata_cardinality_limit",
+    ])?;
     if get(at, "metadata_keys").is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
-        return Err(ConfigError::new(child(at.path, "metadata_keys"), "batching by metadata is not supported"));
+        return Err(ConfigError::new(
+            child(at.path, "metadata_keys"),
+            "batching by metadata is not supported",
+        ));
     }
     let timeout = get_duration(at, "timeout")?.unwrap_or(Duration::from_millis(200));
     let send_batch_size = get_u64(at, "send_batch_size")?.unwrap_or(8192) as usize;
@@ -737,7 +902,11 @@ fn parse_batch(at: At<'_>) -> Result<BatchConfig, ConfigError> {
             format!("must be 0 or at least send_batch_size ({send_batch_size})"),
         ));
     }
-    Ok(BatchConfig { timeout, send_batch_size, send_batch_max_size })
+    Ok(BatchConfig {
+        timeout,
+        send_batch_size,
+        send_batch_max_size,
+    })
 }
 
 fn parse_actions(at: At<'_>, key: &str) -> Result<Vec<Action>, ConfigError> {
@@ -745,18 +914,38 @@ fn parse_actions(at: At<'_>, key: &str) -> Result<Vec<Action>, ConfigError> {
     let items = match get(at, key) {
         Some(Value::Array(items)) if !items.is_empty() => items,
         Some(Value::Array(_)) | None => return Err(ConfigError::new(path, "at least one action is required")),
-        Some(other) => return Err(ConfigError::new(path, format!("must be a list of actions, got {other}"))),
+        Some(other) => {
+            return Err(ConfigError::new(
+                path,
+                format!("must be a list of actions, got {other}"),
+            ));
+        }
     };
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let p = format!("{path}[{i}]");
         let a = At { value: item, path: &p };
         a.map()?;
-        a.only_keys(&["key", "action", "value", "from_attribute", "from_context", "pattern", "converted_type"])?;
+        a.only_keys(&[
+            "key",
+            "action",
+            "value",
+            "from_attribute",
+            "from_context",
+            "pattern",
+            "converted_type",
+        ])?;
         for unsupported in ["from_context", "pattern", "converted_type"] {
-            reject(a, unsupported, &format!("{unsupported} is not supported; use value or from_attribute"))?;
+            reject(
+                a,
+                unsupported,
+                &format!("{unsupported} is not supported; use value or from_attribute"),
+            )?;
         }
-        let key = get_str(a, "key")?.filter(|k| !k.is_empty()).ok_or_else(|| a.err("an action needs a key"))?.to_owned();
+        let key = get_str(a, "key")?
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| a.err("an action needs a key"))?
+            .to_owned();
         let action = get_str(a, "action")?.ok_or_else(|| a.err("an action needs an action"))?;
         let kind = match action.to_ascii_lowercase().as_str() {
             "insert" => ActionKind::Insert,
@@ -786,7 +975,10 @@ fn parse_actions(at: At<'_>, key: &str) -> Result<Vec<Action>, ConfigError> {
                 None => Literal::Double(n.as_f64().unwrap_or(0.0)),
             }),
             Some(other) => {
-                return Err(ConfigError::new(child(&p, "value"), format!("must be a string, number or bool, got {other}")));
+                return Err(ConfigError::new(
+                    child(&p, "value"),
+                    format!("must be a string, number or bool, got {other}"),
+                ));
             }
         };
         let from_attribute = get_str(a, "from_attribute")?.map(str::to_owned);
@@ -797,7 +989,12 @@ fn parse_actions(at: At<'_>, key: &str) -> Result<Vec<Action>, ConfigError> {
                 _ => {}
             }
         }
-        out.push(Action { key, kind, value, from_attribute });
+        out.push(Action {
+            key,
+            kind,
+            value,
+            from_attribute,
+        });
     }
     Ok(out)
 }
@@ -820,14 +1017,25 @@ fn parse_otlp_exporter(at: At<'_>, http: bool, needs_endpoint: bool) -> Result<O
         "write_buffer_size",
         "auth",
     ])?;
-    reject(at, "auth", "exporter authentication extensions are not supported; set headers instead")?;
+    reject(
+        at,
+        "auth",
+        "exporter authentication extensions are not supported; set headers instead",
+    )?;
     let endpoint = get_str(at, "endpoint")?.unwrap_or("").to_owned();
-    let traces_endpoint = if http { get_str(at, "traces_endpoint")?.map(str::to_owned) } else { None };
+    let traces_endpoint = if http {
+        get_str(at, "traces_endpoint")?.map(str::to_owned)
+    } else {
+        None
+    };
     if !http {
         reject(at, "traces_endpoint", "traces_endpoint is an otlphttp setting")?;
     }
     if needs_endpoint && endpoint.is_empty() && traces_endpoint.is_none() {
-        return Err(ConfigError::new(child(at.path, "endpoint"), "an OTLP exporter needs an endpoint"));
+        return Err(ConfigError::new(
+            child(at.path, "endpoint"),
+            "an OTLP exporter needs an endpoint",
+        ));
     }
     let json = match get_str(at, "encoding")? {
         None | Some("proto") => false,
@@ -835,7 +1043,11 @@ fn parse_otlp_exporter(at: At<'_>, http: bool, needs_endpoint: bool) -> Result<O
         Some(other) => {
             return Err(ConfigError::new(
                 child(at.path, "encoding"),
-                if http { format!("must be proto or json, got {other:?}") } else { "encoding is an otlphttp setting".to_owned() },
+                if http {
+                    format!("must be proto or json, got {other:?}")
+                } else {
+                    "encoding is an otlphttp setting".to_owned()
+                },
             ));
         }
     };
@@ -850,7 +1062,11 @@ fn parse_otlp_exporter(at: At<'_>, http: bool, needs_endpoint: bool) -> Result<O
         headers: Vec::new(),
         compression: otel_export::Compression::Gzip,
         timeout: Duration::from_secs(if http { 30 } else { 5 }),
-        queue: QueueConfig { enabled: true, num_consumers: 10, queue_size: 1000 },
+        queue: QueueConfig {
+            enabled: true,
+            num_consumers: 10,
+            queue_size: 1000,
+        },
         retry: RetryConfig {
             enabled: true,
             initial_interval: Duration::from_secs(5),
@@ -863,7 +1079,15 @@ fn parse_otlp_exporter(at: At<'_>, http: bool, needs_endpoint: bool) -> Result<O
         let path = child(at.path, "tls");
         let t = At { value: v, path: &path };
         t.map()?;
-        t.only_keys(&["insecure", "insecure_skip_verify", "ca_file", "cert_file", "key_file", "server_name_override", "min_version"])?;
+        t.only_keys(&[
+            "insecure",
+            "insecure_skip_verify",
+            "ca_file",
+            "cert_file",
+            "key_file",
+            "server_name_override",
+            "min_version",
+        ])?;
         if get_bool(t, "insecure_skip_verify")? == Some(true) {
             return Err(ConfigError::new(
                 child(&path, "insecure_skip_verify"),
@@ -880,7 +1104,10 @@ fn parse_otlp_exporter(at: At<'_>, http: bool, needs_endpoint: bool) -> Result<O
     }
     if let Some(v) = get(at, "headers") {
         let Value::Object(m) = v else {
-            return Err(ConfigError::new(child(at.path, "headers"), "must be a mapping of header names to values"));
+            return Err(ConfigError::new(
+                child(at.path, "headers"),
+                "must be a mapping of header names to values",
+            ));
         };
         for (k, v) in m {
             let v = match v {
@@ -890,7 +1117,10 @@ fn parse_otlp_exporter(at: At<'_>, http: bool, needs_endpoint: bool) -> Result<O
                 _ => return Err(ConfigError::new(format!("{}.headers.{k}", at.path), "must be a string")),
             };
             if http::HeaderName::from_bytes(k.as_bytes()).is_err() || http::HeaderValue::from_str(&v).is_err() {
-                return Err(ConfigError::new(format!("{}.headers.{k}", at.path), "is not a valid HTTP header"));
+                return Err(ConfigError::new(
+                    format!("{}.headers.{k}", at.path),
+                    "is not a valid HTTP header",
+                ));
             }
             cfg.headers.push((k.clone(), v));
         }
@@ -935,7 +1165,14 @@ fn parse_otlp_exporter(at: At<'_>, http: bool, needs_endpoint: bool) -> Result<O
         let path = child(at.path, "retry_on_failure");
         let r = At { value: v, path: &path };
         r.map()?;
-        r.only_keys(&["enabled", "initial_interval", "max_interval", "max_elapsed_time", "multiplier", "randomization_factor"])?;
+        r.only_keys(&[
+            "enabled",
+            "initial_interval",
+            "max_interval",
+            "max_elapsed_time",
+            "multiplier",
+            "randomization_factor",
+        ])?;
         cfg.retry.enabled = get_bool(r, "enabled")?.unwrap_or(true);
         if let Some(d) = get_duration(r, "initial_interval")? {
             cfg.retry.initial_interval = d;
@@ -967,26 +1204,39 @@ fn parse_loadbalancing(at: At<'_>) -> Result<ExporterConfig, ConfigError> {
         ));
     }
     let ppath = child(at.path, "protocol");
-    let protocol = At { value: get(at, "protocol").unwrap_or(&EMPTY), path: &ppath };
+    let protocol = At {
+        value: get(at, "protocol").unwrap_or(&EMPTY),
+        path: &ppath,
+    };
     if get(at, "protocol").is_some() {
         protocol.map()?;
         protocol.only_keys(&["otlp"])?;
     }
     let opath = child(&ppath, "otlp");
-    let otlp = At { value: body(get(protocol, "otlp").unwrap_or(&EMPTY)), path: &opath };
+    let otlp = At {
+        value: body(get(protocol, "otlp").unwrap_or(&EMPTY)),
+        path: &opath,
+    };
     otlp.map()?;
     if get(otlp, "endpoint").is_some() {
-        return Err(ConfigError::new(child(&opath, "endpoint"), "the resolver gives the endpoints; remove this one"));
+        return Err(ConfigError::new(
+            child(&opath, "endpoint"),
+            "the resolver gives the endpoints; remove this one",
+        ));
     }
     let template = parse_otlp_exporter(otlp, false, false)?;
     let rpath = child(at.path, "resolver");
-    let resolver = At { value: get(at, "resolver").unwrap_or(&EMPTY), path: &rpath };
+    let resolver = At {
+        value: get(at, "resolver").unwrap_or(&EMPTY),
+        path: &rpath,
+    };
     let Value::Object(m) = resolver.value else {
         return Err(resolver.err("the loadbalancing exporter needs a resolver: static or dns"));
     };
     resolver.only_keys(&["static", "dns", "k8s", "aws_cloud_map"])?;
     if m.contains_key("k8s") || m.contains_key("aws_cloud_map") {
-        return Err(resolver.err("only the static and dns resolvers are supported; for Kubernetes use dns with a headless Service"));
+        return Err(resolver
+            .err("only the static and dns resolvers are supported; for Kubernetes use dns with a headless Service"));
     }
     let resolver = match (m.get("static"), m.get("dns")) {
         (Some(s), None) => {
@@ -996,7 +1246,10 @@ fn parse_loadbalancing(at: At<'_>) -> Result<ExporterConfig, ConfigError> {
             s.only_keys(&["hostnames"])?;
             let hosts = get_strings(s, "hostnames")?;
             if hosts.is_empty() {
-                return Err(ConfigError::new(child(&path, "hostnames"), "at least one backend is required"));
+                return Err(ConfigError::new(
+                    child(&path, "hostnames"),
+                    "at least one backend is required",
+                ));
             }
             ResolverConfig::Static(hosts)
         }
@@ -1012,34 +1265,66 @@ fn parse_loadbalancing(at: At<'_>) -> Result<ExporterConfig, ConfigError> {
             let port = match get_u64(d, "port")? {
                 None => 4317,
                 Some(p) if (1..=65535).contains(&p) => p as u16,
-                Some(p) => return Err(ConfigError::new(child(&path, "port"), format!("must be 1 to 65535, got {p}"))),
+                Some(p) => {
+                    return Err(ConfigError::new(
+                        child(&path, "port"),
+                        format!("must be 1 to 65535, got {p}"),
+                    ));
+                }
             };
             ResolverConfig::Dns {
                 hostname,
                 port,
-                interval: get_duration(d, "interval")?.unwrap_or(Duration::from_secs(5)).max(Duration::from_millis(100)),
+                interval: get_duration(d, "interval")?
+                    .unwrap_or(Duration::from_secs(5))
+                    .max(Duration::from_millis(100)),
                 timeout: get_duration(d, "timeout")?.unwrap_or(Duration::from_secs(1)),
             }
         }
         _ => return Err(ConfigError::new(rpath, "set exactly one resolver: static or dns")),
     };
-    Ok(ExporterConfig::LoadBalancing { template: Box::new(template), resolver })
+    Ok(ExporterConfig::LoadBalancing {
+        template: Box::new(template),
+        resolver,
+    })
 }
 
 fn parse_telemetry(service: At<'_>) -> Result<TelemetryConfig, ConfigError> {
-    let mut t = TelemetryConfig { log_level: "info".into(), log_json: false, metrics_address: None };
-    let Some(v) = get(service, "telemetry") else { return Ok(t) };
-    let tel = At { value: v, path: "service.telemetry" };
+    let mut t = TelemetryConfig {
+        log_level: "info".into(),
+        log_json: false,
+        metrics_address: None,
+    };
+    let Some(v) = get(service, "telemetry") else {
+        return Ok(t);
+    };
+    let tel = At {
+        value: v,
+        path: "service.telemetry",
+    };
     tel.map()?;
     tel.only_keys(&["logs", "metrics", "traces", "resource"])?;
     if let Some(l) = get(tel, "logs") {
-        let logs = At { value: l, path: "service.telemetry.logs" };
+        let logs = At {
+            value: l,
+            path: "service.telemetry.logs",
+        };
         logs.map()?;
-        logs.only_keys(&["level", "encoding", "development", "output_paths", "error_output_paths", "sampling"])?;
+        logs.only_keys(&[
+            "level",
+            "encoding",
+            "development",
+            "output_paths",
+            "error_output_paths",
+            "sampling",
+        ])?;
         if let Some(level) = get_str(logs, "level")? {
             let level = level.to_ascii_lowercase();
             if !["debug", "info", "warn", "error"].contains(&level.as_str()) {
-                return Err(ConfigError::new("service.telemetry.logs.level", format!("must be debug, info, warn or error, got {level:?}")));
+                return Err(ConfigError::new(
+                    "service.telemetry.logs.level",
+                    format!("must be debug, info, warn or error, got {level:?}"),
+                ));
             }
             t.log_level = level;
         }
@@ -1047,12 +1332,18 @@ fn parse_telemetry(service: At<'_>) -> Result<TelemetryConfig, ConfigError> {
             None | Some("console") => false,
             Some("json") => true,
             Some(other) => {
-                return Err(ConfigError::new("service.telemetry.logs.encoding", format!("must be console or json, got {other:?}")));
+                return Err(ConfigError::new(
+                    "service.telemetry.logs.encoding",
+                    format!("must be console or json, got {other:?}"),
+                ));
             }
         };
     }
     if let Some(m) = get(tel, "metrics") {
-        let metrics = At { value: m, path: "service.telemetry.metrics" };
+        let metrics = At {
+            value: m,
+            path: "service.telemetry.metrics",
+        };
         metrics.map()?;
         metrics.only_keys(&["address", "level", "readers"])?;
         if get_str(metrics, "level")? == Some("none") {

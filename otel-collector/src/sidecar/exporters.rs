@@ -42,7 +42,11 @@ impl ExportCounters {
         let l = [("exporter", id)];
         ExportCounters {
             sent: metrics.counter("otelcol_exporter_sent_spans", "Spans delivered.", &l),
-            failed: metrics.counter("otelcol_exporter_send_failed_spans", "Spans that could not be delivered.", &l),
+            failed: metrics.counter(
+                "otelcol_exporter_send_failed_spans",
+                "Spans that could not be delivered.",
+                &l,
+            ),
             enqueue_failed: metrics.counter(
                 "otelcol_exporter_enqueue_failed_spans",
                 "Spans dropped because the sending queue was full.",
@@ -63,8 +67,8 @@ pub(crate) fn request_body(spans: &[SpanRec], json: bool) -> Result<Vec<u8>, Str
 
 /// Protobuf `ExportTraceServiceRequest` bytes as OTLP JSON.
 pub(crate) fn to_json(proto: &[u8]) -> Result<Vec<u8>, String> {
-    let request =
-        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(proto).map_err(|e| e.to_string())?;
+    let request = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(proto)
+        .map_err(|e| e.to_string())?;
     serde_json::to_vec(&request).map_err(|e| e.to_string())
 }
 
@@ -125,26 +129,46 @@ pub(crate) struct QueuedOtlp {
 }
 
 impl QueuedOtlp {
-    pub(crate) fn new(id: &str, cfg: &OtlpExporterConfig, endpoint: &str, counters: ExportCounters) -> Result<Arc<Self>, String> {
+    pub(crate) fn new(
+        id: &str,
+        cfg: &OtlpExporterConfig,
+        endpoint: &str,
+        counters: ExportCounters,
+    ) -> Result<Arc<Self>, String> {
         let exporter = Arc::new(otlp_exporter(cfg, endpoint)?);
-        let (consumers, size) =
-            if cfg.queue.enabled { (cfg.queue.num_consumers, cfg.queue.queue_size) } else { (1, 1) };
+        let (consumers, size) = if cfg.queue.enabled {
+            (cfg.queue.num_consumers, cfg.queue.queue_size)
+        } else {
+            (1, 1)
+        };
         let (tx, mut rx) = mpsc::channel::<Vec<SpanRec>>(size);
         let pending = Arc::new(AtomicU64::new(0));
         let warned = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let json = cfg.json;
         let dispatcher = {
-            let (exporter, pending, counters, warned, id) =
-                (exporter.clone(), pending.clone(), counters.clone(), warned.clone(), id.to_owned());
+            let (exporter, pending, counters, warned, id) = (
+                exporter.clone(),
+                pending.clone(),
+                counters.clone(),
+                warned.clone(),
+                id.to_owned(),
+            );
             tokio::spawn(async move {
                 let permits = Arc::new(Semaphore::new(consumers));
                 while let Some(batch) = rx.recv().await {
-                    let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break;
+                    };
                     let n = batch.len() as u64;
                     let body = request_body(&batch, json);
                     drop(batch);
-                    let (exporter, pending, counters, warned, id) =
-                        (exporter.clone(), pending.clone(), counters.clone(), warned.clone(), id.clone());
+                    let (exporter, pending, counters, warned, id) = (
+                        exporter.clone(),
+                        pending.clone(),
+                        counters.clone(),
+                        warned.clone(),
+                        id.clone(),
+                    );
                     tokio::spawn(async move {
                         let result = match body {
                             Ok(body) => {
@@ -221,7 +245,9 @@ impl Exporter for QueuedOtlp {
                 }
             }
             let exporter = self.exporter.clone();
-            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(100));
             let _ = tokio::task::spawn_blocking(move || {
                 use opentelemetry_sdk::trace::SpanExporter as _;
                 exporter.shutdown_with_timeout(left)
@@ -271,7 +297,11 @@ impl FileExporter {
                 }
             })
             .map_err(|e| format!("cannot start the file exporter thread: {e}"))?;
-        Ok(Arc::new(FileExporter { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), counters }))
+        Ok(Arc::new(FileExporter {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            counters,
+        }))
     }
 }
 
@@ -329,13 +359,20 @@ pub(crate) fn render_trees(spans: &[SpanRec], detailed: bool) -> String {
         let members: Vec<&(SpanView<'_>, &SpanRec)> = views.iter().filter(|(v, _)| v.trace_id == t).collect();
         let start = members.iter().map(|(v, _)| v.start).min().unwrap_or(0);
         let end = members.iter().map(|(v, _)| v.end).max().unwrap_or(0);
-        let errors = members.iter().filter(|(v, _)| v.status == crate::facts::StatusCode::Error).count();
+        let errors = members
+            .iter()
+            .filter(|(v, _)| v.status == crate::facts::StatusCode::Error)
+            .count();
         out.push_str(&format!(
             "trace {} ({} spans, {}{})\n",
             hex(&t),
             members.len(),
             fmt_duration(end.saturating_sub(start)),
-            if errors > 0 { format!(", {errors} with errors") } else { String::new() }
+            if errors > 0 {
+                format!(", {errors} with errors")
+            } else {
+                String::new()
+            }
         ));
         let ids: Vec<[u8; 8]> = members.iter().map(|(v, _)| v.span_id).collect();
         // Roots: no parent, or a parent not in this batch.
@@ -402,7 +439,10 @@ pub(crate) struct DebugExporter {
 
 impl DebugExporter {
     pub(crate) fn new(verbosity: &str, counters: ExportCounters) -> Arc<Self> {
-        Arc::new(DebugExporter { verbosity: verbosity.to_owned(), counters })
+        Arc::new(DebugExporter {
+            verbosity: verbosity.to_owned(),
+            counters,
+        })
     }
 }
 
@@ -415,7 +455,10 @@ impl Consumer for DebugExporter {
         };
         let mut stdout = std::io::stdout().lock();
         let ok = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).is_ok();
-        add(if ok { &self.counters.sent } else { &self.counters.failed }, spans.len() as u64);
+        add(
+            if ok { &self.counters.sent } else { &self.counters.failed },
+            spans.len() as u64,
+        );
     }
 }
 
@@ -509,7 +552,11 @@ impl LoadBalancer {
             id: id.to_owned(),
             template: template.clone(),
             state: RwLock::new((Ring::default(), HashMap::new())),
-            routed: metrics.counter("otelcol_loadbalancer_routed_spans", "Spans handed to a backend.", &[("exporter", id)]),
+            routed: metrics.counter(
+                "otelcol_loadbalancer_routed_spans",
+                "Spans handed to a backend.",
+                &[("exporter", id)],
+            ),
             unroutable: metrics.counter(
                 "otelcol_exporter_send_failed_spans",
                 "Spans that could not be delivered.",
@@ -522,7 +569,12 @@ impl LoadBalancer {
             ResolverConfig::Static(hosts) => {
                 lb.set_backends(hosts.iter().map(|h| backend_endpoint(h, template.insecure)).collect())?;
             }
-            ResolverConfig::Dns { hostname, port, interval, timeout } => {
+            ResolverConfig::Dns {
+                hostname,
+                port,
+                interval,
+                timeout,
+            } => {
                 let weak = Arc::downgrade(&lb);
                 let (hostname, port, interval, timeout) = (hostname.clone(), *port, *interval, *timeout);
                 let task = tokio::spawn(async move {
@@ -530,11 +582,13 @@ impl LoadBalancer {
                     loop {
                         tick.tick().await;
                         let Some(lb) = weak.upgrade() else { return };
-                        let lookup = tokio::time::timeout(timeout, tokio::net::lookup_host((hostname.as_str(), port))).await;
+                        let lookup =
+                            tokio::time::timeout(timeout, tokio::net::lookup_host((hostname.as_str(), port))).await;
                         match lookup {
                             Ok(Ok(addrs)) => {
-                                let endpoints: Vec<String> =
-                                    addrs.map(|a| backend_endpoint(&a.to_string(), lb.template.insecure)).collect();
+                                let endpoints: Vec<String> = addrs
+                                    .map(|a| backend_endpoint(&a.to_string(), lb.template.insecure))
+                                    .collect();
                                 if endpoints.is_empty() {
                                     tracing::warn!(exporter = %lb.id, "{hostname} resolves to no address; keeping the current backends");
                                 } else if let Err(e) = lb.set_backends(endpoints) {

@@ -47,21 +47,39 @@ impl Metrics {
     pub fn counter(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Arc<AtomicU64> {
         let labels = label_text(labels);
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(Entry { value: Value::Counter(c), .. }) =
-            entries.iter().find(|e| e.name == name && e.labels == labels)
+        if let Some(Entry {
+            value: Value::Counter(c),
+            ..
+        }) = entries.iter().find(|e| e.name == name && e.labels == labels)
         {
             return c.clone();
         }
         let c = Arc::new(AtomicU64::new(0));
-        entries.push(Entry { name: name.into(), help: help.into(), labels, value: Value::Counter(c.clone()) });
+        entries.push(Entry {
+            name: name.into(),
+            help: help.into(),
+            labels,
+            value: Value::Counter(c.clone()),
+        });
         c
     }
 
     /// A gauge read when scraped.
-    pub fn gauge(&self, name: &str, help: &str, labels: &[(&str, &str)], read: impl Fn() -> f64 + Send + Sync + 'static) {
+    pub fn gauge(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) {
         let labels = label_text(labels);
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.push(Entry { name: name.into(), help: help.into(), labels, value: Value::Gauge(Box::new(read)) });
+        entries.push(Entry {
+            name: name.into(),
+            help: help.into(),
+            labels,
+            value: Value::Gauge(Box::new(read)),
+        });
     }
 
     /// The value of a counter, for tests and logs (0 when absent).
@@ -92,7 +110,11 @@ impl Metrics {
             let mut first = true;
             for e in entries.iter().filter(|e| e.name == name) {
                 if first {
-                    let kind = if matches!(e.value, Value::Counter(_)) { "counter" } else { "gauge" };
+                    let kind = if matches!(e.value, Value::Counter(_)) {
+                        "counter"
+                    } else {
+                        "gauge"
+                    };
                     let _ = writeln!(out, "# HELP {name} {}", e.help);
                     let _ = writeln!(out, "# TYPE {name} {kind}");
                     first = false;
@@ -124,15 +146,35 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let m = Metrics::default();
-        let a = m.counter("otelcol_receiver_accepted_spans", "Spans accepted.", &[("receiver", "otlp"), ("transport", "grpc")]);
+        let a = m.counter(
+            "otelcol_receiver_accepted_spans",
+            "Spans accepted.",
+            &[("receiver", "otlp"), ("transport", "grpc")],
+        );
         add(&a, 3);
-        let again = m.counter("otelcol_receiver_accepted_spans", "Spans accepted.", &[("receiver", "otlp"), ("transport", "grpc")]);
+        let again = m.counter(
+            "otelcol_receiver_accepted_spans",
+            "Spans accepted.",
+            &[("receiver", "otlp"), ("transport", "grpc")],
+        );
         add(&again, 2);
         m.gauge("otelcol_process_memory_rss", "RSS.", &[], || 42.0);
         let text = m.render();
-        assert!(text.contains("# TYPE otelcol_receiver_accepted_spans counter"), "{text}");
-        assert!(text.contains("otelcol_receiver_accepted_spans{receiver=\"otlp\",transport=\"grpc\"} 5"), "{text}");
+        assert!(
+            text.contains("# TYPE otelcol_receiver_accepted_spans counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("otelcol_receiver_accepted_spans{receiver=\"otlp\",transport=\"grpc\"} 5"),
+            "{text}"
+        );
         assert!(text.contains("otelcol_process_memory_rss 42"), "{text}");
-        assert_eq!(m.read("otelcol_receiver_accepted_spans", &[("receiver", "otlp"), ("transport", "grpc")]), 5);
+        assert_eq!(
+            m.read(
+                "otelcol_receiver_accepted_spans",
+                &[("receiver", "otlp"), ("transport", "grpc")]
+            ),
+            5
+        );
     }
 }

@@ -48,7 +48,9 @@ pub struct Collector {
 
 impl std::fmt::Debug for Collector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Collector").field("addresses", &self.addresses).finish_non_exhaustive()
+        f.debug_struct("Collector")
+            .field("addresses", &self.addresses)
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,7 +81,9 @@ impl Collector {
         // Exporters, shared by the pipelines that use them.
         let mut exporters: Vec<(String, Arc<dyn ExporterDyn>)> = Vec::new();
         for id in exporter_ids_used(&config) {
-            let Some((_, cfg)) = config.exporters.iter().find(|(k, _)| *k == id) else { continue };
+            let Some((_, cfg)) = config.exporters.iter().find(|(k, _)| *k == id) else {
+                continue;
+            };
             let e = exporters::build(&id, cfg, &metrics).map_err(|e| format!("exporters.{id}: {e}"))?;
             exporters.push((id, e));
         }
@@ -93,16 +97,30 @@ impl Collector {
             let outs: Vec<Arc<dyn Consumer>> = p
                 .exporters
                 .iter()
-                .filter_map(|id| exporters.iter().find(|(k, _)| k == id).map(|(_, e)| e.clone() as Arc<dyn Consumer>))
+                .filter_map(|id| {
+                    exporters
+                        .iter()
+                        .find(|(k, _)| k == id)
+                        .map(|(_, e)| e.clone() as Arc<dyn Consumer>)
+                })
                 .collect();
-            let mut next: Arc<dyn Consumer> = if outs.len() == 1 { outs[0].clone() } else { Arc::new(Fanout(outs)) };
+            let mut next: Arc<dyn Consumer> = if outs.len() == 1 {
+                outs[0].clone()
+            } else {
+                Arc::new(Fanout(outs))
+            };
             let mut pipeline_flushers: Vec<Arc<dyn Flush>> = Vec::new();
             let mut pipeline_limiters = Vec::new();
             for id in p.processors.iter().rev() {
-                let Some((_, cfg)) = config.processors.iter().find(|(k, _)| k == id) else { continue };
+                let Some((_, cfg)) = config.processors.iter().find(|(k, _)| k == id) else {
+                    continue;
+                };
                 match cfg {
                     ProcessorConfig::MemoryLimiter(m) => {
-                        let l = limiters.entry(id.clone()).or_insert_with(|| MemoryLimiter::start(*m, &metrics, id)).clone();
+                        let l = limiters
+                            .entry(id.clone())
+                            .or_insert_with(|| MemoryLimiter::start(*m, &metrics, id))
+                            .clone();
                         pipeline_limiters.push(l);
                     }
                     ProcessorConfig::Batch(b) => {
@@ -111,14 +129,21 @@ impl Collector {
                         next = stage;
                     }
                     ProcessorConfig::Attributes(actions) => {
-                        next = Arc::new(AttributesStage { actions: actions.clone(), next });
+                        next = Arc::new(AttributesStage {
+                            actions: actions.clone(),
+                            next,
+                        });
                     }
                     ProcessorConfig::Resource(actions) => {
-                        next = Arc::new(ResourceStage { actions: actions.clone(), next });
+                        next = Arc::new(ResourceStage {
+                            actions: actions.clone(),
+                            next,
+                        });
                     }
                     ProcessorConfig::TailSampling(v) => {
                         let path = format!("processors.{id}");
-                        let ts = crate::settings::TailSamplingConfig::from_value(v, &path).map_err(|e| e.to_string())?;
+                        let ts =
+                            crate::settings::TailSamplingConfig::from_value(v, &path).map_err(|e| e.to_string())?;
                         let stage = TailStage::new(ts, next, &metrics, id, &p.name);
                         register_tail_gauges(&metrics, &stage, id, &p.name);
                         tails.push((format!("{}/{id}", p.name), stage.clone()));
@@ -130,7 +155,13 @@ impl Collector {
             // Flush from the head of the pipeline towards the exporters.
             pipeline_flushers.reverse();
             flushers.extend(pipeline_flushers);
-            heads.push((p.name.clone(), PipelineEntry { limiters: pipeline_limiters, head: next }));
+            heads.push((
+                p.name.clone(),
+                PipelineEntry {
+                    limiters: pipeline_limiters,
+                    head: next,
+                },
+            ));
         }
 
         // Receivers.
@@ -138,8 +169,12 @@ impl Collector {
         let mut servers = Vec::new();
         let mut addresses = Vec::new();
         for (id, rcfg) in &config.receivers {
-            let feeds: Vec<&str> =
-                config.pipelines.iter().filter(|p| p.receivers.contains(id)).map(|p| p.name.as_str()).collect();
+            let feeds: Vec<&str> = config
+                .pipelines
+                .iter()
+                .filter(|p| p.receivers.contains(id))
+                .map(|p| p.name.as_str())
+                .collect();
             if feeds.is_empty() {
                 continue;
             }
@@ -147,7 +182,10 @@ impl Collector {
                 let entries: Vec<PipelineEntry> = heads
                     .iter()
                     .filter(|(name, _)| feeds.contains(&name.as_str()))
-                    .map(|(_, e)| PipelineEntry { limiters: e.limiters.clone(), head: e.head.clone() })
+                    .map(|(_, e)| PipelineEntry {
+                        limiters: e.limiters.clone(),
+                        head: e.head.clone(),
+                    })
                     .collect();
                 Intake::new(entries, &metrics, id, transport)
             };
@@ -227,7 +265,17 @@ impl Collector {
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
-        Ok(Collector { metrics, stop, servers, aux_stop, aux_servers, flushers, exporters, tails, addresses })
+        Ok(Collector {
+            metrics,
+            stop,
+            servers,
+            aux_stop,
+            aux_servers,
+            flushers,
+            exporters,
+            tails,
+            addresses,
+        })
     }
 
     /// The addresses listened on: (`otlp/grpc`, ...), (`otlp/http`, ...),
@@ -259,7 +307,11 @@ impl Collector {
             }
         })
         .await;
-        let drains: Vec<_> = self.exporters.iter().map(|(_, e)| tokio::spawn(e.clone().shutdown_dyn(deadline))).collect();
+        let drains: Vec<_> = self
+            .exporters
+            .iter()
+            .map(|(_, e)| tokio::spawn(e.clone().shutdown_dyn(deadline)))
+            .collect();
         for d in drains {
             let _ = d.await;
         }
@@ -294,7 +346,8 @@ type Reply = http::Response<http_body_util::Full<bytes::Bytes>>;
 fn text(status: http::StatusCode, content_type: &'static str, body: String) -> Reply {
     let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
     r
 }
 
@@ -303,52 +356,114 @@ fn health(req: http::Request<hyper::body::Incoming>, path: &str, stopping: bool)
         return text(http::StatusCode::NOT_FOUND, "text/plain", "not found\n".into());
     }
     if stopping {
-        return text(http::StatusCode::SERVICE_UNAVAILABLE, "application/json", "{\"status\":\"Server not available\"}".into());
+        return text(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "application/json",
+            "{\"status\":\"Server not available\"}".into(),
+        );
     }
-    text(http::StatusCode::OK, "application/json", "{\"status\":\"Server available\"}".into())
+    text(
+        http::StatusCode::OK,
+        "application/json",
+        "{\"status\":\"Server available\"}".into(),
+    )
 }
 
 fn prometheus(req: http::Request<hyper::body::Incoming>, metrics: &Metrics) -> Reply {
     if req.uri().path() != "/metrics" {
-        return text(http::StatusCode::NOT_FOUND, "text/plain", "metrics are at /metrics\n".into());
+        return text(
+            http::StatusCode::NOT_FOUND,
+            "text/plain",
+            "metrics are at /metrics\n".into(),
+        );
     }
     text(http::StatusCode::OK, "text/plain; version=0.0.4", metrics.render())
 }
 
 fn register_process_gauges(metrics: &Metrics) {
-    metrics.gauge("otelcol_process_memory_rss", "Resident memory of the collector, bytes.", &[], || {
-        resident_bytes().unwrap_or(0) as f64
-    });
-    metrics.gauge("otelcol_process_span_bytes", "Bytes of span data held (buffered, batched, queued).", &[], || {
-        wire::live_bytes() as f64
-    });
+    metrics.gauge(
+        "otelcol_process_memory_rss",
+        "Resident memory of the collector, bytes.",
+        &[],
+        || resident_bytes().unwrap_or(0) as f64,
+    );
+    metrics.gauge(
+        "otelcol_process_span_bytes",
+        "Bytes of span data held (buffered, batched, queued).",
+        &[],
+        || wire::live_bytes() as f64,
+    );
 }
 
 fn register_tail_gauges(metrics: &Metrics, stage: &Arc<TailStage>, id: &str, pipeline: &str) {
     let l = [("processor", id), ("pipeline", pipeline)];
-    let fields: [(&str, &str, fn(&crate::engine::TailSamplingStats) -> u64); 10] = [
-        ("otelcol_processor_tail_sampling_spans_received", "Spans received.", |s| s.spans_received),
-        ("otelcol_processor_tail_sampling_traces_received", "Traces received.", |s| s.traces_received),
-        ("otelcol_processor_tail_sampling_spans_sampled", "Spans of kept traces.", |s| s.spans_sampled),
-        ("otelcol_processor_tail_sampling_spans_not_sampled", "Spans of traces not kept.", |s| s.spans_not_sampled),
-        ("otelcol_processor_tail_sampling_traces_sampled", "Traces kept.", |s| s.traces_sampled),
-        ("otelcol_processor_tail_sampling_traces_not_sampled", "Traces not kept.", |s| s.traces_not_sampled),
-        ("otelcol_processor_tail_sampling_late_spans_sampled", "Late spans of kept traces, forwarded.", |s| {
-            s.late_spans_sampled
+    type Read = fn(&crate::engine::TailSamplingStats) -> u64;
+    let fields: [(&str, &str, Read); 10] = [
+        (
+            "otelcol_processor_tail_sampling_spans_received",
+            "Spans received.",
+            |s| s.spans_received,
+        ),
+        (
+            "otelcol_processor_tail_sampling_traces_received",
+            "Traces received.",
+            |s| s.traces_received,
+        ),
+        (
+            "otelcol_processor_tail_sampling_spans_sampled",
+            "Spans of kept traces.",
+            |s| s.spans_sampled,
+        ),
+        (
+            "otelcol_processor_tail_sampling_spans_not_sampled",
+            "Spans of traces not kept.",
+            |s| s.spans_not_sampled,
+        ),
+        ("otelcol_processor_tail_sampling_traces_sampled", "Traces kept.", |s| {
+            s.traces_sampled
         }),
-        ("otelcol_processor_tail_sampling_late_spans_dropped", "Late spans of dropped traces.", |s| s.late_spans_dropped),
-        ("otelcol_processor_tail_sampling_traces_evicted", "Traces decided early (num_traces reached).", |s| s.evicted),
-        ("otelcol_processor_tail_sampling_spans_buffered", "Spans buffered now.", |s| s.buffered_spans),
+        (
+            "otelcol_processor_tail_sampling_traces_not_sampled",
+            "Traces not kept.",
+            |s| s.traces_not_sampled,
+        ),
+        (
+            "otelcol_processor_tail_sampling_late_spans_sampled",
+            "Late spans of kept traces, forwarded.",
+            |s| s.late_spans_sampled,
+        ),
+        (
+            "otelcol_processor_tail_sampling_late_spans_dropped",
+            "Late spans of dropped traces.",
+            |s| s.late_spans_dropped,
+        ),
+        (
+            "otelcol_processor_tail_sampling_traces_evicted",
+            "Traces decided early (num_traces reached).",
+            |s| s.evicted,
+        ),
+        (
+            "otelcol_processor_tail_sampling_spans_buffered",
+            "Spans buffered now.",
+            |s| s.buffered_spans,
+        ),
     ];
     for (name, help, read) in fields {
         let weak = Arc::downgrade(stage);
-        metrics.gauge(name, help, &l, move || weak.upgrade().map_or(0.0, |s| read(&s.sampler.stats()) as f64));
+        metrics.gauge(name, help, &l, move || {
+            weak.upgrade().map_or(0.0, |s| read(&s.sampler.stats()) as f64)
+        });
     }
     let stats = stage.sampler.stats();
     for p in stats.policies {
         let weak = Arc::downgrade(stage);
         let name = p.name.clone();
-        let labels = [("processor", id), ("pipeline", pipeline), ("policy", p.name.as_str()), ("sampled", "true")];
+        let labels = [
+            ("processor", id),
+            ("pipeline", pipeline),
+            ("policy", p.name.as_str()),
+            ("sampled", "true"),
+        ];
         let n1 = name.clone();
         metrics.gauge(
             "otelcol_processor_tail_sampling_count_traces_sampled",
@@ -356,12 +471,22 @@ fn register_tail_gauges(metrics: &Metrics, stage: &Arc<TailStage>, id: &str, pip
             &labels,
             move || {
                 weak.upgrade().map_or(0.0, |s| {
-                    s.sampler.stats().policies.iter().find(|q| q.name == n1).map_or(0.0, |q| q.sampled as f64)
+                    s.sampler
+                        .stats()
+                        .policies
+                        .iter()
+                        .find(|q| q.name == n1)
+                        .map_or(0.0, |q| q.sampled as f64)
                 })
             },
         );
         let weak = Arc::downgrade(stage);
-        let labels = [("processor", id), ("pipeline", pipeline), ("policy", p.name.as_str()), ("sampled", "false")];
+        let labels = [
+            ("processor", id),
+            ("pipeline", pipeline),
+            ("policy", p.name.as_str()),
+            ("sampled", "false"),
+        ];
         metrics.gauge(
             "otelcol_processor_tail_sampling_count_traces_sampled",
             "Traces each policy voted on.",

@@ -120,7 +120,13 @@ pub(crate) struct TailStage {
 }
 
 impl TailStage {
-    pub(crate) fn new(config: TailSamplingConfig, next: Arc<dyn Consumer>, metrics: &Metrics, id: &str, pipeline: &str) -> Arc<Self> {
+    pub(crate) fn new(
+        config: TailSamplingConfig,
+        next: Arc<dyn Consumer>,
+        metrics: &Metrics,
+        id: &str,
+        pipeline: &str,
+    ) -> Arc<Self> {
         let sink: Arc<dyn TraceSink<SpanRec>> = Arc::new(Forward(next));
         let sampler = TailSamplerBuilder::new(config).build(sink);
         let malformed = metrics.counter(
@@ -173,7 +179,11 @@ pub(crate) struct BatchStage {
 
 impl BatchStage {
     pub(crate) fn new(cfg: BatchConfig, next: Arc<dyn Consumer>) -> Arc<Self> {
-        let stage = Arc::new(BatchStage { cfg, buf: Mutex::new(Vec::new()), next });
+        let stage = Arc::new(BatchStage {
+            cfg,
+            buf: Mutex::new(Vec::new()),
+            next,
+        });
         let weak = Arc::downgrade(&stage);
         let period = cfg.timeout.max(Duration::from_millis(1));
         tokio::spawn(async move {
@@ -229,16 +239,5 @@ impl Flush for BatchStage {
     fn flush(&self) {
         let batch = std::mem::take(&mut *lock(&self.buf));
         self.send(batch);
-    }
-}
-
-/// A consumer that applies a stage list built at start (used by tests of stages).
-#[cfg(test)]
-pub(crate) struct Collect(pub(crate) Mutex<Vec<SpanRec>>);
-
-#[cfg(test)]
-impl Consumer for Collect {
-    fn consume(&self, spans: Vec<SpanRec>) {
-        lock(&self.0).extend(spans);
     }
 }

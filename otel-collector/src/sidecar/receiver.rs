@@ -52,10 +52,27 @@ impl Intake {
         let l = [("receiver", id), ("transport", transport)];
         Arc::new(Intake {
             pipelines,
-            accepted: metrics.counter("otelcol_receiver_accepted_spans", "Spans accepted into the pipelines.", &l),
-            refused: metrics.counter("otelcol_receiver_refused_spans", "Spans refused (memory limit); clients retry.", &l),
-            malformed: metrics.counter("otelcol_receiver_malformed_requests", "Requests that were not valid OTLP.", &l),
+            accepted: metrics.counter(
+                "otelcol_receiver_accepted_spans",
+                "Spans accepted into the pipelines.",
+                &l,
+            ),
+            refused: metrics.counter(
+                "otelcol_receiver_refused_spans",
+                "Spans refused (memory limit); clients retry.",
+                &l,
+            ),
+            malformed: metrics.counter(
+                "otelcol_receiver_malformed_requests",
+                "Requests that were not valid OTLP.",
+                &l,
+            ),
         })
+    }
+
+    /// Counts a request refused before it could be read (bad compression, bad JSON).
+    pub(crate) fn note_malformed(&self) {
+        add(&self.malformed, 1);
     }
 
     /// Takes an `ExportTraceServiceRequest` (protobuf bytes).
@@ -79,7 +96,7 @@ impl Intake {
         }
         if let Some((last, rest)) = self.pipelines.split_last() {
             for p in rest {
-                p.head.consume(spans.iter().cloned().collect());
+                p.head.consume(spans.to_vec());
             }
             last.head.consume(spans);
         }
@@ -226,7 +243,10 @@ fn http_error(status: StatusCode, json: bool, code: i32, message: &str) -> Respo
 /// Reads at most `max` decompressed bytes.
 fn bounded_read(mut reader: impl std::io::Read, max: usize) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    (&mut reader).take(max as u64 + 1).read_to_end(&mut out).map_err(|e| format!("cannot decompress the body: {e}"))?;
+    (&mut reader)
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("cannot decompress the body: {e}"))?;
     if out.len() > max {
         return Err(format!("the decompressed body is larger than {max} bytes"));
     }
@@ -236,11 +256,16 @@ fn bounded_read(mut reader: impl std::io::Read, max: usize) -> Result<Vec<u8>, S
 impl TraceHttp {
     pub(crate) async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
         if req.uri().path() != self.path {
-            return respond(StatusCode::NOT_FOUND, "text/plain", format!("not found; traces go to POST {}\n", self.path).into_bytes());
+            return respond(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                format!("not found; traces go to POST {}\n", self.path).into_bytes(),
+            );
         }
         if req.method() != http::Method::POST {
             let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"use POST\n".to_vec());
-            r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+            r.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
             return r;
         }
         let content_type = req
@@ -256,7 +281,8 @@ impl TraceHttp {
                 return respond(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "text/plain",
-                    format!("unsupported content type {other:?}; use application/x-protobuf or application/json\n").into_bytes(),
+                    format!("unsupported content type {other:?}; use application/x-protobuf or application/json\n")
+                        .into_bytes(),
                 );
             }
         };
@@ -271,7 +297,12 @@ impl TraceHttp {
             Err(e) => {
                 let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
                 return if too_large {
-                    http_error(StatusCode::PAYLOAD_TOO_LARGE, json, 8, &format!("the body is larger than {} bytes", self.max_body))
+                    http_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        json,
+                        8,
+                        &format!("the body is larger than {} bytes", self.max_body),
+                    )
                 } else {
                     http_error(StatusCode::BAD_REQUEST, json, 3, &format!("cannot read the body: {e}"))
                 };
@@ -281,20 +312,44 @@ impl TraceHttp {
             "" | "identity" => raw.to_vec(),
             "gzip" | "x-gzip" => match bounded_read(flate2::read::GzDecoder::new(&raw[..]), self.max_body) {
                 Ok(b) => b,
-                Err(e) => return http_error(StatusCode::BAD_REQUEST, json, 3, &e),
+                Err(e) => {
+                    self.intake.note_malformed();
+                    return http_error(StatusCode::BAD_REQUEST, json, 3, &e);
+                }
             },
-            "zstd" => match zstd::stream::read::Decoder::new(&raw[..]).map_err(|e| e.to_string()).and_then(|d| bounded_read(d, self.max_body)) {
+            "zstd" => match zstd::stream::read::Decoder::new(&raw[..])
+                .map_err(|e| e.to_string())
+                .and_then(|d| bounded_read(d, self.max_body))
+            {
                 Ok(b) => b,
-                Err(e) => return http_error(StatusCode::BAD_REQUEST, json, 3, &e),
+                Err(e) => {
+                    self.intake.note_malformed();
+                    return http_error(StatusCode::BAD_REQUEST, json, 3, &e);
+                }
             },
             other => {
-                return http_error(StatusCode::BAD_REQUEST, json, 3, &format!("unsupported Content-Encoding {other:?}; use gzip or zstd"));
+                return http_error(
+                    StatusCode::BAD_REQUEST,
+                    json,
+                    3,
+                    &format!("unsupported Content-Encoding {other:?}; use gzip or zstd"),
+                );
             }
         };
         let proto = if json {
-            match serde_json::from_slice::<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>(&body) {
+            match serde_json::from_slice::<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>(
+                &body,
+            ) {
                 Ok(r) => r.encode_to_vec(),
-                Err(e) => return http_error(StatusCode::BAD_REQUEST, json, 3, &format!("not an OTLP JSON trace request: {e}")),
+                Err(e) => {
+                    self.intake.note_malformed();
+                    return http_error(
+                        StatusCode::BAD_REQUEST,
+                        json,
+                        3,
+                        &format!("not an OTLP JSON trace request: {e}"),
+                    );
+                }
             }
         } else {
             body
@@ -309,8 +364,14 @@ impl TraceHttp {
             }
             Err(Refusal::Malformed(m)) => http_error(StatusCode::BAD_REQUEST, json, 3, &m),
             Err(Refusal::Memory) => {
-                let mut r = http_error(StatusCode::SERVICE_UNAVAILABLE, json, 14, "data refused due to high memory usage");
-                r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                let mut r = http_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json,
+                    14,
+                    "data refused due to high memory usage",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
                 r
             }
         }

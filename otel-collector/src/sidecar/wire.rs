@@ -106,7 +106,9 @@ impl Drop for SpanRec {
 
 impl fmt::Debug for SpanRec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SpanRec").field("len", &self.bytes.len()).finish_non_exhaustive()
+        f.debug_struct("SpanRec")
+            .field("len", &self.bytes.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -192,7 +194,9 @@ fn check_with_attributes(bytes: &[u8], attr_field: u32, what: &str) -> Result<()
     while let Some(f) = r.next_field() {
         match f.map_err(|e| bad(what, e))? {
             (n, Field::Bytes(kv)) if n == attr_field => check_keyvalue(kv, 0)?,
-            (n, _) if n == attr_field => return Err(DecodeError(format!("{what} attributes have the wrong wire type"))),
+            (n, _) if n == attr_field => {
+                return Err(DecodeError(format!("{what} attributes have the wrong wire type")));
+            }
             _ => {}
         }
     }
@@ -207,8 +211,9 @@ fn check_span(bytes: &[u8]) -> Result<[u8; 16], DecodeError> {
     while let Some(f) = r.next_field() {
         match f.map_err(|e| bad("span", e))? {
             (1, Field::Bytes(id)) => {
-                let id: [u8; 16] =
-                    id.try_into().map_err(|_| DecodeError(format!("a span's trace_id has {} bytes, not 16", id.len())))?;
+                let id: [u8; 16] = id
+                    .try_into()
+                    .map_err(|_| DecodeError(format!("a span's trace_id has {} bytes, not 16", id.len())))?;
                 if id == [0; 16] {
                     return Err(DecodeError("a span's trace_id is all zeros".into()));
                 }
@@ -224,7 +229,10 @@ fn check_span(bytes: &[u8]) -> Result<[u8; 16], DecodeError> {
                 utf8(s, "a span's trace_state")?;
             }
             (4, Field::Bytes(id)) if !(id.is_empty() || id.len() == 8) => {
-                return Err(DecodeError(format!("a span's parent_span_id has {} bytes, not 8", id.len())));
+                return Err(DecodeError(format!(
+                    "a span's parent_span_id has {} bytes, not 8",
+                    id.len()
+                )));
             }
             (5, Field::Bytes(s)) => {
                 utf8(s, "a span's name")?;
@@ -278,14 +286,17 @@ pub fn split_request(body: &[u8]) -> Result<Vec<SpanRec>, DecodeError> {
             match f.map_err(|e| bad("resource_spans", e))? {
                 (1, Field::Bytes(b)) => resource = b,
                 (3, Field::Bytes(s)) => schema = utf8(s, "a schema_url")?,
-                (1 | 2 | 3, Field::Varint(_) | Field::Fixed32(_) | Field::Fixed64(_)) => {
+                (1..=3, Field::Varint(_) | Field::Fixed32(_) | Field::Fixed64(_)) => {
                     return Err(DecodeError("resource_spans has a field of the wrong wire type".into()));
                 }
                 _ => {}
             }
         }
         check_with_attributes(resource, 1, "a resource")?;
-        let resource = Arc::new(ResourceBlock { bytes: resource.into(), schema_url: schema.into() });
+        let resource = Arc::new(ResourceBlock {
+            bytes: resource.into(),
+            schema_url: schema.into(),
+        });
         let mut r = Reader::new(rs);
         while let Some(f) = r.next_field() {
             let ss = match f.map_err(|e| bad("resource_spans", e))? {
@@ -299,7 +310,7 @@ pub fn split_request(body: &[u8]) -> Result<Vec<SpanRec>, DecodeError> {
                 match f.map_err(|e| bad("scope_spans", e))? {
                     (1, Field::Bytes(b)) => scope = b,
                     (3, Field::Bytes(u)) => scope_schema = utf8(u, "a schema_url")?,
-                    (1 | 2 | 3, Field::Varint(_) | Field::Fixed32(_) | Field::Fixed64(_)) => {
+                    (1..=3, Field::Varint(_) | Field::Fixed32(_) | Field::Fixed64(_)) => {
                         return Err(DecodeError("scope_spans has a field of the wrong wire type".into()));
                     }
                     _ => {}
@@ -451,7 +462,9 @@ pub fn any_value(bytes: &[u8]) -> AttrValue<'_> {
 }
 
 fn find_attribute<'a>(message: &'a [u8], field: u32, key: &str) -> Option<AttrValue<'a>> {
-    keyvalues(message, field).find(|(k, _)| *k == key).map(|(_, v)| any_value(v))
+    keyvalues(message, field)
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| any_value(v))
 }
 
 impl Attributes for SpanView<'_> {
@@ -479,7 +492,7 @@ impl SpanFacts for SpanView<'_> {
     fn trace_state_value(&self, key: &str) -> Option<Cow<'_, str>> {
         self.trace_state.split(',').find_map(|member| {
             let (k, v) = member.trim().split_once('=')?;
-            (k == key).then(|| Cow::Borrowed(v))
+            (k == key).then_some(Cow::Borrowed(v))
         })
     }
     fn encoded_len(&self) -> usize {
@@ -513,10 +526,16 @@ pub fn encode_request(spans: &[SpanRec]) -> Vec<u8> {
     for s in spans {
         let scope = &*s.scope;
         let resource = &*scope.resource;
-        let g = match groups.iter().rposition(|g| std::ptr::eq(g.block, resource) || *g.block == *resource) {
+        let g = match groups
+            .iter()
+            .rposition(|g| std::ptr::eq(g.block, resource) || *g.block == *resource)
+        {
             Some(i) => &mut groups[i],
             None => {
-                groups.push(ResourceGroup { block: resource, scopes: Vec::new() });
+                groups.push(ResourceGroup {
+                    block: resource,
+                    scopes: Vec::new(),
+                });
                 let last = groups.len() - 1;
                 &mut groups[last]
             }
@@ -525,7 +544,10 @@ pub fn encode_request(spans: &[SpanRec]) -> Vec<u8> {
             std::ptr::eq(sg.block, scope) || (sg.block.bytes == scope.bytes && sg.block.schema_url == scope.schema_url)
         }) {
             Some(i) => g.scopes[i].spans.push(&s.bytes),
-            None => g.scopes.push(ScopeGroup { block: scope, spans: vec![&s.bytes] }),
+            None => g.scopes.push(ScopeGroup {
+                block: scope,
+                spans: vec![&s.bytes],
+            }),
         }
     }
     let str_len = |field: u32, s: &str| if s.is_empty() { 0 } else { len_field_len(field, s.len()) };

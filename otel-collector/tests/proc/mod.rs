@@ -1,0 +1,295 @@
+//! Real processes for the sidecar tests: the `otel-collector` binary, the
+//! Python OpenTelemetry SDK as a client, rotel as an independent receiver.
+#![allow(dead_code, unreachable_pub, missing_docs)] // shared by several test files; each uses a part
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The virtualenv's Python (scripts/test.sh creates it and sets OTEL_TEST_PYTHON).
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("OTEL_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = std::env::var_os("OTEL_TEST_VENV").map_or_else(|| repo().join(".venv"), PathBuf::from);
+    let p = venv.join("bin/python");
+    assert!(
+        p.exists(),
+        "the Python OpenTelemetry SDK is needed: run scripts/test.sh (it creates {}) or set OTEL_TEST_PYTHON",
+        venv.display()
+    );
+    p
+}
+
+pub fn rotel_agent() -> PathBuf {
+    if let Some(p) = std::env::var_os("ROTEL_AGENT") {
+        return PathBuf::from(p);
+    }
+    let venv = std::env::var_os("OTEL_TEST_VENV").map_or_else(|| repo().join(".venv"), PathBuf::from);
+    let found = std::fs::read_dir(venv.join("lib")).ok().and_then(|mut d| {
+        d.find_map(|e| {
+            e.ok()
+                .map(|e| e.path().join("site-packages/rotel/rotel-agent"))
+                .filter(|p| p.exists())
+        })
+    });
+    found.unwrap_or_else(|| panic!("rotel-agent not found: run scripts/test.sh (it installs rotel) or set ROTEL_AGENT"))
+}
+
+pub fn free_port(host: &str) -> u16 {
+    std::net::TcpListener::bind((host, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for_port(host: &str, port: u16, what: &str) {
+    let start = Instant::now();
+    while TcpStream::connect((host, port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what} did not open {host}:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh scratch directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "otel-collector-test-{}-{}-{name}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {} failed", self.name);
+    }
+
+    /// Waits for the process to exit; its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{} did not exit within {timeout:?}; log:\n{}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Peak resident memory (VmHWM), bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the collector binary with `yaml`, waiting until `ports` accept connections on `host`.
+pub fn collector(name: &str, dir: &Path, yaml: &str, host: &str, ports: &[u16]) -> Proc {
+    let config = dir.join(format!("{name}.yaml"));
+    std::fs::write(&config, yaml).unwrap();
+    let log = dir.join(format!("{name}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_otel-collector"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::from(
+            std::fs::File::create(dir.join(format!("{name}.out"))).unwrap(),
+        ))
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .expect("start otel-collector");
+    let mut p = Proc {
+        child,
+        name: name.into(),
+        log,
+    };
+    for &port in ports {
+        let start = Instant::now();
+        while TcpStream::connect((host, port)).is_err() {
+            assert!(p.alive(), "{name} exited early; log:\n{}", p.log_text());
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{name} did not open {host}:{port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    p
+}
+
+/// Runs `otel-collector --validate` on `yaml`: (success, stdout + stderr).
+pub fn validate(dir: &Path, yaml: &str) -> (bool, String) {
+    let config = dir.join(format!("validate-{}.yaml", COUNTER.fetch_add(1, Ordering::Relaxed)));
+    std::fs::write(&config, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_otel-collector"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--validate")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A plain HTTP/1.1 request over TCP: (status, body).
+pub fn http(host: &str, port: u16, request: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect((host, port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(buf.len(), |p| p + 4);
+    let head = String::from_utf8_lossy(&buf[..text_end]).to_string();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, buf[text_end..].to_vec())
+}
+
+pub fn get(host: &str, port: u16, path: &str) -> (u16, String) {
+    let (status, body) = http(
+        host,
+        port,
+        format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+    );
+    (status, String::from_utf8_lossy(&body).to_string())
+}
+
+/// Sums a Prometheus metric over the series whose labels contain every `filters` pair.
+pub fn metric(text: &str, name: &str, filters: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            (n == name && filters.iter().all(|(k, v)| labels.contains(&format!("{k}=\"{v}\""))))
+                .then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+pub fn scrape(port: u16) -> String {
+    get("127.0.0.1", port, "/metrics").1
+}
+
+/// Spans per trace id in a file exporter's output (OTLP JSON lines).
+pub fn read_file_export(path: &Path) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for rs in v["resourceSpans"].as_array().into_iter().flatten() {
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                for s in ss["spans"].as_array().into_iter().flatten() {
+                    let t = s["traceId"].as_str().unwrap().to_owned();
+                    out.entry(t).or_default().push(s["spanId"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What the Python sender reported: (trace id, kind, spans).
+pub fn send_with_python(args: &[String]) -> Vec<(String, String, usize)> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/send_traces.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run the Python sender");
+    assert!(
+        out.status.success(),
+        "Python sender failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("Failed to export"),
+        "the Python SDK reports export failures:\n{stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["trace_id"].as_str().unwrap().to_owned(),
+                v["kind"].as_str().unwrap().to_owned(),
+                v["spans"].as_u64().unwrap() as usize,
+            )
+        })
+        .collect()
+}
+
+/// Polls `check` until true.
+pub fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
