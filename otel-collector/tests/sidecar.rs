@@ -914,3 +914,261 @@ service:
     .unwrap();
     drop(c);
 }
+
+// --- overload -------------------------------------------------------------------------
+
+/// A request of `traces` five-span traces with fresh ids from `next`.
+fn load_request(next: &std::sync::atomic::AtomicU64, traces: usize) -> Vec<u8> {
+    use otel_export::wire::{put_bytes, put_fixed64, put_tag, put_varint};
+    let mut scope_spans = Vec::new();
+    put_bytes(&mut scope_spans, 1, b"\x0a\x04load");
+    for _ in 0..traces {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let mut trace = [0u8; 16];
+        trace[..8].copy_from_slice(&n.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+        trace[8..].copy_from_slice(&n.to_be_bytes());
+        for k in 0..5u64 {
+            let mut s = Vec::new();
+            put_bytes(&mut s, 1, &trace);
+            put_bytes(&mut s, 2, &((n << 3) | (k + 1)).to_be_bytes());
+            if k > 0 {
+                put_bytes(&mut s, 4, &((n << 3) | 1).to_be_bytes());
+            }
+            put_bytes(&mut s, 5, b"GET /api/products/{id}");
+            put_tag(&mut s, 6, 0);
+            put_varint(&mut s, 2);
+            put_fixed64(&mut s, 7, 1_700_000_000_000_000_000 + k * 1000);
+            put_fixed64(&mut s, 8, 1_700_000_000_020_000_000);
+            for (key, value) in [
+                ("http.request.method", "GET"),
+                ("url.path", "/api/products/42"),
+                ("server.address", "shop.example.com"),
+                ("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"),
+            ] {
+                let mut v = Vec::new();
+                put_bytes(&mut v, 1, value.as_bytes());
+                let mut kv = Vec::new();
+                put_bytes(&mut kv, 1, key.as_bytes());
+                put_bytes(&mut kv, 2, &v);
+                put_bytes(&mut s, 9, &kv);
+            }
+            put_bytes(&mut scope_spans, 2, &s);
+        }
+    }
+    let mut rs = Vec::new();
+    put_bytes(&mut rs, 1, b"\x0a\x1a\x0a\x0cservice.name\x12\x0a\x0a\x08overload");
+    put_bytes(&mut rs, 2, &scope_spans);
+    let mut req = Vec::new();
+    put_bytes(&mut req, 1, &rs);
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_refused_with_retryable_status_under_the_memory_limit() {
+    let dir = scratch("overload");
+    let (grpc, metrics) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+    const LIMIT_MIB: u64 = 60;
+    let yaml = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+processors:
+  memory_limiter:
+    check_interval: 50ms
+    limit_mib: {LIMIT_MIB}
+    spike_limit_mib: 20
+  tail_sampling:
+    decision_wait: 6s
+    policies: [{{name: few, type: probabilistic, probabilistic: {{sampling_percentage: 1}}}}]
+  batch:
+    timeout: 200ms
+exporters:
+  debug:
+    verbosity: basic
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [memory_limiter, tail_sampling, batch]
+      exporters: [debug]
+"#
+    );
+    let mut c = tokio::task::spawn_blocking(move || collector("c", &dir, &yaml, "127.0.0.1", &[grpc, metrics]))
+        .await
+        .unwrap();
+
+    // Offered load: 16 clients sending 500-span requests as fast as they can for 4 s.
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let (mut ok, mut refused, mut other) = (0u64, 0u64, Vec::new());
+            while std::time::Instant::now() < deadline {
+                let body = load_request(&next, 100);
+                let mut g = tonic::client::Grpc::new(channel.clone());
+                g.ready().await.unwrap();
+                let r = g
+                    .unary(
+                        tonic::Request::new(bytes::Bytes::from(body)),
+                        http::uri::PathAndQuery::from_static(
+                            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                        ),
+                        otel_export::RawCodec,
+                    )
+                    .await;
+                match r {
+                    Ok(_) => ok += 500,
+                    Err(s) if s.code() == tonic::Code::Unavailable => {
+                        refused += 500;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(s) => other.push(s),
+                }
+            }
+            (ok, refused, other)
+        }));
+    }
+    let (mut ok, mut refused) = (0u64, 0u64);
+    for t in tasks {
+        let (o, r, other) = t.await.unwrap();
+        assert!(other.is_empty(), "unexpected errors: {other:?}");
+        ok += o;
+        refused += r;
+    }
+    assert!(
+        refused > 0,
+        "no refusal: {ok} spans accepted, the load did not reach the limit"
+    );
+    assert!(ok > 0);
+
+    let c = tokio::task::spawn_blocking(move || {
+        assert!(c.alive(), "the collector died:\n{}", c.log_text());
+        let peak = c.peak_rss();
+        eprintln!(
+            "overload: {ok} spans accepted, {refused} refused, peak RSS {} MiB",
+            peak >> 20
+        );
+        assert!(
+            peak < LIMIT_MIB << 20,
+            "peak RSS {} MiB is over the {LIMIT_MIB} MiB limit",
+            peak >> 20
+        );
+        // Exact accounting once every trace is decided.
+        eventually("decisions", Duration::from_secs(30), || {
+            let m = scrape(metrics);
+            metric(&m, "otelcol_processor_tail_sampling_spans_buffered", &[]) == 0.0
+                && metric(&m, "otelcol_processor_tail_sampling_spans_received", &[]) as u64 == ok
+        });
+        let m = scrape(metrics);
+        assert_eq!(metric(&m, "otelcol_receiver_accepted_spans", &[]) as u64, ok);
+        assert_eq!(metric(&m, "otelcol_receiver_refused_spans", &[]) as u64, refused);
+        let kept = metric(&m, "otelcol_processor_tail_sampling_spans_sampled", &[]) as u64;
+        let dropped = metric(&m, "otelcol_processor_tail_sampling_spans_not_sampled", &[]) as u64;
+        assert_eq!(kept + dropped, ok);
+        eventually("exports", Duration::from_secs(10), || {
+            metric(&scrape(metrics), "otelcol_exporter_sent_spans", &[]) as u64 == kept
+        });
+        c
+    })
+    .await
+    .unwrap();
+    // With the buffer released, data is accepted again.
+    let fresh = std::sync::atomic::AtomicU64::new(u64::MAX / 2);
+    let started = std::time::Instant::now();
+    while let Err(e) = grpc_export(grpc, load_request(&fresh, 10)).await {
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still refusing after the buffer emptied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut c = c;
+    tokio::task::spawn_blocking(move || {
+        c.signal("TERM");
+        assert!(c.wait_exit(Duration::from_secs(30)).success());
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn load_balancing_with_the_dns_resolver() {
+    let dir = scratch("lb-dns");
+    let port = free_port("127.0.0.1");
+    let file = dir.join("backend.jsonl");
+    let backend_yaml = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{port}
+exporters:
+  file:
+    path: {}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [file]
+"#,
+        file.display()
+    );
+    let mut backend = collector("backend", &dir, &backend_yaml, "127.0.0.1", &[port]);
+    let grpc = free_port("127.0.0.1");
+    let yaml = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+exporters:
+  loadbalancing:
+    protocol:
+      otlp:
+        tls: {{insecure: true}}
+    resolver:
+      dns:
+        hostname: 127.0.0.1
+        port: {port}
+        interval: 200ms
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [loadbalancing]
+"#
+    );
+    let mut lb = collector("lb", &dir, &yaml, "127.0.0.1", &[grpc]);
+    // Let the resolver run once.
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = send_with_python(&[
+        "--grpc".into(),
+        format!("127.0.0.1:{grpc}"),
+        "--traces".into(),
+        "50".into(),
+    ]);
+    let total: usize = sent.iter().map(|s| s.2).sum();
+    eventually("spans at the backend", Duration::from_secs(20), || {
+        read_file_export(&file).values().map(Vec::len).sum::<usize>() == total
+    });
+    lb.signal("TERM");
+    assert!(lb.wait_exit(Duration::from_secs(30)).success());
+    backend.signal("TERM");
+    assert!(backend.wait_exit(Duration::from_secs(30)).success());
+}

@@ -706,3 +706,55 @@ impl<E: Exporter + 'static> ExporterDyn for E {
         self.shutdown(deadline)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Ring;
+
+    fn endpoints(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("http://10.0.0.{i}:4317")).collect()
+    }
+
+    fn id(n: u64) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&n.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+        b[8..].copy_from_slice(&n.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn traces_spread_evenly_and_few_move_when_backends_change() {
+        let three = Ring::new(endpoints(3));
+        let four = Ring::new(endpoints(4));
+        let two = Ring::new(endpoints(2));
+        const N: u64 = 30_000;
+        let mut counts = [0u64; 3];
+        let (mut moved_add, mut moved_remove) = (0, 0);
+        for n in 0..N {
+            let t = id(n);
+            let a = three.route(&t).unwrap();
+            counts[a] += 1;
+            let b = four.route(&t).unwrap();
+            if three.endpoints[a] != four.endpoints[b] {
+                moved_add += 1;
+                // Only to the new backend.
+                assert_eq!(four.endpoints[b], "http://10.0.0.3:4317");
+            }
+            let c = two.route(&t).unwrap();
+            if three.endpoints[a] != two.endpoints[c] {
+                moved_remove += 1;
+                // Only traces of the removed backend.
+                assert_eq!(three.endpoints[a], "http://10.0.0.2:4317");
+            }
+        }
+        for c in counts {
+            assert!((c as f64 / N as f64 - 1.0 / 3.0).abs() < 0.06, "uneven: {counts:?}");
+        }
+        // Adding a fourth backend moves about a quarter; removing one about a third.
+        assert!((moved_add as f64 / N as f64) < 0.33, "{moved_add}");
+        assert!((moved_remove as f64 / N as f64) < 0.40, "{moved_remove}");
+        // The same trace always goes to the same backend.
+        assert_eq!(three.route(&id(7)), Ring::new(endpoints(3)).route(&id(7)));
+        assert_eq!(Ring::new(Vec::new()).route(&id(1)), None);
+    }
+}

@@ -5,7 +5,7 @@ use super::config::MemoryLimiterConfig;
 use super::metrics::{Metrics, add};
 use super::wire::live_bytes;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The resident set size of this process, bytes (Linux `/proc/self/status`).
 pub fn resident_bytes() -> Option<u64> {
@@ -15,15 +15,25 @@ pub fn resident_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Allocator and bookkeeping overhead assumed on top of the span bytes held.
+const OVERHEAD_FACTOR: f64 = 1.5;
+
 /// Decides whether new data may enter.
+///
+/// Like the Go limiter, which reads the Go heap rather than the resident
+/// size, usage is what the collector holds: the resident size at start plus
+/// 1.5 times the bytes of span data buffered, batched, queued or in flight.
+/// (The resident size itself stays high after a burst, because the
+/// allocator keeps freed memory for reuse; refusing on it would refuse for
+/// good.) As a safety net, data is also refused while the resident size,
+/// measured every `check_interval`, is above the hard limit.
 #[derive(Debug)]
 pub(crate) struct MemoryLimiter {
     soft: u64,
     hard: u64,
-    /// RSS at the last check.
+    baseline: u64,
+    /// Resident size at the last check.
     rss: AtomicU64,
-    /// Live span bytes at the last check (growth since then is added to the RSS).
-    live_at_check: AtomicI64,
     refusing: AtomicBool,
     refused: Arc<AtomicU64>,
 }
@@ -31,11 +41,12 @@ pub(crate) struct MemoryLimiter {
 impl MemoryLimiter {
     /// A limiter measuring every `check_interval` (spawns the task).
     pub(crate) fn start(cfg: MemoryLimiterConfig, metrics: &Metrics, id: &str) -> Arc<Self> {
+        let rss = resident_bytes().unwrap_or(0);
         let limiter = Arc::new(MemoryLimiter {
             soft: cfg.limit_bytes - cfg.spike_bytes,
             hard: cfg.limit_bytes,
-            rss: AtomicU64::new(resident_bytes().unwrap_or(0)),
-            live_at_check: AtomicI64::new(live_bytes()),
+            baseline: rss,
+            rss: AtomicU64::new(rss),
             refusing: AtomicBool::new(false),
             refused: metrics.counter(
                 "otelcol_processor_refused_spans",
@@ -59,28 +70,28 @@ impl MemoryLimiter {
     fn check(&self, id: &str) {
         let rss = resident_bytes().unwrap_or(0);
         self.rss.store(rss, Ordering::Relaxed);
-        self.live_at_check.store(live_bytes(), Ordering::Relaxed);
-        let over = rss > self.soft;
+        let usage = self.usage();
+        let over = usage > self.soft;
         if over != self.refusing.swap(over, Ordering::Relaxed) {
             if over {
-                tracing::warn!(processor = %id, "memory usage {} MiB is above the soft limit {} MiB (hard {} MiB): refusing data", rss >> 20, self.soft >> 20, self.hard >> 20);
+                tracing::warn!(processor = %id, "memory usage {} MiB (resident {} MiB) is above the soft limit {} MiB (hard {} MiB): refusing data", usage >> 20, rss >> 20, self.soft >> 20, self.hard >> 20);
             } else {
-                tracing::info!(processor = %id, "memory usage {} MiB is back below the soft limit: accepting data", rss >> 20);
+                tracing::info!(processor = %id, "memory usage {} MiB is back below the soft limit: accepting data", usage >> 20);
             }
         }
     }
 
-    /// Memory in use now, estimated: the last measured RSS plus the growth
-    /// of live span data since.
+    /// Memory in use now, as the limiter counts it.
     pub(crate) fn usage(&self) -> u64 {
-        let grown = (live_bytes() - self.live_at_check.load(Ordering::Relaxed)).max(0) as u64;
-        self.rss.load(Ordering::Relaxed) + grown
+        let held = live_bytes().max(0) as f64 * OVERHEAD_FACTOR;
+        let estimate = self.baseline + held as u64;
+        let rss = self.rss.load(Ordering::Relaxed);
+        if rss > self.hard { rss } else { estimate }
     }
 
-    /// Whether `incoming` more bytes (about to be decoded into spans) may enter;
-    /// counts `spans` as refused when not.
+    /// Whether `incoming` more bytes may enter; counts `spans` as refused when not.
     pub(crate) fn admit(&self, incoming: usize, spans: u64) -> bool {
-        let ok = self.usage() + incoming as u64 <= self.soft;
+        let ok = self.usage() + (incoming as f64 * OVERHEAD_FACTOR) as u64 <= self.soft;
         if !ok {
             add(&self.refused, spans);
         }
