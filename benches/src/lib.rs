@@ -84,5 +84,6 @@ pub fn fmt_ns(ns: f64) -> String {
     }
 }
 
+pub mod loadgen;
 pub mod sink;
 pub mod spans;

@@ -54,7 +54,7 @@ impl Consumer for AttributesStage {
     fn consume(&self, mut spans: Vec<SpanRec>) {
         for s in &mut spans {
             if let Some(bytes) = actions::apply(s.bytes(), 9, &self.actions) {
-                s.set_bytes(bytes.into_boxed_slice());
+                s.set_bytes(bytes::Bytes::from(bytes));
             }
         }
         self.next.consume(spans);

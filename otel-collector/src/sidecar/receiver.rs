@@ -75,8 +75,8 @@ impl Intake {
         add(&self.malformed, 1);
     }
 
-    /// Takes an `ExportTraceServiceRequest` (protobuf bytes).
-    pub(crate) fn accept(&self, body: &[u8]) -> Result<usize, Refusal> {
+    /// Takes an `ExportTraceServiceRequest` (protobuf bytes); the spans keep slices of `body`.
+    pub(crate) fn accept(&self, body: &Bytes) -> Result<usize, Refusal> {
         let spans = match split_request(body) {
             Ok(s) => s,
             Err(e) => {
@@ -151,7 +151,11 @@ impl tonic::server::UnaryService<Bytes> for Export {
     type Future = std::future::Ready<Result<tonic::Response<Bytes>, tonic::Status>>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        std::future::ready(match self.0.accept(request.get_ref()) {
+        // A buffer of exactly the request: the spans keep it alive while
+        // they are buffered, so it must not share tonic's larger read buffer.
+        let body = Bytes::copy_from_slice(request.get_ref());
+        drop(request);
+        std::future::ready(match self.0.accept(&body) {
             Ok(_) => Ok(tonic::Response::new(Bytes::new())),
             Err(Refusal::Malformed(m)) => Err(tonic::Status::invalid_argument(m)),
             Err(Refusal::Memory) => {
@@ -340,7 +344,7 @@ impl TraceHttp {
             match serde_json::from_slice::<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>(
                 &body,
             ) {
-                Ok(r) => r.encode_to_vec(),
+                Ok(r) => Bytes::from(r.encode_to_vec()),
                 Err(e) => {
                     self.intake.note_malformed();
                     return http_error(
@@ -352,7 +356,7 @@ impl TraceHttp {
                 }
             }
         } else {
-            body
+            Bytes::from(body)
         };
         match self.intake.accept(&proto) {
             Ok(_) => {

@@ -4,6 +4,7 @@
 //! without re-encoding a span.
 
 use crate::facts::{AttrValue, Attributes, SpanFacts, StatusCode};
+use bytes::Bytes;
 use otel_export::wire::{Field, Reader, WireError, len_field_len, put_bytes, put_len_header};
 use std::borrow::Cow;
 use std::fmt;
@@ -61,16 +62,17 @@ pub struct ScopeBlock {
     pub schema_url: Box<str>,
 }
 
-/// One span: its `Span` message content and where it came from.
+/// One span: its `Span` message content and where it came from. The bytes
+/// are a slice of the request they arrived in (shared, not copied).
 pub struct SpanRec {
     /// The span's resource and scope.
     pub scope: Arc<ScopeBlock>,
-    bytes: Box<[u8]>,
+    bytes: Bytes,
 }
 
 impl SpanRec {
     /// A span from its `Span` message content.
-    pub fn new(scope: Arc<ScopeBlock>, bytes: Box<[u8]>) -> Self {
+    pub fn new(scope: Arc<ScopeBlock>, bytes: Bytes) -> Self {
         LIVE_BYTES.fetch_add(bytes.len() as i64 + SPAN_OVERHEAD, Ordering::Relaxed);
         SpanRec { scope, bytes }
     }
@@ -81,7 +83,7 @@ impl SpanRec {
     }
 
     /// Replaces the span's bytes (after an attribute rewrite).
-    pub fn set_bytes(&mut self, bytes: Box<[u8]>) {
+    pub fn set_bytes(&mut self, bytes: Bytes) {
         LIVE_BYTES.fetch_add(bytes.len() as i64 - self.bytes.len() as i64, Ordering::Relaxed);
         self.bytes = bytes;
     }
@@ -264,12 +266,13 @@ fn check_span(bytes: &[u8]) -> Result<[u8; 16], DecodeError> {
 }
 
 /// Splits an `ExportTraceServiceRequest` into spans, checking every span.
+/// The spans share `body`'s buffer.
 ///
 /// # Errors
 ///
 /// When the bytes are not a well-formed request (the receiver answers 400 /
 /// INVALID_ARGUMENT with the message).
-pub fn split_request(body: &[u8]) -> Result<Vec<SpanRec>, DecodeError> {
+pub fn split_request(body: &Bytes) -> Result<Vec<SpanRec>, DecodeError> {
     let mut out = Vec::new();
     let mut req = Reader::new(body);
     while let Some(f) = req.next_field() {
@@ -326,7 +329,7 @@ pub fn split_request(body: &[u8]) -> Result<Vec<SpanRec>, DecodeError> {
             while let Some(f) = s.next_field() {
                 if let (2, Field::Bytes(span)) = f.map_err(|e| bad("scope_spans", e))? {
                     check_span(span)?;
-                    out.push(SpanRec::new(block.clone(), span.into()));
+                    out.push(SpanRec::new(block.clone(), body.slice_ref(span)));
                 }
             }
         }

@@ -1,0 +1,394 @@
+//! The `otel-collector` sidecar against rotel (the PyPI wheel's Rust OTLP
+//! collector), both fed by the same load generator in the same run:
+//! OTLP/gRPC at a fixed rate with realistic 8-span traces, exported over
+//! OTLP/gRPC (gzip) to a counting sink. Reports spans per second per core
+//! of each collector's own CPU time, and the sidecar's peak memory per
+//! buffered span.
+//!
+//! Run with `cargo bench -p benches --bench sidecar`; it builds the
+//! collector binary in release mode first. `LOAD_RATE` (spans/s, default
+//! 150000) and `LOAD_SECONDS` (default 10) change the load; `ROTEL_AGENT`
+//! points at rotel when it is not in the repository's `.venv`.
+
+use benches::loadgen::{Template, cpu_time, memory, run};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+fn wait_for_port(port: u16) -> bool {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if start.elapsed() > Duration::from_secs(30) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn collector_binary() -> Option<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "otel-collector",
+            "--bin",
+            "otel-collector",
+        ])
+        .current_dir(repo())
+        .status()
+        .ok()?;
+    if !status.success() {
+        return None;
+    }
+    // <target>/release/deps/sidecar-<hash> -> <target>/release/otel-collector
+    let exe = std::env::current_exe().ok()?;
+    let release = exe.parent()?.parent()?;
+    Some(release.join("otel-collector")).filter(|p| p.exists())
+}
+
+fn rotel_agent() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ROTEL_AGENT") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = std::env::var_os("OTEL_TEST_VENV").map_or_else(|| repo().join(".venv"), PathBuf::from);
+    std::fs::read_dir(venv.join("lib")).ok()?.find_map(|e| {
+        e.ok()
+            .map(|e| e.path().join("site-packages/rotel/rotel-agent"))
+            .filter(|p| p.exists())
+    })
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+struct Outcome {
+    name: String,
+    sent: u64,
+    failed_requests: u64,
+    exported: u64,
+    cpu: Duration,
+    peak_rss: u64,
+    peak_buffered: f64,
+    baseline_rss: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    child: Child,
+    port: u16,
+    metrics_port: Option<u16>,
+    sink: &Arc<benches::sink::SinkCounts>,
+    template: &Arc<Template>,
+    rate: u64,
+    seconds: u64,
+    settle: Duration,
+) -> Option<Outcome> {
+    let proc = Proc(child);
+    let pid = proc.0.id();
+    if !wait_for_port(port) {
+        eprintln!("{name}: did not open its port");
+        return None;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let exported_before = sink.spans();
+    let cpu_before = cpu_time(pid)?;
+    let baseline_rss = memory(pid)?.1;
+    // Sample buffered spans while the load runs.
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = metrics_port.map(|mp| {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0f64;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(metric(&scrape(mp), "otelcol_processor_tail_sampling_spans_buffered"));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            peak
+        })
+    });
+    let stats = rt.block_on(run(
+        format!("http://127.0.0.1:{port}"),
+        template.clone(),
+        rate,
+        Duration::from_secs(seconds),
+        16,
+    ));
+    // Let decisions and exports finish.
+    let mut last = sink.spans();
+    let settle_until = Instant::now() + settle;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = sink.spans();
+        if Instant::now() > settle_until && now == last {
+            break;
+        }
+        last = now;
+    }
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak_buffered = sampler.and_then(|s| s.join().ok()).unwrap_or(0.0);
+    let cpu = cpu_time(pid)?.saturating_sub(cpu_before);
+    let (peak_rss, _) = memory(pid)?;
+    Some(Outcome {
+        name: name.to_owned(),
+        sent: stats.ok_spans.load(std::sync::atomic::Ordering::Relaxed),
+        failed_requests: stats.failed_requests.load(std::sync::atomic::Ordering::Relaxed),
+        exported: sink.spans() - exported_before,
+        cpu,
+        peak_rss,
+        peak_buffered,
+        baseline_rss,
+    })
+}
+
+fn ours_config(grpc: u16, metrics: u16, sink: std::net::SocketAddr, tail: bool) -> String {
+    let (processors, tail_block) = if tail {
+        (
+            "[tail_sampling, batch]",
+            r#"
+  tail_sampling:
+    decision_wait: 5s
+    num_traces: 1000000
+    policies:
+      - name: errors
+        type: status_code
+        status_code: {status_codes: [ERROR]}
+      - name: slow-traces
+        type: latency
+        latency: {threshold_ms: 1000}
+      - name: probabilistic
+        type: probabilistic
+        probabilistic: {sampling_percentage: 10}"#,
+        )
+    } else {
+        ("[batch]", "")
+    };
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+processors:{tail_block}
+  batch:
+    timeout: 200ms
+    send_batch_size: 8192
+exporters:
+  otlp:
+    endpoint: {sink}
+    tls: {{insecure: true}}
+    compression: gzip
+service:
+  telemetry:
+    logs: {{level: warn}}
+    metrics:
+      address: 127.0.0.1:{metrics}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: {processors}
+      exporters: [otlp]
+"#
+    )
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing to filter here.
+    let rate: u64 = std::env::var("LOAD_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150_000);
+    let seconds: u64 = std::env::var("LOAD_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let Some(ours) = collector_binary() else {
+        eprintln!("sidecar bench: could not build the otel-collector binary");
+        return;
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    else {
+        eprintln!("sidecar bench: no runtime");
+        return;
+    };
+    let (sink_addr, sink) = rt.block_on(benches::sink::start());
+    let template = Arc::new(Template::new(50));
+    let dir = std::env::temp_dir().join(format!("sidecar-bench-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let mut outcomes = Vec::new();
+
+    // SIDECAR_ONLY=rotel|passthrough|tail runs one scenario (for profiling).
+    let only = std::env::var("SIDECAR_ONLY").unwrap_or_default();
+    let wanted = |key: &str| only.is_empty() || only == key;
+    match rotel_agent().filter(|_| wanted("rotel")) {
+        Some(agent) => {
+            let port = free_port();
+            let child = Command::new(agent)
+                .args(["start", "--otlp-grpc-endpoint", &format!("127.0.0.1:{port}")])
+                .args(["--otlp-http-endpoint", &format!("127.0.0.1:{}", free_port())])
+                .args([
+                    "--exporter",
+                    "otlp",
+                    "--otlp-exporter-endpoint",
+                    &format!("http://{sink_addr}"),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            match child {
+                Ok(c) => outcomes.extend(measure(
+                    &rt,
+                    "rotel (passthrough)",
+                    c,
+                    port,
+                    None,
+                    &sink,
+                    &template,
+                    rate,
+                    seconds,
+                    Duration::from_secs(2),
+                )),
+                Err(e) => eprintln!("cannot start rotel: {e}"),
+            }
+        }
+        None if wanted("rotel") => {
+            eprintln!("rotel-agent not found (run scripts/test.sh or set ROTEL_AGENT); measuring ours only")
+        }
+        None => {}
+    }
+    for (name, tail) in [
+        ("otel-collector (passthrough)", false),
+        ("otel-collector (tail_sampling)", true),
+    ] {
+        if !wanted(if tail { "tail" } else { "passthrough" }) {
+            continue;
+        }
+        let (port, mport) = (free_port(), free_port());
+        let config = dir.join(format!("{tail}.yaml"));
+        if std::fs::write(&config, ours_config(port, mport, sink_addr, tail)).is_err() {
+            continue;
+        }
+        let child = Command::new(&ours)
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn();
+        if let Ok(c) = child {
+            let settle = if tail {
+                Duration::from_secs(7)
+            } else {
+                Duration::from_secs(2)
+            };
+            outcomes.extend(measure(
+                &rt,
+                name,
+                c,
+                port,
+                Some(mport),
+                &sink,
+                &template,
+                rate,
+                seconds,
+                settle,
+            ));
+        }
+    }
+
+    println!();
+    println!(
+        "== sidecar throughput: {rate} spans/s offered for {seconds} s, 8-span traces, OTLP/gRPC in, gzip OTLP/gRPC out =="
+    );
+    println!(
+        "{:<32} {:>10} {:>10} {:>9} {:>16} {:>12}",
+        "", "accepted", "exported", "CPU s", "spans/s per core", "vs rotel"
+    );
+    let rotel_rate = outcomes
+        .iter()
+        .find(|o| o.name.starts_with("rotel"))
+        .map(|o| o.sent as f64 / o.cpu.as_secs_f64());
+    for o in &outcomes {
+        let per_core = o.sent as f64 / o.cpu.as_secs_f64().max(1e-9);
+        let vs = rotel_rate.map_or_else(|| "-".to_owned(), |r| format!("{:.2}x", per_core / r));
+        println!(
+            "{:<32} {:>10} {:>10} {:>9.2} {:>16.0} {:>12}{}",
+            o.name,
+            o.sent,
+            o.exported,
+            o.cpu.as_secs_f64(),
+            per_core,
+            vs,
+            if o.failed_requests > 0 {
+                format!("  ({} requests failed)", o.failed_requests)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let Some(o) = outcomes.iter().find(|o| o.name.contains("tail_sampling")) {
+        if o.peak_buffered > 0.0 {
+            println!(
+                "tail_sampling peak memory: {} MiB resident at {:.0} spans buffered: {:.0} bytes per buffered span above the idle {} MiB, spans averaging {:.0} bytes of OTLP (Go processor: ~460 B per span retained)",
+                o.peak_rss >> 20,
+                o.peak_buffered,
+                (o.peak_rss.saturating_sub(o.baseline_rss)) as f64 / o.peak_buffered,
+                o.baseline_rss >> 20,
+                template.len() as f64 / template.spans as f64
+            );
+        }
+        if let Some(r) = rotel_rate {
+            let ratio = (o.sent as f64 / o.cpu.as_secs_f64()) / r;
+            println!(
+                "target >= 1.50x rotel's spans/s per core: {ratio:.2}x {}",
+                if ratio >= 1.5 { "met" } else { "MISSED" }
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
