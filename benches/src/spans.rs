@@ -75,6 +75,7 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+#[allow(clippy::too_many_arguments)] // a span's fields, in order
 fn child(
     trace: TraceId,
     parent: SpanId,
@@ -110,8 +111,8 @@ fn child(
 pub fn trace(n: u64) -> Vec<SpanData> {
     let trace_id = TraceId::from((u128::from(splitmix(n)) << 64) | u128::from(splitmix(!n)));
     let root_id = SpanId::from(splitmix(n ^ 0x5555) | 1);
-    let error = n % 50 == 0;
-    let slow = n % 33 == 0;
+    let error = n.is_multiple_of(50);
+    let slow = n.is_multiple_of(33);
     let start = SystemTime::now();
     let total_ms = if slow { 1500 } else { 40 + n % 60 };
     let mut root = span(n);
@@ -180,7 +181,7 @@ pub fn trace(n: u64) -> Vec<SpanData> {
         3,
         vec![
             KeyValue::new("template", "product.html"),
-            KeyValue::new("cache.hit", n % 3 == 0),
+            KeyValue::new("cache.hit", n.is_multiple_of(3)),
         ],
     ));
     spans
