@@ -1172,3 +1172,164 @@ service:
     backend.signal("TERM");
     assert!(backend.wait_exit(Duration::from_secs(30)).success());
 }
+
+// --- processors, OTLP/HTTP and JSON, several pipelines -------------------------------
+
+#[test]
+fn attributes_and_resource_processors_redact_over_http_json_with_two_pipelines() {
+    let dir = scratch("redact");
+    // B receives OTLP/HTTP (JSON bodies from A) and writes a file.
+    let b_http = free_port("127.0.0.1");
+    let b_file = dir.join("b.jsonl");
+    let b_yaml = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{b_http}
+exporters:
+  file:
+    path: {}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [file]
+"#,
+        b_file.display()
+    );
+    let mut b = collector("b", &dir, &b_yaml, "127.0.0.1", &[b_http]);
+    let (a_http, metrics) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+    let raw_file = dir.join("raw.jsonl");
+    let a_yaml = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{a_http}
+processors:
+  attributes/pii:
+    actions:
+      - {{key: user.email, action: hash}}
+      - {{key: http.request.header.authorization, action: delete}}
+      - {{key: redacted, action: insert, value: true}}
+      - {{key: user.id, action: upsert, from_attribute: tenant}}
+  resource:
+    attributes:
+      - {{key: deployment.environment, action: upsert, value: production}}
+      - {{key: host.name, action: delete}}
+  batch:
+    timeout: 50ms
+exporters:
+  otlphttp/b:
+    endpoint: http://127.0.0.1:{b_http}
+    encoding: json
+    compression: gzip
+  file/raw:
+    path: {}
+  debug:
+    verbosity: detailed
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+  pipelines:
+    traces/redacted:
+      receivers: [otlp]
+      processors: [attributes/pii, resource, batch]
+      exporters: [otlphttp/b, debug]
+    traces/raw:
+      receivers: [otlp]
+      exporters: [file/raw]
+"#,
+        raw_file.display()
+    );
+    let mut a = collector("a", &dir, &a_yaml, "127.0.0.1", &[a_http, metrics]);
+
+    // An OTLP JSON request, as a browser or curl would send it.
+    let request = serde_json::json!({
+        "resourceSpans": [{
+            "resource": {"attributes": [
+                {"key": "service.name", "value": {"stringValue": "signup"}},
+                {"key": "host.name", "value": {"stringValue": "node-7"}}
+            ]},
+            "scopeSpans": [{
+                "scope": {"name": "manual"},
+                "spans": [{
+                    "traceId": "5b8efff798038103d269b633813fc60c",
+                    "spanId": "eee19b7ec3c1b174",
+                    "name": "POST /signup",
+                    "kind": 2,
+                    "startTimeUnixNano": "1700000000000000000",
+                    "endTimeUnixNano": "1700000000120000000",
+                    "attributes": [
+                        {"key": "user.email", "value": {"stringValue": "ada@example.com"}},
+                        {"key": "http.request.header.authorization", "value": {"stringValue": "Bearer secret"}},
+                        {"key": "tenant", "value": {"stringValue": "t-42"}},
+                        {"key": "http.response.status_code", "value": {"intValue": "201"}}
+                    ],
+                    "status": {"code": 1}
+                }]
+            }]
+        }]
+    });
+    let body = request.to_string();
+    let (status, reply) = post(a_http, "/v1/traces", "application/json", None, body.as_bytes());
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+    assert_eq!(reply, b"{}");
+
+    eventually("B's file", Duration::from_secs(20), || {
+        !read_file_export(&b_file).is_empty()
+    });
+    eventually("the raw file", Duration::from_secs(20), || {
+        !read_file_export(&raw_file).is_empty()
+    });
+    let redacted: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&b_file).unwrap().lines().next().unwrap()).unwrap();
+    let raw: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&raw_file).unwrap().lines().next().unwrap()).unwrap();
+    let attrs = |v: &serde_json::Value, path: &str| -> HashMap<String, serde_json::Value> {
+        v.pointer(path)
+            .and_then(|a| a.as_array())
+            .into_iter()
+            .flatten()
+            .map(|kv| (kv["key"].as_str().unwrap().to_owned(), kv["value"].clone()))
+            .collect()
+    };
+    let span = attrs(&redacted, "/resourceSpans/0/scopeSpans/0/spans/0/attributes");
+    // SHA-256 of "ada@example.com" (as `sha256sum` computes it).
+    assert_eq!(
+        span["user.email"]["stringValue"],
+        "b5fc85e55755f9e0d030a10ab4429b6b2944855f9a0d60077fe832becbc41d72"
+    );
+    let email = span["user.email"]["stringValue"].as_str().unwrap();
+    assert_eq!(email.len(), 64, "hex SHA-256: {email}");
+    assert_ne!(email, "ada@example.com");
+    assert!(!span.contains_key("http.request.header.authorization"));
+    assert_eq!(span["redacted"]["boolValue"], true);
+    assert_eq!(span["user.id"]["stringValue"], "t-42");
+    assert_eq!(span["http.response.status_code"]["intValue"], "201");
+    let resource = attrs(&redacted, "/resourceSpans/0/resource/attributes");
+    assert_eq!(resource["deployment.environment"]["stringValue"], "production");
+    assert!(!resource.contains_key("host.name"));
+    assert_eq!(resource["service.name"]["stringValue"], "signup");
+    // The other pipeline saw the span untouched.
+    let raw_span = attrs(&raw, "/resourceSpans/0/scopeSpans/0/spans/0/attributes");
+    assert_eq!(raw_span["user.email"]["stringValue"], "ada@example.com");
+    assert!(attrs(&raw, "/resourceSpans/0/resource/attributes").contains_key("host.name"));
+
+    // The debug exporter printed the trace as a tree with its duration.
+    eventually("debug output", Duration::from_secs(10), || {
+        std::fs::read_to_string(dir.join("a.out"))
+            .unwrap_or_default()
+            .contains("POST /signup [signup] 120.0 ms")
+    });
+    let m = scrape(metrics);
+    assert_eq!(metric(&m, "otelcol_receiver_accepted_spans", &[]), 1.0);
+    a.signal("TERM");
+    assert!(a.wait_exit(Duration::from_secs(30)).success());
+    b.signal("TERM");
+    assert!(b.wait_exit(Duration::from_secs(30)).success());
+}
