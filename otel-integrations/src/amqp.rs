@@ -16,18 +16,21 @@
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions, BasicRejectOptions};
 
+use crate::tracer::TracerSource;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, PublisherConfirm};
-use opentelemetry::trace::{Link, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{Link, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue, global};
 use otel_propagation::carrier::lapin::{AmqpHeaderExtractor, AmqpHeaderInjector};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 
 /// The instrumentation scope of AMQP spans.
-pub const TRACER_NAME: &str = "otel-integrations";
+pub const TRACER_NAME: &str = crate::tracer::SCOPE;
 
 /// How a processed delivery is settled with the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +57,98 @@ fn destination(exchange: &str, routing_key: &str) -> String {
     }
 }
 
+/// The tracer and propagator the AMQP helpers use: the globals by default
+/// ([`publish`], [`process`] and [`extract`] use those), or a given
+/// provider's tracer and a given propagator.
+#[derive(Clone, Default)]
+pub struct Amqp {
+    tracer: TracerSource,
+    propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
+}
+
+impl fmt::Debug for Amqp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Amqp")
+            .field("tracer", &self.tracer)
+            .field("custom_propagator", &self.propagator.is_some())
+            .finish()
+    }
+}
+
+impl Amqp {
+    /// The global tracer provider and propagator.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records spans with `provider` (its resource names the service).
+    pub fn with_tracer_provider<P, T, Sp>(mut self, provider: &P) -> Self
+    where
+        P: TracerProvider<Tracer = T>,
+        T: Tracer<Span = Sp> + Send + Sync + 'static,
+        Sp: opentelemetry::trace::Span + Send + Sync + 'static,
+    {
+        self.tracer = TracerSource::from_provider(provider);
+        self
+    }
+
+    /// Reads and writes message headers with `propagator`.
+    pub fn with_propagator(mut self, propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
+        self.propagator = Some(Arc::new(propagator));
+        self
+    }
+
+    fn inject(&self, cx: &Context, headers: &mut FieldTable) {
+        let mut injector = AmqpHeaderInjector(headers);
+        match &self.propagator {
+            Some(p) => p.inject_context(cx, &mut injector),
+            None => global::get_text_map_propagator(|p| p.inject_context(cx, &mut injector)),
+        }
+    }
+
+    /// The context a delivery carries (the producer span).
+    pub fn extract(&self, delivery: &Delivery) -> Context {
+        let empty = FieldTable::default();
+        let headers = delivery.properties.headers().as_ref().unwrap_or(&empty);
+        let extractor = AmqpHeaderExtractor(headers);
+        match &self.propagator {
+            Some(p) => p.extract_with_context(&Context::new(), &extractor),
+            None => global::get_text_map_propagator(|p| p.extract_with_context(&Context::new(), &extractor)),
+        }
+    }
+
+    /// Publishes a message in a PRODUCER span; see [`publish`].
+    ///
+    /// # Errors
+    ///
+    /// lapin's publish error (also recorded on the span).
+    pub async fn publish(
+        &self,
+        channel: &Channel,
+        exchange: &str,
+        routing_key: &str,
+        options: BasicPublishOptions,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> lapin::Result<PublisherConfirm> {
+        publish_with(self, channel, exchange, routing_key, options, payload, properties).await
+    }
+
+    /// Processes a delivery in a CONSUMER span; see [`process`].
+    ///
+    /// # Errors
+    ///
+    /// lapin's error from settling the delivery.
+    pub async fn process<F, Fut, E>(&self, delivery: &Delivery, queue: &str, handler: F) -> lapin::Result<Settle>
+    where
+        F: FnOnce(&Delivery) -> Fut,
+        Fut: Future<Output = Result<Settle, E>>,
+        E: fmt::Display,
+    {
+        process_with(self, delivery, queue, handler).await
+    }
+}
+
 /// Publishes a message in a PRODUCER span `{exchange or queue} publish` (child
 /// of the current context), with the span's context added to the message
 /// headers. The span ends when the broker has the message; the returned
@@ -70,8 +165,28 @@ pub async fn publish(
     payload: &[u8],
     properties: BasicProperties,
 ) -> lapin::Result<PublisherConfirm> {
+    publish_with(
+        &Amqp::new(),
+        channel,
+        exchange,
+        routing_key,
+        options,
+        payload,
+        properties,
+    )
+    .await
+}
+
+async fn publish_with(
+    amqp: &Amqp,
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    options: BasicPublishOptions,
+    payload: &[u8],
+    properties: BasicProperties,
+) -> lapin::Result<PublisherConfirm> {
     let dest = destination(exchange, routing_key);
-    let tracer = global::tracer(TRACER_NAME);
     let mut attributes = vec![
         KeyValue::new("messaging.system", "rabbitmq"),
         KeyValue::new("messaging.destination.name", dest.clone()),
@@ -88,14 +203,16 @@ pub async fn publish(
     if let Some(id) = properties.message_id() {
         attributes.push(KeyValue::new("messaging.message.id", id.to_string()));
     }
-    let span = tracer
-        .span_builder(format!("{dest} publish"))
-        .with_kind(SpanKind::Producer)
-        .with_attributes(attributes)
-        .start_with_context(&tracer, &Context::current());
+    let span = amqp.tracer.with(|tracer| {
+        tracer
+            .span_builder(format!("{dest} publish"))
+            .with_kind(SpanKind::Producer)
+            .with_attributes(attributes)
+            .start_with_context(tracer, &Context::current())
+    });
     let cx = Context::current().with_span(span);
     let mut headers = properties.headers().clone().unwrap_or_else(FieldTable::default);
-    global::get_text_map_propagator(|p| p.inject_context(&cx, &mut AmqpHeaderInjector(&mut headers)));
+    amqp.inject(&cx, &mut headers);
     let result = channel
         .basic_publish(
             exchange.into(),
@@ -117,9 +234,7 @@ pub async fn publish(
 /// The context a delivery carries (the producer span), for handlers that do
 /// their own processing spans.
 pub fn extract(delivery: &Delivery) -> Context {
-    let empty = FieldTable::default();
-    let headers = delivery.properties.headers().as_ref().unwrap_or(&empty);
-    global::get_text_map_propagator(|p| p.extract_with_context(&Context::new(), &AmqpHeaderExtractor(headers)))
+    Amqp::new().extract(delivery)
 }
 
 pin_project_lite::pin_project! {
@@ -154,8 +269,16 @@ where
     Fut: Future<Output = Result<Settle, E>>,
     E: fmt::Display,
 {
-    let parent = extract(delivery);
-    let tracer = global::tracer(TRACER_NAME);
+    process_with(&Amqp::new(), delivery, queue, handler).await
+}
+
+async fn process_with<F, Fut, E>(amqp: &Amqp, delivery: &Delivery, queue: &str, handler: F) -> lapin::Result<Settle>
+where
+    F: FnOnce(&Delivery) -> Fut,
+    Fut: Future<Output = Result<Settle, E>>,
+    E: fmt::Display,
+{
+    let parent = amqp.extract(delivery);
     let producer = parent.span().span_context().clone();
     let mut attributes = vec![
         KeyValue::new("messaging.system", "rabbitmq"),
@@ -177,14 +300,13 @@ where
     if let Some(id) = delivery.properties.message_id() {
         attributes.push(KeyValue::new("messaging.message.id", id.to_string()));
     }
-    let mut builder = tracer
-        .span_builder(format!("{queue} process"))
+    let mut builder = opentelemetry::trace::SpanBuilder::from_name(format!("{queue} process"))
         .with_kind(SpanKind::Consumer)
         .with_attributes(attributes);
     if producer.is_valid() {
         builder = builder.with_links(vec![Link::with_context(producer)]);
     }
-    let span = builder.start_with_context(&tracer, &parent);
+    let span = amqp.tracer.with(|tracer| builder.start_with_context(tracer, &parent));
     let cx = parent.with_span(span);
 
     let outcome = Current {

@@ -4,7 +4,9 @@
 //! Every span follows the OpenTelemetry semantic conventions for HTTP, RPC and
 //! messaging, continues the caller's trace (read with the global propagator,
 //! which `otel-core` installs, or one you give), and is current while your code
-//! runs, so your own spans and log lines attach to it.
+//! runs, so your own spans and log lines attach to it. Spans come from the
+//! global tracer provider, or from one you give (`with_tracer_provider`), so
+//! one process can host several services, each with its own resource.
 //!
 //! # Features
 //!
@@ -35,3 +37,5 @@ pub mod grpc;
 pub mod http;
 #[cfg(feature = "tracing")]
 pub mod logs;
+#[cfg(any(feature = "http", feature = "amqp"))]
+mod tracer;

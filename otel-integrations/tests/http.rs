@@ -289,3 +289,85 @@ async fn plain_hyper_service_uses_the_route_function_never_the_raw_path() {
 }
 
 use futures_util::StreamExt as _;
+
+/// Two services in one process, each with its own provider (and resource):
+/// the spans land in the right provider, in one trace.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_service_can_have_its_own_tracer_provider() {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    let propagator = otel_propagation::TraceContextPropagator::new();
+    let provider = |name: &str| {
+        let exporter = InMemorySpanExporter::default();
+        let p = SdkTracerProvider::builder()
+            .with_resource(
+                opentelemetry_sdk::Resource::builder_empty()
+                    .with_service_name(name.to_owned())
+                    .build(),
+            )
+            .with_span_processor(SimpleSpanProcessor::new(exporter.clone()))
+            .build();
+        (p, exporter)
+    };
+    let (front, front_spans) = provider("front");
+    let (back, back_spans) = provider("back");
+    let back_app = Router::new()
+        .route(
+            "/items/{id}",
+            get(|Path(id): Path<u32>| async move { format!("item {id}") }),
+        )
+        .layer(
+            HttpServerLayer::new()
+                .with_tracer_provider(&back)
+                .with_propagator(propagator.clone()),
+        );
+    let back_addr = serve(back_app).await;
+    let client = HttpClientLayer::new()
+        .with_tracer_provider(&front)
+        .with_propagator(propagator.clone())
+        .layer(Client::builder(TokioExecutor::new()).build_http());
+    let front_app = Router::new()
+        .route(
+            "/",
+            get(move || {
+                let client = client.clone();
+                async move {
+                    let req = http::Request::get(format!("http://{back_addr}/items/7"))
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    let resp = client.oneshot(req).await.unwrap();
+                    let body = resp.into_body().collect().await.unwrap().to_bytes();
+                    String::from_utf8_lossy(&body).into_owned()
+                }
+            }),
+        )
+        .layer(
+            HttpServerLayer::new()
+                .with_tracer_provider(&front)
+                .with_propagator(propagator),
+        );
+    let front_addr = serve(front_app).await;
+    let plain = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let resp = plain
+        .get(format!("http://{front_addr}/").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "item 7");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let f = front_spans.get_finished_spans().unwrap();
+    let b = back_spans.get_finished_spans().unwrap();
+    let names = |v: &[SpanData]| {
+        v.iter()
+            .map(|s| (s.name.to_string(), s.span_kind.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&b), [("GET /items/{id}".to_owned(), SpanKind::Server)]);
+    assert_eq!(f.len(), 2, "{:?}", names(&f));
+    assert!(f.iter().any(|s| s.span_kind == SpanKind::Client));
+    let trace = f[0].span_context.trace_id();
+    assert!(f.iter().chain(&b).all(|s| s.span_context.trace_id() == trace));
+    let client_span = f.iter().find(|s| s.span_kind == SpanKind::Client).unwrap();
+    assert_eq!(b[0].parent_span_id, client_span.span_context.span_id());
+    assert_eq!(b[0].instrumentation_scope.name(), "otel-integrations");
+    let _ = (front.tracer("x"), back.shutdown());
+}

@@ -20,6 +20,7 @@
 
 use crate::http::{HttpClient, HttpClientLayer, HttpServer, HttpServerLayer, Propagation};
 use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{Tracer, TracerProvider};
 use std::sync::Arc;
 use tower_layer::Layer;
 
@@ -48,6 +49,17 @@ impl GrpcServerLayer {
     /// Reads the caller's context with `propagator`.
     pub fn with_propagator(propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
         GrpcServerLayer(HttpServerLayer::grpc_with(Propagation::Custom(Arc::new(propagator))))
+    }
+
+    /// Records spans with `provider` (its resource names the service).
+    /// Defaults to the global tracer provider.
+    pub fn with_tracer_provider<P, T, Sp>(self, provider: &P) -> Self
+    where
+        P: TracerProvider<Tracer = T>,
+        T: Tracer<Span = Sp> + Send + Sync + 'static,
+        Sp: opentelemetry::trace::Span + Send + Sync + 'static,
+    {
+        GrpcServerLayer(self.0.with_tracer_provider(provider))
     }
 }
 
@@ -78,6 +90,17 @@ impl GrpcClientLayer {
     /// Writes the context with `propagator`.
     pub fn with_propagator(propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
         GrpcClientLayer(HttpClientLayer::grpc(Propagation::Custom(Arc::new(propagator))))
+    }
+
+    /// Records spans with `provider` (its resource names the service).
+    /// Defaults to the global tracer provider.
+    pub fn with_tracer_provider<P, T, Sp>(self, provider: &P) -> Self
+    where
+        P: TracerProvider<Tracer = T>,
+        T: Tracer<Span = Sp> + Send + Sync + 'static,
+        Sp: opentelemetry::trace::Span + Send + Sync + 'static,
+    {
+        GrpcClientLayer(self.0.with_tracer_provider(provider))
     }
 }
 

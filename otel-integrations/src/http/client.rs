@@ -2,10 +2,11 @@
 
 use super::body::{GrpcRole, TracedBody, grpc_status, record_grpc_status};
 use super::server::grpc_names;
-use super::{Propagation, TRACER_NAME, method_name, protocol_version};
+use super::{Propagation, method_name, protocol_version};
+use crate::tracer::TracerSource;
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue, global};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::{Context, KeyValue};
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
@@ -26,6 +27,7 @@ pub fn inject_context<B>(cx: &Context, request: &mut http::Request<B>) {
 pub struct HttpClientLayer {
     propagation: Propagation,
     grpc: bool,
+    tracer: TracerSource,
 }
 
 impl HttpClientLayer {
@@ -40,11 +42,24 @@ impl HttpClientLayer {
         self
     }
 
+    /// Records spans with `provider` (its resource names the service).
+    /// Defaults to the global tracer provider.
+    pub fn with_tracer_provider<P, T, Sp>(mut self, provider: &P) -> Self
+    where
+        P: TracerProvider<Tracer = T>,
+        T: Tracer<Span = Sp> + Send + Sync + 'static,
+        Sp: opentelemetry::trace::Span + Send + Sync + 'static,
+    {
+        self.tracer = TracerSource::from_provider(provider);
+        self
+    }
+
     #[cfg(feature = "grpc")]
     pub(crate) fn grpc(propagation: Propagation) -> Self {
         HttpClientLayer {
             propagation,
             grpc: true,
+            tracer: TracerSource::Global,
         }
     }
 }
@@ -57,6 +72,7 @@ impl<S> Layer<S> for HttpClientLayer {
             inner,
             propagation: self.propagation.clone(),
             grpc: self.grpc,
+            tracer: self.tracer.clone(),
         }
     }
 }
@@ -69,6 +85,7 @@ pub struct HttpClient<S> {
     inner: S,
     propagation: Propagation,
     grpc: bool,
+    tracer: TracerSource,
 }
 
 impl<S> HttpClient<S> {
@@ -110,7 +127,6 @@ where
 
     fn call(&mut self, mut req: http::Request<ReqB>) -> Self::Future {
         let parent = Context::current();
-        let tracer = global::tracer(TRACER_NAME);
         let mut attributes = Vec::with_capacity(8);
         let name: Cow<'static, str> = if self.grpc {
             attributes.push(KeyValue::new("rpc.system", "grpc"));
@@ -144,11 +160,13 @@ where
         }) {
             attributes.push(KeyValue::new("server.port", i64::from(port)));
         }
-        let span = tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Client)
-            .with_attributes(attributes)
-            .start_with_context(&tracer, &parent);
+        let span = self.tracer.with(|tracer| {
+            tracer
+                .span_builder(name)
+                .with_kind(SpanKind::Client)
+                .with_attributes(attributes)
+                .start_with_context(tracer, &parent)
+        });
         let cx = parent.with_span(span);
         self.propagation.inject(&cx, req.headers_mut());
         let future = {

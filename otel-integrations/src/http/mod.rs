@@ -38,7 +38,7 @@ use std::fmt;
 use std::sync::Arc;
 
 /// The instrumentation scope of the spans this module creates.
-pub const TRACER_NAME: &str = "otel-integrations";
+pub const TRACER_NAME: &str = crate::tracer::SCOPE;
 
 /// Which propagator reads and writes the trace context.
 #[derive(Clone, Default)]

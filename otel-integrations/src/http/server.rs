@@ -1,10 +1,11 @@
 //! The HTTP server middleware.
 
 use super::body::{GrpcRole, TracedBody, grpc_status, record_grpc_status};
-use super::{Propagation, TRACER_NAME, method_name, protocol_version};
+use super::{Propagation, method_name, protocol_version};
+use crate::tracer::TracerSource;
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue, global};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::{Context, KeyValue};
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
@@ -23,6 +24,7 @@ pub(crate) struct ServerConfig {
     pub(crate) route: Option<RouteFn>,
     pub(crate) propagation: Propagation,
     pub(crate) grpc: bool,
+    pub(crate) tracer: TracerSource,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -31,6 +33,7 @@ impl fmt::Debug for ServerConfig {
             .field("route_fn", &self.route.is_some())
             .field("propagation", &self.propagation)
             .field("grpc", &self.grpc)
+            .field("tracer", &self.tracer)
             .finish()
     }
 }
@@ -55,6 +58,7 @@ impl HttpServerLayer {
                 route: None,
                 propagation: Propagation::Global,
                 grpc: false,
+                tracer: TracerSource::Global,
             }),
         }
     }
@@ -75,6 +79,18 @@ impl HttpServerLayer {
         self
     }
 
+    /// Records spans with `provider` (its resource names the service).
+    /// Defaults to the global tracer provider.
+    pub fn with_tracer_provider<P, T, Sp>(mut self, provider: &P) -> Self
+    where
+        P: TracerProvider<Tracer = T>,
+        T: Tracer<Span = Sp> + Send + Sync + 'static,
+        Sp: opentelemetry::trace::Span + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.config).tracer = TracerSource::from_provider(provider);
+        self
+    }
+
     #[cfg(feature = "grpc")]
     pub(crate) fn grpc() -> Self {
         HttpServerLayer {
@@ -82,6 +98,7 @@ impl HttpServerLayer {
                 route: None,
                 propagation: Propagation::Global,
                 grpc: true,
+                tracer: TracerSource::Global,
             }),
         }
     }
@@ -93,6 +110,7 @@ impl HttpServerLayer {
                 route: None,
                 propagation,
                 grpc: true,
+                tracer: TracerSource::Global,
             }),
         }
     }
@@ -192,18 +210,19 @@ where
     fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
         let parent = self.config.propagation.extract(&parts.headers);
-        let tracer = global::tracer(TRACER_NAME);
 
         let (name, attributes) = if self.config.grpc {
             grpc_span(&parts)
         } else {
             http_span(&parts, self.config.route.as_ref())
         };
-        let span = tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Server)
-            .with_attributes(attributes)
-            .start_with_context(&tracer, &parent);
+        let span = self.config.tracer.with(|tracer| {
+            tracer
+                .span_builder(name)
+                .with_kind(SpanKind::Server)
+                .with_attributes(attributes)
+                .start_with_context(tracer, &parent)
+        });
         let cx = parent.with_span(span);
         // Handlers can reach the span through the request, e.g. to spawn work under it.
         parts.extensions.insert(cx.clone());
