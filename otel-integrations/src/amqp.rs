@@ -211,7 +211,7 @@ async fn publish_with(
             .start_with_context(tracer, &Context::current())
     });
     let cx = Context::current().with_span(span);
-    let mut headers = properties.headers().clone().unwrap_or_else(FieldTable::default);
+    let mut headers = properties.headers().clone().unwrap_or_default();
     amqp.inject(&cx, &mut headers);
     let result = channel
         .basic_publish(
