@@ -65,7 +65,7 @@ pub use engine::{
 pub use facts::{AttrValue, Attributes, NoAttributes, SpanFacts, StatusCode};
 pub use hash::{DEFAULT_HASH_SALT, hash_trace_id};
 pub use predicate::{MAX_CONDITIONS, ResourceMatch};
-pub use processor::TailSamplingProcessor;
+pub use processor::{MemberSpan, TailSamplingGroup, TailSamplingProcessor};
 pub use settings::{DEFAULT_DECISION_CACHE_SIZE, DEFAULT_DECISION_WAIT, DEFAULT_NUM_TRACES, TailSamplingConfig};
 
 #[cfg(feature = "sidecar")]

@@ -222,3 +222,48 @@ fn bad_configuration_is_a_clear_error() {
     assert_eq!(err.path(), "tail_sampling.policies[0].latency");
     assert!(err.to_string().contains("unknown key \"threshold\""), "{err}");
 }
+
+#[test]
+fn a_group_decides_traces_crossing_providers_once() {
+    let group = otel_collector::TailSamplingGroup::from_config_yaml(POLICIES).unwrap();
+    let (front_rec, back_rec) = (Recorder::default(), Recorder::default());
+    let front = SdkTracerProvider::builder()
+        .with_resource(Resource::builder_empty().with_service_name("gateway").build())
+        .with_span_processor(group.processor(front_rec.clone()))
+        .build();
+    let back = SdkTracerProvider::builder()
+        .with_resource(Resource::builder_empty().with_service_name("auth").build())
+        .with_span_processor(group.processor(back_rec.clone()))
+        .build();
+    let (ft, bt) = (front.tracer("gateway"), back.tracer("auth"));
+    // The error happens in the back service; the front's spans are kept too.
+    let mut ids = Vec::new();
+    for fail in [true, false] {
+        let id = ft.in_span("GET /login", |cx| {
+            let remote = Context::current().with_remote_span_context(cx.span().span_context().clone());
+            let mut s = bt.start_with_context("auth.Auth/Verify", &remote);
+            if fail {
+                s.set_status(Status::error("token expired"));
+            }
+            s.end();
+            cx.span().span_context().trace_id()
+        });
+        ids.push(id);
+    }
+    group.decide_all();
+    assert_eq!(front_rec.count(ids[0]), 1);
+    assert_eq!(back_rec.count(ids[0]), 1);
+    assert_eq!(front_rec.count(ids[1]) + back_rec.count(ids[1]), 0);
+    let s = group.stats();
+    assert_eq!((s.traces_sampled, s.traces_not_sampled), (1, 1));
+    // Shutting one provider down leaves the other working.
+    back.shutdown().unwrap();
+    let late = ft.in_span("GET /slow", |cx| {
+        cx.span().set_status(Status::error("x"));
+        cx.span().span_context().trace_id()
+    });
+    front.shutdown().unwrap();
+    assert_eq!(front_rec.count(late), 1);
+    assert_eq!(*back_rec.shutdowns.lock().unwrap(), 1);
+    assert_eq!(*front_rec.shutdowns.lock().unwrap(), 1);
+}
