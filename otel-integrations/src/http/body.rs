@@ -38,8 +38,47 @@ pub(crate) fn grpc_status(headers: &http::HeaderMap) -> Option<(i64, Option<Stri
     let message = headers
         .get("grpc-message")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .map(percent_decode);
     Some((code, message))
+}
+
+/// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec); invalid
+/// escapes and non-UTF-8 results are kept as they came.
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| raw.to_owned())
+}
+
+#[cfg(test)]
+mod percent_tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_grpc_messages() {
+        assert_eq!(percent_decode("token%20store%20unavailable"), "token store unavailable");
+        assert_eq!(percent_decode("caf%C3%A9 100%"), "café 100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%FF"), "%FF");
+    }
 }
 
 pin_project_lite::pin_project! {
