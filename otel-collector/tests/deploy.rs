@@ -1,0 +1,191 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+//! The Kubernetes manifests in `deploy/` and the sample configurations in
+//! `examples/collector/`: every manifest parses, every embedded collector
+//! configuration passes `otel-collector --validate`, and the pieces agree
+//! (probes on the health port, memory limits above the limiter, the agents'
+//! resolver naming the gateway's headless Service).
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn documents(path: &Path) -> Vec<Value> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn validate(config: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("deploy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("c{}.yaml", config.len()));
+    std::fs::write(&file, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_otel-collector"))
+        .arg("--config")
+        .arg(&file)
+        .arg("--validate")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn mib(quantity: &str) -> u64 {
+    let (n, unit) = quantity.split_at(quantity.find(|c: char| !c.is_ascii_digit()).unwrap_or(quantity.len()));
+    let n: u64 = n.parse().unwrap();
+    match unit {
+        "Mi" => n,
+        "Gi" => n * 1024,
+        other => panic!("unexpected unit {other}"),
+    }
+}
+
+#[test]
+fn manifests_parse_and_their_collector_configs_validate() {
+    let dir = repo().join("deploy");
+    let mut docs = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            for d in documents(&path) {
+                docs.push((path.clone(), d));
+            }
+        }
+    }
+    assert!(docs.len() >= 7, "{} documents", docs.len());
+    let mut configs = std::collections::HashMap::new();
+    for (path, d) in &docs {
+        for key in ["apiVersion", "kind"] {
+            assert!(d[key].is_string(), "{}: a document without {key}", path.display());
+        }
+        assert!(
+            d["metadata"]["name"].is_string(),
+            "{}: a document without metadata.name",
+            path.display()
+        );
+        if d["kind"] == "ConfigMap" {
+            for (key, text) in d["data"].as_object().unwrap() {
+                let text = text.as_str().unwrap();
+                let (ok, out) = validate(text, &[("TEMPO_ENDPOINT", "tempo:4317"), ("K8S_NODE_NAME", "node-1")]);
+                assert!(ok, "{} {key}: {out}", path.display());
+                configs.insert(
+                    d["metadata"]["name"].as_str().unwrap().to_owned(),
+                    serde_yaml_ng::from_str::<Value>(text).unwrap(),
+                );
+            }
+        }
+    }
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .map(|(_, d)| d)
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{kind} {name}"))
+    };
+    for (workload, kind, config) in [
+        ("otel-gateway", "Deployment", "otel-gateway-config"),
+        ("otel-agent", "DaemonSet", "otel-agent-config"),
+    ] {
+        let w = find(kind, workload);
+        let pod = &w["spec"]["template"]["spec"];
+        let c = &pod["containers"][0];
+        // The config comes from its ConfigMap, mounted where --config points.
+        assert_eq!(pod["volumes"][0]["configMap"]["name"], config);
+        let mount = c["volumeMounts"][0]["mountPath"].as_str().unwrap();
+        assert!(
+            c["args"][0]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("--config={mount}/"))
+        );
+        // Probes hit the health_check extension's port.
+        let cfg = &configs[config];
+        let health_port: u64 = cfg["extensions"]["health_check"]["endpoint"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let named = c["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "health")
+            .unwrap();
+        assert_eq!(named["containerPort"].as_u64(), Some(health_port));
+        for probe in ["readinessProbe", "livenessProbe"] {
+            assert_eq!(c[probe]["httpGet"]["port"], "health", "{workload} {probe}");
+        }
+        // The memory limiter's hard limit sits below the container's limit.
+        let limit = mib(c["resources"]["limits"]["memory"].as_str().unwrap());
+        let limiter = cfg["processors"]["memory_limiter"]["limit_mib"].as_u64().unwrap();
+        assert!(
+            limiter < limit,
+            "{workload}: limit_mib {limiter} vs container {limit} Mi"
+        );
+        assert!(c["resources"]["requests"].is_object());
+        // Enough grace to drain on SIGTERM.
+        let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+        let drain: u64 = c["args"][1]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("--shutdown-timeout=")
+            .trim_end_matches('s')
+            .parse()
+            .unwrap();
+        assert!(grace > drain, "{workload}: grace {grace}s, drain {drain}s");
+    }
+    // The agents resolve the gateway's headless Service.
+    let headless = find("Service", "otel-gateway-headless");
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    let resolver = &configs["otel-agent-config"]["exporters"]["loadbalancing"]["resolver"]["dns"];
+    let host = resolver["hostname"].as_str().unwrap();
+    assert!(host.starts_with("otel-gateway-headless.observability."), "{host}");
+    assert_eq!(resolver["port"], headless["spec"]["ports"][0]["port"]);
+    // The application gets what otel-core's resource detection reads.
+    let app = find("Deployment", "checkout");
+    let env: Vec<&str> = app["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    for var in [
+        "K8S_POD_NAME",
+        "K8S_NAMESPACE_NAME",
+        "K8S_NODE_NAME",
+        "OTEL_SERVICE_NAME",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ] {
+        assert!(env.contains(&var), "checkout lacks {var}");
+    }
+}
+
+#[test]
+fn sample_collector_configs_validate() {
+    for entry in std::fs::read_dir(repo().join("examples/collector")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (ok, out) = validate(&text, &[]);
+        if path.file_name().is_some_and(|n| n == "with-jaeger-exporter.yaml") {
+            assert!(!ok && out.contains("Jaeger accepts OTLP"), "{out}");
+        } else {
+            assert!(ok, "{}: {out}", path.display());
+        }
+    }
+}
