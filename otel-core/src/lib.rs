@@ -9,19 +9,22 @@
 //!
 //! # Quick start
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
 //!
+//! // `from_env` reads the OTEL_* variables; the console exporter prints each
+//! // span (leave it out to export OTLP to OTEL_EXPORTER_OTLP_ENDPOINT).
 //! let telemetry = otel_core::Telemetry::from_env()
 //!     .with_service_name("checkout")
+//!     .with_console_exporter()
 //!     .install()
 //!     .expect("valid OTEL_* settings");
 //!
 //! otel_core::in_span("startup", |_cx| {
-//!     // traced work
+//!     otel_core::in_span("load config", |_| {});
 //! });
 //!
-//! telemetry.shutdown(Duration::from_secs(5)).ok();
+//! telemetry.shutdown(Duration::from_secs(5)).expect("flushed");
 //! ```
 //!
 //! # What `install` sets up

@@ -8,11 +8,29 @@
 //!
 //! # Quick start
 //!
+//! ```
+//! use opentelemetry::trace::{Tracer, TracerProvider};
+//! use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+//! use otel_export::BatchSpanProcessor;
+//!
+//! // Any SpanExporter works behind the processor; OtlpExporter is ours (below).
+//! let exporter = InMemorySpanExporter::default();
+//! let processor = BatchSpanProcessor::builder(exporter.clone()).build();
+//! let counters = processor.counters();
+//! let provider = SdkTracerProvider::builder().with_span_processor(processor).build();
+//! provider.tracer("checkout").in_span("charge card", |_| {});
+//! provider.force_flush().expect("flushed");
+//! assert_eq!(exporter.get_finished_spans().unwrap().len(), 1);
+//! assert_eq!(counters.snapshot().exported, 1);
+//! ```
+//!
+//! With OTLP, configured by `OTEL_EXPORTER_OTLP_*` (endpoint, protocol,
+//! headers, compression, timeout, TLS):
+//!
 //! ```no_run
 //! use otel_export::{BatchSpanProcessor, OtlpExporter};
 //! use opentelemetry_sdk::trace::SdkTracerProvider;
 //!
-//! // Endpoint, protocol, headers, compression, timeout and TLS from OTEL_EXPORTER_OTLP_*.
 //! let exporter = OtlpExporter::from_env().expect("valid OTEL_EXPORTER_OTLP_* settings");
 //! let processor = BatchSpanProcessor::builder(exporter).build();
 //! let counters = processor.counters();

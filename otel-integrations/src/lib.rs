@@ -18,14 +18,23 @@
 //!
 //! # Quick start
 //!
-//! ```no_run
+//! ```
 //! use axum::{routing::get, Router};
 //! use otel_integrations::http::HttpServerLayer;
+//! use tower::ServiceExt;
 //!
-//! # async fn run() {
-//! let app: Router = Router::new().route("/api/products", get(|| async { "[]" })).layer(HttpServerLayer::new());
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
-//! axum::serve(listener, app).await.unwrap();
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app: Router = Router::new()
+//!     .route("/api/products/{id}", get(|| async { "[]" }))
+//!     .layer(HttpServerLayer::new()); // a SERVER span "GET /api/products/{id}" per request
+//! // Served with axum::serve(listener, app); here, one request in memory:
+//! let request = http::Request::get("/api/products/7")
+//!     .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+//!     .body(axum::body::Body::empty())
+//!     .unwrap();
+//! let response = app.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), 200);
 //! # }
 //! ```
 
