@@ -847,30 +847,20 @@ impl<T: Send + 'static> Inner<T> {
     }
 
     fn decide_due(&self, now: u64) {
+        /// Moves the due entries at the front of `queue` into `batch`, up to `limit`.
+        fn pop_due(queue: &mut VecDeque<Due>, now: u64, cause: Cause, batch: &mut Vec<(Due, Cause)>, limit: usize) {
+            while batch.len() < limit && queue.front().is_some_and(|d| d.at_ms <= now) {
+                if let Some(d) = queue.pop_front() {
+                    batch.push((d, cause));
+                }
+            }
+        }
         loop {
             let mut batch: Vec<(Due, Cause)> = Vec::new();
             {
                 let mut q = lock(&self.queues);
-                while batch.len() < 1024 {
-                    match q.wait.front() {
-                        Some(d) if d.at_ms <= now => {
-                            if let Some(d) = q.wait.pop_front() {
-                                batch.push((d, Cause::Wait));
-                            }
-                        }
-                        _ => break,
-                    }
-                }
-                while batch.len() < 2048 {
-                    match q.root.front() {
-                        Some(d) if d.at_ms <= now => {
-                            if let Some(d) = q.root.pop_front() {
-                                batch.push((d, Cause::Root));
-                            }
-                        }
-                        _ => break,
-                    }
-                }
+                pop_due(&mut q.wait, now, Cause::Wait, &mut batch, 1024);
+                pop_due(&mut q.root, now, Cause::Root, &mut batch, 2048);
             }
             if batch.is_empty() {
                 return;

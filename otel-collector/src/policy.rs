@@ -545,6 +545,17 @@ fn parse_list(
     name: &str,
 ) -> Result<Vec<Policy>, ConfigError> {
     p.only_keys(&[key])?;
+    sub_policies(p, key, conds, depth, name)
+}
+
+/// The non-empty list of sub-policies under `key`, names unique.
+fn sub_policies(
+    p: At<'_>,
+    key: &str,
+    conds: &mut Conditions,
+    depth: usize,
+    name: &str,
+) -> Result<Vec<Policy>, ConfigError> {
     let path = child(p.path, key);
     let items = match get(p, key) {
         Some(Value::Array(items)) if !items.is_empty() => items,
@@ -601,34 +612,7 @@ fn parse_composite(p: At<'_>, conds: &mut Conditions, depth: usize, name: &str) 
             format!("policy {name:?} needs it"),
         )
     })?;
-    let sub_path = child(p.path, "composite_sub_policy");
-    let items = match get(p, "composite_sub_policy") {
-        Some(Value::Array(items)) if !items.is_empty() => items,
-        Some(Value::Array(_)) | None => {
-            return Err(ConfigError::new(
-                sub_path,
-                format!("policy {name:?} needs at least one sub-policy"),
-            ));
-        }
-        Some(other) => {
-            return Err(ConfigError::new(
-                sub_path,
-                format!("must be a list of policies, got {other}"),
-            ));
-        }
-    };
-    let mut subs = Vec::with_capacity(items.len());
-    for (i, v) in items.iter().enumerate() {
-        subs.push(parse_policy(
-            At {
-                value: v,
-                path: &format!("{sub_path}[{i}]"),
-            },
-            conds,
-            depth + 1,
-        )?);
-    }
-    check_unique(&subs, &sub_path)?;
+    let subs = sub_policies(p, "composite_sub_policy", conds, depth, name)?;
 
     // Rate allocations, by sub-policy name.
     let alloc_path = child(p.path, "rate_allocation");

@@ -3,6 +3,7 @@
 
 use super::config::{Action, ActionKind, Literal};
 use super::sha256::hex_digest;
+use super::wire::keyvalues;
 use otel_export::wire::{Field, Reader, put_bytes, put_fixed64, put_len_header, put_tag, put_varint};
 use std::borrow::Cow;
 
@@ -49,25 +50,9 @@ fn hash_value(value: &[u8]) -> Vec<u8> {
 /// Applies `actions` to the attributes (field `attr_field`) of `message`;
 /// `None` when nothing changed.
 pub(crate) fn apply(message: &[u8], attr_field: u32, actions: &[Action]) -> Option<Vec<u8>> {
-    let mut attrs: Vec<(Cow<'_, str>, Cow<'_, [u8]>)> = Vec::new();
-    let mut r = Reader::new(message);
-    while let Some(f) = r.next_field() {
-        let Ok((n, Field::Bytes(kv))) = f else { continue };
-        if n != attr_field {
-            continue;
-        }
-        let mut key: &str = "";
-        let mut value: &[u8] = &[];
-        let mut k = Reader::new(kv);
-        while let Some(Ok(f)) = k.next_field() {
-            match f {
-                (1, Field::Bytes(b)) => key = std::str::from_utf8(b).unwrap_or(""),
-                (2, Field::Bytes(b)) => value = b,
-                _ => {}
-            }
-        }
-        attrs.push((Cow::Borrowed(key), Cow::Borrowed(value)));
-    }
+    let mut attrs: Vec<(Cow<'_, str>, Cow<'_, [u8]>)> = keyvalues(message, attr_field)
+        .map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)))
+        .collect();
     let mut changed = false;
     for a in actions {
         let pos = attrs.iter().position(|(k, _)| *k == a.key);

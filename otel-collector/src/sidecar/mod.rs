@@ -454,53 +454,33 @@ fn register_tail_gauges(metrics: &Metrics, stage: &Arc<TailStage>, id: &str, pip
             weak.upgrade().map_or(0.0, |s| read(&s.sampler.stats()) as f64)
         });
     }
-    let stats = stage.sampler.stats();
-    for p in stats.policies {
-        let weak = Arc::downgrade(stage);
-        let name = p.name.clone();
-        let labels = [
-            ("processor", id),
-            ("pipeline", pipeline),
-            ("policy", p.name.as_str()),
-            ("sampled", "true"),
-        ];
-        let n1 = name.clone();
-        metrics.gauge(
-            "otelcol_processor_tail_sampling_count_traces_sampled",
-            "Traces each policy voted on.",
-            &labels,
-            move || {
-                weak.upgrade().map_or(0.0, |s| {
-                    s.sampler
-                        .stats()
-                        .policies
-                        .iter()
-                        .find(|q| q.name == n1)
-                        .map_or(0.0, |q| q.sampled as f64)
-                })
-            },
-        );
-        let weak = Arc::downgrade(stage);
-        let labels = [
-            ("processor", id),
-            ("pipeline", pipeline),
-            ("policy", p.name.as_str()),
-            ("sampled", "false"),
-        ];
-        metrics.gauge(
-            "otelcol_processor_tail_sampling_count_traces_sampled",
-            "Traces each policy voted on.",
-            &labels,
-            move || {
-                weak.upgrade().map_or(0.0, |s| {
-                    s.sampler
-                        .stats()
-                        .policies
-                        .iter()
-                        .find(|q| q.name == name)
-                        .map_or(0.0, |q| (q.not_sampled + q.dropped) as f64)
-                })
-            },
-        );
+    type Vote = fn(&crate::engine::PolicyCounts) -> u64;
+    let votes: [(&str, Vote); 2] = [("true", |q| q.sampled), ("false", |q| q.not_sampled + q.dropped)];
+    for p in stage.sampler.stats().policies {
+        for (sampled, vote) in votes {
+            let weak = Arc::downgrade(stage);
+            let name = p.name.clone();
+            let labels = [
+                ("processor", id),
+                ("pipeline", pipeline),
+                ("policy", p.name.as_str()),
+                ("sampled", sampled),
+            ];
+            metrics.gauge(
+                "otelcol_processor_tail_sampling_count_traces_sampled",
+                "Traces each policy voted on.",
+                &labels,
+                move || {
+                    weak.upgrade().map_or(0.0, |s| {
+                        s.sampler
+                            .stats()
+                            .policies
+                            .iter()
+                            .find(|q| q.name == name)
+                            .map_or(0.0, |q| vote(q) as f64)
+                    })
+                },
+            );
+        }
     }
 }
