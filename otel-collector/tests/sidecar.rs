@@ -918,27 +918,7 @@ service:
 #[test]
 fn load_balancing_with_the_dns_resolver() {
     let dir = scratch("lb-dns");
-    let port = free_port("127.0.0.1");
-    let file = dir.join("backend.jsonl");
-    let backend_yaml = format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{port}
-exporters:
-  file:
-    path: {}
-service:
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [file]
-"#,
-        file.display()
-    );
-    let mut backend = collector("backend", &dir, &backend_yaml, "127.0.0.1", &[port]);
+    let (mut backend, port, file) = file_sink(&dir, "backend");
     let grpc = free_port("127.0.0.1");
     let yaml = format!(
         r#"
