@@ -103,6 +103,50 @@ fn direct_group(c: &mut Criterion, name: &str, h: &HeaderMap, cx: &Context) {
     g.finish();
 }
 
+/// What every `TextMapPropagator` pays whatever its parser: building the
+/// `Context` it returns from an already-parsed result (opentelemetry's
+/// `Context`, `SpanContext` and `Baggage` types fix this cost), so the table
+/// can also show how the parts a propagator controls compare.
+fn floor(c: &mut Criterion) {
+    let mut g = c.benchmark_group("context_floor");
+    let empty = Context::new();
+    let sc = SpanContext::new(
+        TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+        SpanId::from(0x00f0_67aa_0ba9_02b7),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::NONE,
+    );
+    g.bench_function("remote_span_context", |b| {
+        b.iter(|| black_box(empty.with_remote_span_context(black_box(&sc).clone())))
+    });
+    g.bench_function("remote_span_context_with_tracestate", |b| {
+        b.iter(|| {
+            let ts = TraceState::from_key_value(black_box([("congo", "t61rcWkgMzE"), ("rojo", "00f067aa0ba902b7")]))
+                .unwrap_or_default();
+            let sc = black_box(&sc);
+            black_box(empty.with_remote_span_context(SpanContext::new(
+                sc.trace_id(),
+                sc.span_id(),
+                sc.trace_flags(),
+                true,
+                ts,
+            )))
+        })
+    });
+    let members = [("userId", "alice"), ("serverNode", "DF 28"), ("isProduction", "false")];
+    g.bench_function("baggage_3_entries", |b| {
+        b.iter(|| {
+            let mut baggage = opentelemetry::baggage::Baggage::new();
+            for (k, v) in black_box(&members) {
+                baggage.insert(k.to_string(), v.to_string());
+            }
+            black_box(empty.with_baggage(baggage))
+        })
+    });
+    g.finish();
+}
+
 fn trace_context(c: &mut Criterion) {
     let ours = otel_propagation::TraceContextPropagator::new();
     let theirs = opentelemetry_sdk::propagation::TraceContextPropagator::new();
@@ -144,7 +188,7 @@ fn baggage(c: &mut Criterion) {
     inject_group(c, "baggage_inject", &cx, &ours, &theirs);
 }
 
-criterion_group!(benches, trace_context, baggage);
+criterion_group!(benches, floor, trace_context, baggage);
 
 fn main() {
     benches();
@@ -188,4 +232,52 @@ fn main() {
             pair("baggage (3 entries) inject", "baggage_inject", 1.0 / 3.0),
         ],
     );
+    print_above_floor();
+}
+
+/// Extract ratios with the fixed cost of building the returned `Context`
+/// taken out of both sides: the part each propagator's own code costs.
+fn print_above_floor() {
+    let Some(dir) = benches::criterion_dir() else {
+        return;
+    };
+    let get = |id: &str| benches::median_ns(&dir, id);
+    println!();
+    println!("== extract above the Context floor (both sides minus context_floor) ==");
+    for (label, floor, ours, theirs) in [
+        (
+            "traceparent extract",
+            "context_floor/remote_span_context",
+            "traceparent_extract/ours",
+            "traceparent_extract/sdk",
+        ),
+        (
+            "traceparent extract, direct HeaderMap path",
+            "context_floor/remote_span_context",
+            "traceparent_direct/ours_direct_extract",
+            "traceparent_extract/sdk",
+        ),
+        (
+            "traceparent + tracestate extract",
+            "context_floor/remote_span_context_with_tracestate",
+            "traceparent_tracestate_extract/ours",
+            "traceparent_tracestate_extract/sdk",
+        ),
+        (
+            "baggage (3 entries) extract",
+            "context_floor/baggage_3_entries",
+            "baggage_extract/ours",
+            "baggage_extract/sdk",
+        ),
+    ] {
+        if let (Some(floor), Some(ours), Some(theirs)) = (get(floor), get(ours), get(theirs)) {
+            println!(
+                "{label:<44} floor {:>10}  ours +{:>10}  peer +{:>10}  ratio {:.3}",
+                benches::fmt_ns(floor),
+                benches::fmt_ns(ours - floor),
+                benches::fmt_ns(theirs - floor),
+                (ours - floor) / (theirs - floor)
+            );
+        }
+    }
 }

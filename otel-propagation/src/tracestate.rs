@@ -110,57 +110,71 @@ pub fn parse_tracestate<'a, I>(values: I) -> Result<TraceState, TraceStateError>
 where
     I: IntoIterator<Item = &'a str>,
 {
-    let mut values = values.into_iter().peekable();
-    if values.peek().is_none() {
-        return Ok(TraceState::NONE);
-    }
-    let mut members: [(&str, &str); MAX_MEMBERS] = [("", ""); MAX_MEMBERS];
-    let mut len = 0usize;
-    for value in values {
-        for member in value.split(',') {
-            let member = trim_ows(member);
-            if member.is_empty() {
-                continue;
+    let mut error = None;
+    let mut count = 0usize;
+    // One pass: each member is validated as opentelemetry's TraceState takes
+    // it, so nothing is stored twice; the first broken rule stops the list.
+    let mut checked = values
+        .into_iter()
+        .flat_map(|value| value.split(','))
+        .map(trim_ows)
+        .filter(|member| !member.is_empty())
+        .map_while(|member| match check_member(member) {
+            Ok(kv) if count < MAX_MEMBERS => {
+                count += 1;
+                Some(kv)
             }
-            let (key, val) = member.split_once('=').ok_or(TraceStateError::MissingEquals)?;
-            if !is_valid_key(key) {
-                return Err(TraceStateError::InvalidKey);
+            Ok(_) => {
+                error = Some(TraceStateError::TooManyMembers);
+                None
             }
-            if !is_valid_value(val) {
-                return Err(TraceStateError::InvalidValue);
+            Err(e) => {
+                error = Some(e);
+                None
             }
-            if len == MAX_MEMBERS {
-                return Err(TraceStateError::TooManyMembers);
-            }
-            if members[..len].iter().any(|(k, _)| *k == key) {
-                return Err(TraceStateError::DuplicateKey);
-            }
-            members[len] = (key, val);
-            len += 1;
-        }
-    }
-    Ok(build(&members[..len]))
-}
-
-/// Builds an `opentelemetry` [`TraceState`] from members already validated here.
-fn build(members: &[(&str, &str)]) -> TraceState {
-    if members.is_empty() {
-        return TraceState::NONE;
-    }
-    match TraceState::from_key_value(members.iter().copied()) {
-        Ok(ts) => ts,
+        })
         // opentelemetry's own key check is narrower than the specification: it
         // refuses a system id of exactly 14 characters. Such members cannot be
-        // represented in its TraceState, so only they are left out; the rest of
-        // the list is kept intact and in order.
-        Err(_) => TraceState::from_key_value(
-            members
-                .iter()
-                .copied()
-                .filter(|kv| TraceState::from_key_value([*kv]).is_ok()),
-        )
-        .unwrap_or_default(),
+        // represented in its TraceState, so only they are left out; the rest
+        // of the list is kept intact and in order.
+        .filter(|(key, _)| key.find('@').is_none_or(|at| key.len() - at - 1 < MAX_SYSTEM_LEN));
+    let built = TraceState::from_key_value(checked.by_ref());
+    // A 33rd member (or a broken one after the 32nd) is only seen by pulling once more.
+    let more = checked.next().is_some();
+    drop(checked);
+    if let Some(e) = error {
+        return Err(e);
     }
+    if more {
+        return Err(TraceStateError::TooManyMembers);
+    }
+    // Every member passed a check at least as strict as opentelemetry's, so
+    // this cannot fail; an empty list is the safe answer if it ever did.
+    let trace_state = built.unwrap_or_default();
+    if has_duplicate_key(&trace_state) {
+        return Err(TraceStateError::DuplicateKey);
+    }
+    Ok(trace_state)
+}
+
+/// Splits and validates one list member.
+fn check_member(member: &str) -> Result<(&str, &str), TraceStateError> {
+    let (key, value) = member.split_once('=').ok_or(TraceStateError::MissingEquals)?;
+    if !is_valid_key(key) {
+        return Err(TraceStateError::InvalidKey);
+    }
+    if !is_valid_value(value) {
+        return Err(TraceStateError::InvalidValue);
+    }
+    Ok((key, value))
+}
+
+/// Whether two members share a key (lists are at most 32 long, so pairwise is cheapest).
+fn has_duplicate_key(trace_state: &TraceState) -> bool {
+    trace_state
+        .into_iter()
+        .enumerate()
+        .any(|(i, (key, _))| trace_state.into_iter().take(i).any(|(earlier, _)| earlier == key))
 }
 
 /// Formats a tracestate for an outgoing header: `k=v` members joined by `,`.

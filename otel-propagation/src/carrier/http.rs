@@ -20,8 +20,9 @@ use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt, TraceState};
 
-/// Reads propagation headers from a [`HeaderMap`]. Values that are not visible
-/// ASCII are skipped; `get_all` returns every value of a repeated header.
+/// Reads propagation headers from a [`HeaderMap`]. Values that are not UTF-8
+/// are skipped (our propagators reject any non-ASCII content themselves);
+/// `get_all` returns every value of a repeated header.
 #[derive(Debug, Clone, Copy)]
 pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
 
@@ -31,7 +32,7 @@ impl Extractor for HeaderExtractor<'_> {
             Some(name) => self.0.get(name),
             None => self.0.get(key),
         };
-        value.and_then(|v| v.to_str().ok())
+        value.and_then(value_str)
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -43,10 +44,17 @@ impl Extractor for HeaderExtractor<'_> {
             Some(name) => self.0.get_all(name),
             None => self.0.get_all(key),
         };
-        let mut values = all.iter().filter_map(|v| v.to_str().ok()).peekable();
+        let mut values = all.iter().filter_map(value_str).peekable();
         values.peek()?;
         Some(values.collect())
     }
+}
+
+/// A header value as text. `HeaderValue::to_str` checks byte by byte for
+/// visible ASCII; UTF-8 validation checks a word at a time, and every parser
+/// behind it validates its own grammar anyway.
+fn value_str(value: &HeaderValue) -> Option<&str> {
+    std::str::from_utf8(value.as_bytes()).ok()
 }
 
 /// Writes propagation headers into a [`HeaderMap`], replacing earlier values.
@@ -136,8 +144,8 @@ impl TraceContextPropagator {
         let trace_state = if states.peek().is_none() {
             TraceState::NONE
         } else {
-            // As on the trait path, values that are not visible ASCII are skipped.
-            parse_tracestate(states.filter_map(|v| v.to_str().ok())).unwrap_or_default()
+            // As on the trait path, values that are not UTF-8 are skipped.
+            parse_tracestate(states.filter_map(value_str)).unwrap_or_default()
         };
         Some(parent.into_span_context(trace_state))
     }
@@ -218,6 +226,36 @@ mod tests {
         h.append("baggage", HeaderValue::from_static("ok=1"));
         let cx = extract(&BaggagePropagator::new(), &h);
         assert_eq!(cx.baggage().get("ok").map(|v| v.as_str()), Some("1"));
+    }
+
+    #[test]
+    fn non_ascii_utf8_values_reach_the_parsers_and_are_refused_there() {
+        let tp = "00-12345678901234567890123456789012-1234567890123456-01";
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", HeaderValue::from_static(tp));
+        h.append("tracestate", HeaderValue::from_static("a=1"));
+        h.append(
+            "tracestate",
+            HeaderValue::from_bytes("b=\u{e9}t\u{e9}".as_bytes()).unwrap(),
+        );
+        h.insert("baggage", HeaderValue::from_bytes("k=\u{e9},ok=1".as_bytes()).unwrap());
+        // The tracestate list as a whole is invalid, so none of it is kept, on both paths.
+        let p = TraceContextPropagator::new();
+        for cx in [extract(&p, &h), p.extract_headers(&Context::new(), &h)] {
+            let span = cx.span();
+            assert!(span.span_context().is_valid());
+            assert_eq!(span.span_context().trace_state().header(), "");
+        }
+        // A baggage member with a raw non-ASCII value is skipped; the others stay.
+        let cx = extract(&BaggagePropagator::new(), &h);
+        assert_eq!(cx.baggage().get("ok").map(|v| v.as_str()), Some("1"));
+        assert_eq!(cx.baggage().get("k"), None);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "traceparent",
+            HeaderValue::from_bytes(format!("{tp}\u{e9}").as_bytes()).unwrap(),
+        );
+        assert!(!extract(&p, &h).span().span_context().is_valid());
     }
 
     #[test]
