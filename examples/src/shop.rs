@@ -446,7 +446,10 @@ pub async fn connect_broker(addr: &str) -> Result<(Connection, Channel), String>
 }
 
 /// Starts `order-worker`: each order is processed in a CONSUMER span and
-/// stored with an INSERT span. Returns the count of orders stored.
+/// stored with an INSERT span, except every third one, whose payment is
+/// declined: its CONSUMER span ends in an error and the message is rejected,
+/// so the tail sampler keeps that trace. Returns the count of orders settled
+/// (stored or rejected).
 ///
 /// # Errors
 ///
@@ -481,6 +484,11 @@ pub async fn start_worker(
                     let data = d.data.clone();
                     async move {
                         let order: serde_json::Value = serde_json::from_slice(&data).map_err(|e| e.to_string())?;
+                        let id = order["id"].as_i64().unwrap_or(0);
+                        if id % 3 == 2 {
+                            tracing::warn!(order = id, "payment declined");
+                            return Err(format!("payment declined for order {id}"));
+                        }
                         let cx = db_span(
                             &tracer,
                             "INSERT shop.orders",
@@ -494,12 +502,12 @@ pub async fn start_worker(
                         );
                         cx.span().end();
                         result.map_err(|e| e.to_string())?;
-                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        tracing::info!(order = order["id"].as_i64().unwrap_or(0), "order stored");
+                        tracing::info!(order = id, "order stored");
                         Ok::<_, String>(Settle::Ack)
                     }
                 })
                 .await;
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     });
     Ok(stored)

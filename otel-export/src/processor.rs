@@ -320,16 +320,23 @@ impl SpanProcessor for BatchSpanProcessor {
             self.drop_span("the processor is shut down");
             return;
         }
+        // Counted before it is sent, so the worker, which uncounts each span it
+        // takes, never sees the count below what the channel holds.
+        let queued = self.shared.queued.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         match self.tx.try_send(span) {
             Ok(()) => {
-                let queued = self.shared.queued.fetch_add(1, Ordering::Relaxed) + 1;
                 // Wake the worker once per full batch; the timer covers the rest.
                 if queued == self.config.max_export_batch_size {
                     self.shared.notify.notify_one();
                 }
             }
-            Err(TrySendError::Full(_)) => self.drop_span("the export queue is full"),
-            Err(TrySendError::Disconnected(_)) => self.drop_span("the export thread has ended"),
+            Err(e) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                match e {
+                    TrySendError::Full(_) => self.drop_span("the export queue is full"),
+                    TrySendError::Disconnected(_) => self.drop_span("the export thread has ended"),
+                }
+            }
         }
     }
 

@@ -315,9 +315,9 @@ async fn run(args: Args) -> Result<(), String> {
     let broker = shop::connect_broker(&amqp_addr).await;
     let auth_addr = shop::start_auth(&provider(&auth)?).await.map_err(|e| e.to_string())?;
     let product_addr = shop::start_product(&provider(&product)?).await?;
-    let (orders, stored, broker_note) = match broker {
+    let (orders, settled, broker_note) = match broker {
         Ok((conn, channel)) => {
-            let stored = shop::start_worker(&provider(&worker)?, channel.clone()).await?;
+            let settled = shop::start_worker(&provider(&worker)?, channel.clone()).await?;
             let gateway_channel = conn.create_channel().await.map_err(|e| e.to_string())?;
             let amqp = otel_integrations::amqp::Amqp::new().with_tracer_provider(&provider(&gateway)?);
             (
@@ -325,7 +325,7 @@ async fn run(args: Args) -> Result<(), String> {
                     channel: gateway_channel,
                     amqp,
                 }),
-                Some((stored, conn)),
+                Some((settled, conn)),
                 format!("queue {} at {}", shop::ORDERS_QUEUE, redact(&amqp_addr)),
             )
         }
@@ -356,10 +356,10 @@ async fn run(args: Args) -> Result<(), String> {
     let outcomes = traffic(gateway_addr, args.requests, has_orders).await;
     let took = t0.elapsed();
     // Let the worker drain the queue.
-    if let Some((stored, _)) = &stored {
+    if let Some((settled, _)) = &settled {
         let orders_sent = outcomes.by_status.get(&202).copied().unwrap_or(0) as u64;
         let wait = Instant::now();
-        while stored.load(Ordering::Relaxed) < orders_sent && wait.elapsed() < Duration::from_secs(5) {
+        while settled.load(Ordering::Relaxed) < orders_sent && wait.elapsed() < Duration::from_secs(5) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -450,20 +450,21 @@ async fn run(args: Args) -> Result<(), String> {
             .filter(|t| f(*t))
             .max_by_key(|t| span_count(*t))
     };
-    if let Some(t) = pick(&|t| is_error(t) && root_ms(t) < Duration::from_millis(500)) {
+    let is_order = |t: TraceId| {
+        spans.iter().any(|s| {
+            s.span_context.trace_id() == t && service_of.get(&s.span_context.span_id()) == Some(&"order-worker")
+        })
+    };
+    if let Some(t) = pick(&|t| is_error(t) && root_ms(t) < Duration::from_millis(500) && !is_order(t)) {
         shown.push((t, "an error"));
     }
     if let Some(t) = pick(&|t| root_ms(t) >= Duration::from_millis(500)) {
         shown.push((t, "slow"));
     }
-    if let Some(t) = pick(&|t| {
-        spans.iter().any(|s| {
-            s.span_context.trace_id() == t && service_of.get(&s.span_context.span_id()) == Some(&"order-worker")
-        })
-    }) {
+    if let Some(t) = pick(&is_order) {
         shown.push((t, "an order, across RabbitMQ"));
     }
-    if let Some(t) = pick(&|t| !is_error(t) && root_ms(t) < Duration::from_millis(500)) {
+    if let Some(t) = pick(&|t| !is_error(t) && root_ms(t) < Duration::from_millis(500) && !is_order(t)) {
         shown.push((t, "routine, kept by the 10%"));
     }
     for (t, why) in &shown {
@@ -554,7 +555,7 @@ async fn run(args: Args) -> Result<(), String> {
     for s in services {
         let _ = s.handle.shutdown(Duration::from_secs(5));
     }
-    if let Some((_, conn)) = stored {
+    if let Some((_, conn)) = settled {
         let _ = conn.close(200, "demo done".into()).await;
     }
     Ok(())
