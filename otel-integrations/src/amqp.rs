@@ -19,15 +19,14 @@ use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions, Bas
 use crate::tracer::TracerSource;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, PublisherConfirm};
+use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{Link, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue, global};
 use otel_propagation::carrier::lapin::{AmqpHeaderExtractor, AmqpHeaderInjector};
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 
 /// The instrumentation scope of AMQP spans.
 pub const TRACER_NAME: &str = crate::tracer::SCOPE;
@@ -131,7 +130,49 @@ impl Amqp {
         payload: &[u8],
         properties: BasicProperties,
     ) -> lapin::Result<PublisherConfirm> {
-        publish_with(self, channel, exchange, routing_key, options, payload, properties).await
+        let dest = destination(exchange, routing_key);
+        let mut attributes = vec![
+            KeyValue::new("messaging.system", "rabbitmq"),
+            KeyValue::new("messaging.destination.name", dest.clone()),
+            KeyValue::new("messaging.operation.type", "send"),
+            KeyValue::new("messaging.operation.name", "publish"),
+            KeyValue::new("messaging.message.body.size", payload.len() as i64),
+        ];
+        if !routing_key.is_empty() {
+            attributes.push(KeyValue::new(
+                "messaging.rabbitmq.destination.routing_key",
+                routing_key.to_owned(),
+            ));
+        }
+        if let Some(id) = properties.message_id() {
+            attributes.push(KeyValue::new("messaging.message.id", id.to_string()));
+        }
+        let span = self.tracer.with(|tracer| {
+            tracer
+                .span_builder(format!("{dest} publish"))
+                .with_kind(SpanKind::Producer)
+                .with_attributes(attributes)
+                .start_with_context(tracer, &Context::current())
+        });
+        let cx = Context::current().with_span(span);
+        let mut headers = properties.headers().clone().unwrap_or_default();
+        self.inject(&cx, &mut headers);
+        let result = channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                options,
+                payload,
+                properties.with_headers(headers),
+            )
+            .await;
+        let span = cx.span();
+        if let Err(e) = &result {
+            span.set_status(Status::error(e.to_string()));
+            span.set_attribute(KeyValue::new("error.type", "publish"));
+        }
+        span.end();
+        result
     }
 
     /// Processes a delivery in a CONSUMER span; see [`process`].
@@ -145,7 +186,76 @@ impl Amqp {
         Fut: Future<Output = Result<Settle, E>>,
         E: fmt::Display,
     {
-        process_with(self, delivery, queue, handler).await
+        let parent = self.extract(delivery);
+        let producer = parent.span().span_context().clone();
+        let mut attributes = vec![
+            KeyValue::new("messaging.system", "rabbitmq"),
+            KeyValue::new(
+                "messaging.destination.name",
+                destination(delivery.exchange.as_str(), queue),
+            ),
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new("messaging.operation.name", "process"),
+            KeyValue::new("messaging.message.body.size", delivery.data.len() as i64),
+            KeyValue::new("messaging.rabbitmq.message.delivery_tag", delivery.delivery_tag as i64),
+        ];
+        if !delivery.routing_key.as_str().is_empty() {
+            attributes.push(KeyValue::new(
+                "messaging.rabbitmq.destination.routing_key",
+                delivery.routing_key.to_string(),
+            ));
+        }
+        if let Some(id) = delivery.properties.message_id() {
+            attributes.push(KeyValue::new("messaging.message.id", id.to_string()));
+        }
+        let mut builder = opentelemetry::trace::SpanBuilder::from_name(format!("{queue} process"))
+            .with_kind(SpanKind::Consumer)
+            .with_attributes(attributes);
+        if producer.is_valid() {
+            builder = builder.with_links(vec![Link::with_context(producer)]);
+        }
+        let span = self.tracer.with(|tracer| builder.start_with_context(tracer, &parent));
+        let cx = parent.with_span(span);
+
+        let outcome = handler(delivery).with_context(cx.clone()).await;
+        let span = cx.span();
+        let settle = match outcome {
+            Ok(settle) => settle,
+            Err(e) => {
+                span.set_status(Status::error(e.to_string()));
+                span.set_attribute(KeyValue::new("error.type", "handler"));
+                Settle::Reject { requeue: false }
+            }
+        };
+        let (name, result) = match settle {
+            Settle::Ack => ("ack", delivery.ack(BasicAckOptions::default()).await),
+            Settle::Nack { requeue } => (
+                "nack",
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue,
+                        ..Default::default()
+                    })
+                    .await,
+            ),
+            Settle::Reject { requeue } => ("reject", delivery.reject(BasicRejectOptions { requeue }).await),
+        };
+        span.set_attribute(KeyValue::new("messaging.rabbitmq.settle", name));
+        span.add_event(
+            name,
+            vec![KeyValue::new(
+                "requeue",
+                matches!(
+                    settle,
+                    Settle::Nack { requeue: true } | Settle::Reject { requeue: true }
+                ),
+            )],
+        );
+        if let Err(e) = &result {
+            span.set_status(Status::error(e.to_string()));
+        }
+        span.end();
+        result.map(|_| settle)
     }
 }
 
@@ -165,93 +275,15 @@ pub async fn publish(
     payload: &[u8],
     properties: BasicProperties,
 ) -> lapin::Result<PublisherConfirm> {
-    publish_with(
-        &Amqp::new(),
-        channel,
-        exchange,
-        routing_key,
-        options,
-        payload,
-        properties,
-    )
-    .await
-}
-
-async fn publish_with(
-    amqp: &Amqp,
-    channel: &Channel,
-    exchange: &str,
-    routing_key: &str,
-    options: BasicPublishOptions,
-    payload: &[u8],
-    properties: BasicProperties,
-) -> lapin::Result<PublisherConfirm> {
-    let dest = destination(exchange, routing_key);
-    let mut attributes = vec![
-        KeyValue::new("messaging.system", "rabbitmq"),
-        KeyValue::new("messaging.destination.name", dest.clone()),
-        KeyValue::new("messaging.operation.type", "send"),
-        KeyValue::new("messaging.operation.name", "publish"),
-        KeyValue::new("messaging.message.body.size", payload.len() as i64),
-    ];
-    if !routing_key.is_empty() {
-        attributes.push(KeyValue::new(
-            "messaging.rabbitmq.destination.routing_key",
-            routing_key.to_owned(),
-        ));
-    }
-    if let Some(id) = properties.message_id() {
-        attributes.push(KeyValue::new("messaging.message.id", id.to_string()));
-    }
-    let span = amqp.tracer.with(|tracer| {
-        tracer
-            .span_builder(format!("{dest} publish"))
-            .with_kind(SpanKind::Producer)
-            .with_attributes(attributes)
-            .start_with_context(tracer, &Context::current())
-    });
-    let cx = Context::current().with_span(span);
-    let mut headers = properties.headers().clone().unwrap_or_default();
-    amqp.inject(&cx, &mut headers);
-    let result = channel
-        .basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            options,
-            payload,
-            properties.with_headers(headers),
-        )
-        .await;
-    let span = cx.span();
-    if let Err(e) = &result {
-        span.set_status(Status::error(e.to_string()));
-        span.set_attribute(KeyValue::new("error.type", "publish"));
-    }
-    span.end();
-    result
+    Amqp::new()
+        .publish(channel, exchange, routing_key, options, payload, properties)
+        .await
 }
 
 /// The context a delivery carries (the producer span), for handlers that do
 /// their own processing spans.
 pub fn extract(delivery: &Delivery) -> Context {
     Amqp::new().extract(delivery)
-}
-
-pin_project_lite::pin_project! {
-    struct Current<F> {
-        #[pin]
-        inner: F,
-        cx: Context,
-    }
-}
-
-impl<F: Future> Future for Current<F> {
-    type Output = F::Output;
-    fn poll(self: Pin<&mut Self>, task: &mut std::task::Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        let _guard = this.cx.clone().attach();
-        this.inner.poll(task)
-    }
 }
 
 /// Processes a delivery in a CONSUMER span `{queue} process`: child of the
@@ -269,87 +301,5 @@ where
     Fut: Future<Output = Result<Settle, E>>,
     E: fmt::Display,
 {
-    process_with(&Amqp::new(), delivery, queue, handler).await
-}
-
-async fn process_with<F, Fut, E>(amqp: &Amqp, delivery: &Delivery, queue: &str, handler: F) -> lapin::Result<Settle>
-where
-    F: FnOnce(&Delivery) -> Fut,
-    Fut: Future<Output = Result<Settle, E>>,
-    E: fmt::Display,
-{
-    let parent = amqp.extract(delivery);
-    let producer = parent.span().span_context().clone();
-    let mut attributes = vec![
-        KeyValue::new("messaging.system", "rabbitmq"),
-        KeyValue::new(
-            "messaging.destination.name",
-            destination(delivery.exchange.as_str(), queue),
-        ),
-        KeyValue::new("messaging.operation.type", "process"),
-        KeyValue::new("messaging.operation.name", "process"),
-        KeyValue::new("messaging.message.body.size", delivery.data.len() as i64),
-        KeyValue::new("messaging.rabbitmq.message.delivery_tag", delivery.delivery_tag as i64),
-    ];
-    if !delivery.routing_key.as_str().is_empty() {
-        attributes.push(KeyValue::new(
-            "messaging.rabbitmq.destination.routing_key",
-            delivery.routing_key.to_string(),
-        ));
-    }
-    if let Some(id) = delivery.properties.message_id() {
-        attributes.push(KeyValue::new("messaging.message.id", id.to_string()));
-    }
-    let mut builder = opentelemetry::trace::SpanBuilder::from_name(format!("{queue} process"))
-        .with_kind(SpanKind::Consumer)
-        .with_attributes(attributes);
-    if producer.is_valid() {
-        builder = builder.with_links(vec![Link::with_context(producer)]);
-    }
-    let span = amqp.tracer.with(|tracer| builder.start_with_context(tracer, &parent));
-    let cx = parent.with_span(span);
-
-    let outcome = Current {
-        inner: handler(delivery),
-        cx: cx.clone(),
-    }
-    .await;
-    let span = cx.span();
-    let settle = match outcome {
-        Ok(settle) => settle,
-        Err(e) => {
-            span.set_status(Status::error(e.to_string()));
-            span.set_attribute(KeyValue::new("error.type", "handler"));
-            Settle::Reject { requeue: false }
-        }
-    };
-    let (name, result) = match settle {
-        Settle::Ack => ("ack", delivery.ack(BasicAckOptions::default()).await),
-        Settle::Nack { requeue } => (
-            "nack",
-            delivery
-                .nack(BasicNackOptions {
-                    requeue,
-                    ..Default::default()
-                })
-                .await,
-        ),
-        Settle::Reject { requeue } => ("reject", delivery.reject(BasicRejectOptions { requeue }).await),
-    };
-    span.set_attribute(KeyValue::new("messaging.rabbitmq.settle", name));
-    span.add_event(
-        name,
-        vec![KeyValue::new(
-            "requeue",
-            matches!(
-                settle,
-                Settle::Nack { requeue: true } | Settle::Reject { requeue: true }
-            ),
-        )],
-    );
-    if let Err(e) = &result {
-        span.set_status(Status::error(e.to_string()));
-    }
-    span.end();
-    result.map(|_| settle)
+    Amqp::new().process(delivery, queue, handler).await
 }

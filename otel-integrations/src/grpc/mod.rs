@@ -43,12 +43,12 @@ impl Default for GrpcServerLayer {
 impl GrpcServerLayer {
     /// Reads the caller's context with the global propagator.
     pub fn new() -> Self {
-        GrpcServerLayer(HttpServerLayer::grpc())
+        GrpcServerLayer(HttpServerLayer::grpc(Propagation::Global))
     }
 
     /// Reads the caller's context with `propagator`.
     pub fn with_propagator(propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
-        GrpcServerLayer(HttpServerLayer::grpc_with(Propagation::Custom(Arc::new(propagator))))
+        GrpcServerLayer(HttpServerLayer::grpc(Propagation::Custom(Arc::new(propagator))))
     }
 
     /// Records spans with `provider` (its resource names the service).

@@ -92,19 +92,7 @@ impl HttpServerLayer {
     }
 
     #[cfg(feature = "grpc")]
-    pub(crate) fn grpc() -> Self {
-        HttpServerLayer {
-            config: Arc::new(ServerConfig {
-                route: None,
-                propagation: Propagation::Global,
-                grpc: true,
-                tracer: TracerSource::Global,
-            }),
-        }
-    }
-
-    #[cfg(feature = "grpc")]
-    pub(crate) fn grpc_with(propagation: Propagation) -> Self {
+    pub(crate) fn grpc(propagation: Propagation) -> Self {
         HttpServerLayer {
             config: Arc::new(ServerConfig {
                 route: None,
