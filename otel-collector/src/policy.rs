@@ -328,6 +328,22 @@ pub(crate) fn parse_policy(at: At<'_>, conds: &mut Conditions, depth: usize) -> 
             format!("policy {name:?} ({ty}) needs {what}"),
         )
     };
+    // The attribute or tracestate key a condition policy reads: present and not empty.
+    let required_key = || -> Result<String, ConfigError> {
+        get_str(p, "key")?
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| need("key"))
+    };
+    // The values a string or tracestate policy matches: at least one.
+    let required_values = || -> Result<Vec<String>, ConfigError> {
+        let values = get_strings(p, "values")?;
+        if values.is_empty() {
+            Err(need("values"))
+        } else {
+            Ok(values)
+        }
+    };
     let kind = match ty {
         "always_sample" => Kind::AlwaysSample,
         "latency" => {
@@ -393,14 +409,8 @@ pub(crate) fn parse_policy(at: At<'_>, conds: &mut Conditions, depth: usize) -> 
                 "cache_max_size",
                 "invert_match",
             ])?;
-            let key = get_str(p, "key")?
-                .filter(|k| !k.is_empty())
-                .ok_or_else(|| need("key"))?
-                .to_owned();
-            let values = get_strings(p, "values")?;
-            if values.is_empty() {
-                return Err(need("values"));
-            }
+            let key = required_key()?;
+            let values = required_values()?;
             let regex = get_bool(p, "enabled_regex_matching")?.unwrap_or(false);
             let cache = get_u64(p, "cache_max_size")?;
             let matcher = if regex {
@@ -421,10 +431,7 @@ pub(crate) fn parse_policy(at: At<'_>, conds: &mut Conditions, depth: usize) -> 
         }
         "numeric_attribute" => {
             p.only_keys(&["key", "min_value", "max_value", "invert_match"])?;
-            let key = get_str(p, "key")?
-                .filter(|k| !k.is_empty())
-                .ok_or_else(|| need("key"))?
-                .to_owned();
+            let key = required_key()?;
             let min = get_i64(p, "min_value")?;
             let max = get_i64(p, "max_value")?;
             if min.is_none() && max.is_none() {
@@ -442,10 +449,7 @@ pub(crate) fn parse_policy(at: At<'_>, conds: &mut Conditions, depth: usize) -> 
         }
         "boolean_attribute" => {
             p.only_keys(&["key", "value", "invert_match"])?;
-            let key = get_str(p, "key")?
-                .filter(|k| !k.is_empty())
-                .ok_or_else(|| need("key"))?
-                .to_owned();
+            let key = required_key()?;
             let value = get_bool(p, "value")?.ok_or_else(|| need("value"))?;
             let invert = get_bool(p, "invert_match")?.unwrap_or(false);
             let bit = conds.add(Condition::Bool { key, value }, &params_path)?;
@@ -468,14 +472,8 @@ pub(crate) fn parse_policy(at: At<'_>, conds: &mut Conditions, depth: usize) -> 
         }
         "trace_state" => {
             p.only_keys(&["key", "values"])?;
-            let key = get_str(p, "key")?
-                .filter(|k| !k.is_empty())
-                .ok_or_else(|| need("key"))?
-                .to_owned();
-            let values = get_strings(p, "values")?;
-            if values.is_empty() {
-                return Err(need("values"));
-            }
+            let key = required_key()?;
+            let values = required_values()?;
             let bit = conds.add(Condition::TraceState { key, values }, &params_path)?;
             Kind::Condition { bit, invert: false }
         }
