@@ -147,6 +147,19 @@ fn floor(c: &mut Criterion) {
     g.finish();
 }
 
+/// The `tracestate` parsers alone: ours (strict Level 2 grammar) and
+/// opentelemetry's `TraceState::from_str`, both building the same `TraceState`.
+fn tracestate_parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tracestate_parse");
+    g.bench_function("ours", |b| {
+        b.iter(|| black_box(otel_propagation::tracestate::parse_tracestate([black_box(TRACESTATE)])))
+    });
+    g.bench_function("sdk", |b| {
+        b.iter(|| black_box(TraceState::from_str(black_box(TRACESTATE))))
+    });
+    g.finish();
+}
+
 fn trace_context(c: &mut Criterion) {
     let ours = otel_propagation::TraceContextPropagator::new();
     let theirs = opentelemetry_sdk::propagation::TraceContextPropagator::new();
@@ -188,7 +201,7 @@ fn baggage(c: &mut Criterion) {
     inject_group(c, "baggage_inject", &cx, &ours, &theirs);
 }
 
-criterion_group!(benches, floor, trace_context, baggage);
+criterion_group!(benches, floor, tracestate_parse, trace_context, baggage);
 
 fn main() {
     benches();
