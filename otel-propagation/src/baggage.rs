@@ -6,6 +6,7 @@ use opentelemetry::propagation::text_map_propagator::FieldIter;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::{Key, StringValue};
 use std::cell::RefCell;
+use std::ops::Range;
 use std::sync::LazyLock;
 
 /// The `baggage` header name.
@@ -158,74 +159,128 @@ where
     let mut members = 0usize;
     let mut bytes = 0usize;
     for value in values {
-        let mut rest = value;
-        while !rest.is_empty() {
-            let end = rest.bytes().position(|b| b == b',').unwrap_or(rest.len());
-            let (member, after) = split_around(rest, end);
-            rest = after;
-            let member = trim_ows(member);
-            if member.is_empty() {
-                continue;
-            }
-            let Some(parsed) = parse_member(member) else {
+        let mut at = 0;
+        while at < value.len() {
+            let (member, parsed, next) = scan_member(value, at);
+            at = next;
+            let Some(parsed) = parsed else {
                 continue;
             };
             // Limits count members as they would be written: with a ',' between them.
-            let cost = member.len() + usize::from(members > 0);
+            let cost = member + usize::from(members > 0);
             if members == MAX_MEMBERS || bytes + cost > MAX_BYTES {
                 continue;
             }
             members += 1;
             bytes += cost;
-            let (key, value, metadata) = parsed;
-            baggage.insert_with_metadata(key, value, metadata);
+            if let Some((key, value, metadata)) = parsed.build(value) {
+                baggage.insert_with_metadata(key, value, metadata);
+            }
         }
     }
     baggage
 }
 
-/// Parses one trimmed, non-empty list member: `key = value *( ; property )`.
-fn parse_member(member: &str) -> Option<(Key, StringValue, BaggageMetadata)> {
-    // The key ends at the first '='; a ';' before it means there is no value.
-    let eq = member.bytes().position(|b| b == b'=' || b == b';')?;
-    if member.as_bytes().get(eq) != Some(&b'=') {
-        return None;
+/// Where the parts of a well-formed list member lie in its header value.
+struct Member {
+    key: Range<usize>,
+    value: Range<usize>,
+    escaped: bool,
+    properties: Option<Range<usize>>,
+}
+
+impl Member {
+    fn build(self, header: &str) -> Option<(Key, StringValue, BaggageMetadata)> {
+        let key = header.get(self.key)?;
+        let raw_value = header.get(self.value)?;
+        let metadata = match self.properties {
+            None => BaggageMetadata::default(),
+            Some(range) => BaggageMetadata::from(header.get(range)?),
+        };
+        let value = if self.escaped {
+            percent_decode(raw_value)
+        } else {
+            raw_value.to_owned()
+        };
+        Some((Key::from(key.to_owned()), StringValue::from(value), metadata))
     }
-    let (key, after) = split_around(member, eq);
-    let (raw_value, properties) = match after.bytes().position(|b| b == b';') {
-        Some(semi) => {
-            let (value, properties) = split_around(after, semi);
-            (value, Some(properties))
+}
+
+/// Index of the first byte at or after `i` that is not a space or tab.
+#[inline]
+fn skip_ows(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(|&c| is_ows(c)) {
+        i += 1;
+    }
+    i
+}
+
+/// Reads the list member that starts at byte `at` of `header`:
+/// `OWS key OWS = OWS value OWS *( ; property )`, up to the next `,`.
+/// Returns the length of the member without surrounding whitespace, the
+/// member's parts when it is well formed, and where the next member starts.
+/// One pass: each byte is classified once.
+fn scan_member(header: &str, at: usize) -> (usize, Option<Member>, usize) {
+    let b = header.as_bytes();
+    let start = skip_ows(b, at);
+    let mut i = start;
+    while b.get(i).is_some_and(|&c| class(c) & TCHAR != 0) {
+        i += 1;
+    }
+    let key = start..i;
+    i = skip_ows(b, i);
+    let mut parsed = None;
+    if !key.is_empty() && b.get(i) == Some(&b'=') {
+        let value_start = skip_ows(b, i + 1);
+        i = value_start;
+        let mut escaped = false;
+        while let Some(&c) = b.get(i).filter(|&&c| class(c) & OCTET != 0) {
+            escaped |= c == b'%';
+            i += 1;
         }
-        None => (after, None),
-    };
-    let key = trim_ows(key);
-    let raw_value = trim_ows(raw_value);
-    if !is_valid_key(key) {
-        return None;
-    }
-    let mut escaped = false;
-    for b in raw_value.bytes() {
-        if class(b) & OCTET == 0 {
-            return None;
-        }
-        escaped |= b == b'%';
-    }
-    let metadata = match properties {
-        None => BaggageMetadata::default(),
-        Some(props) => {
-            if !props.split(';').all(is_valid_property) {
-                return None;
+        let value = value_start..i;
+        i = skip_ows(b, i);
+        match b.get(i) {
+            None | Some(b',') => {
+                parsed = Some(Member {
+                    key,
+                    value,
+                    escaped,
+                    properties: None,
+                })
             }
-            BaggageMetadata::from(props)
+            Some(b';') => {
+                let props_start = i + 1;
+                let props_end = comma_from(b, props_start);
+                let props = header.get(props_start..props_end).unwrap_or_default();
+                if props.split(';').all(is_valid_property) {
+                    parsed = Some(Member {
+                        key,
+                        value,
+                        escaped,
+                        properties: Some(props_start..props_end),
+                    });
+                }
+                i = props_end;
+            }
+            Some(_) => {}
         }
-    };
-    let value = if escaped {
-        percent_decode(raw_value)
-    } else {
-        raw_value.to_owned()
-    };
-    Some((Key::from(key.to_owned()), StringValue::from(value), metadata))
+    }
+    // A malformed member runs to the next ','; its text is skipped whole.
+    let end = comma_from(b, i);
+    let mut trimmed_end = end;
+    while trimmed_end > start && b.get(trimmed_end - 1).is_some_and(|&c| is_ows(c)) {
+        trimmed_end -= 1;
+    }
+    (trimmed_end.saturating_sub(start), parsed, end + 1)
+}
+
+/// Index of the first ',' at or after `i`, or the end of `b`.
+#[inline]
+fn comma_from(b: &[u8], i: usize) -> usize {
+    b.get(i..)
+        .and_then(|rest| rest.iter().position(|&c| c == b','))
+        .map_or(b.len(), |n| i + n)
 }
 
 fn hex_val(b: u8) -> Option<u8> {
@@ -429,6 +484,19 @@ mod tests {
     }
 
     #[test]
+    fn byte_limit_counts_members_without_surrounding_whitespace() {
+        let fits = format!(" \t a={} \t ", "x".repeat(MAX_BYTES - 2));
+        assert_eq!(decode_baggage([fits.as_str()]).len(), 1);
+        let too_long = format!("a={}", "x".repeat(MAX_BYTES - 1));
+        assert!(decode_baggage([too_long.as_str()]).is_empty());
+        // The ',' before a second member counts.
+        let second = format!("a={},b=1", "x".repeat(MAX_BYTES - 6));
+        assert_eq!(decode_baggage([second.as_str()]).len(), 2);
+        let second = format!("a={},b=1", "x".repeat(MAX_BYTES - 5));
+        assert_eq!(decode_baggage([second.as_str()]).len(), 1);
+    }
+
+    #[test]
     fn encode_never_exceeds_limits() {
         let big = "y".repeat(3000);
         let b = Baggage::from_iter((0..3).map(|i| KeyValue::new(format!("k{i}"), big.clone())));
@@ -539,8 +607,11 @@ mod tests {
             6 => "(%[0-9A-Fa-f]{2}|%[0-9g]?|[!#-+\\--:<-\\[\\]-~ ]){0,5}",
             1 => "[ -~\t]{0,5}",
         ];
-        let props = prop_oneof![4 => Just(String::new()), 1 => "(;[a-z ]{0,3}(=[!-~]{0,3})?){1,2}"];
-        let member = (key, value, props).prop_map(|(k, v, p)| format!("{k}={v}{p}"));
+        let props = prop_oneof![4 => Just(String::new()), 1 => "(;[a-z \t]{0,3}(=[!-~ ]{0,3})?){1,2}"];
+        let ows = || prop_oneof![4 => Just(""), 1 => Just(" "), 1 => Just("\t "), 1 => Just("x")];
+        let eq = prop_oneof![8 => Just("="), 1 => Just(""), 1 => Just(";")];
+        let member = ((ows(), key, ows(), eq), (ows(), value, ows(), props))
+            .prop_map(|((a, k, b, e), (c, v, d, p))| format!("{a}{k}{b}{e}{c}{v}{d}{p}"));
         let header = proptest::collection::vec(member, 0..8).prop_map(|m| m.join(","));
         proptest::collection::vec(header, 0..3)
     }
