@@ -317,6 +317,8 @@ mod tests {
         assert_eq!(format_tracestate(&ts), "foo=1,bar=2,baz=3");
         assert_eq!(parse(&[""]).unwrap(), TraceState::NONE);
         assert_eq!(parse(&[" \t "]).unwrap(), TraceState::NONE);
+        let ts = parse(&[",, foo=1,\t,bar=2,", ","]).unwrap();
+        assert_eq!(format_tracestate(&ts), "foo=1,bar=2");
     }
 
     #[test]
@@ -488,7 +490,11 @@ mod tests {
         ];
         let eq = prop_oneof![8 => Just("="), 1 => Just("")];
         let ows = prop_oneof![4 => Just(""), 1 => Just(" "), 1 => Just(" \t")];
-        let member = (ows.clone(), key, eq, value, ows).prop_map(|(a, k, e, v, b)| format!("{a}{k}{e}{v}{b}"));
+        let member = prop_oneof![
+            8 => (ows.clone(), key, eq, value, ows).prop_map(|(a, k, e, v, b)| format!("{a}{k}{e}{v}{b}")),
+            1 => Just(String::new()),
+            1 => Just(" \t".to_owned()),
+        ];
         let list = proptest::collection::vec(member, 0..8).prop_map(|m| m.join(","));
         proptest::collection::vec(list, 0..3)
     }
