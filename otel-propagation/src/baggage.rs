@@ -1,5 +1,6 @@
 //! The W3C Baggage propagator and its codec.
 
+use crate::lex::{comma_from, is_ows, skip_ows, split_around, trim_ows};
 use opentelemetry::Context;
 use opentelemetry::baggage::{Baggage, BaggageExt, BaggageMetadata};
 use opentelemetry::propagation::text_map_propagator::FieldIter;
@@ -111,27 +112,6 @@ fn class(b: u8) -> u8 {
     CLASS[usize::from(b)]
 }
 
-#[inline]
-fn is_ows(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-/// `s` without leading and trailing spaces and tabs.
-#[inline]
-fn trim_ows(s: &str) -> &str {
-    let b = s.as_bytes();
-    let start = b.iter().position(|&c| !is_ows(c)).unwrap_or(b.len());
-    let end = b.iter().rposition(|&c| !is_ows(c)).map_or(start, |i| i + 1);
-    // Both ends sit next to ASCII bytes, so they are character boundaries.
-    s.get(start..end).unwrap_or_default()
-}
-
-/// `s` split around the ASCII byte at `at`, which is left out.
-#[inline]
-fn split_around(s: &str, at: usize) -> (&str, &str) {
-    (s.get(..at).unwrap_or_default(), s.get(at + 1..).unwrap_or_default())
-}
-
 /// Whether `key` is a valid baggage key (an RFC 7230 token).
 pub fn is_valid_key(key: &str) -> bool {
     !key.is_empty() && key.bytes().all(|b| class(b) & TCHAR != 0)
@@ -206,15 +186,6 @@ impl Member {
     }
 }
 
-/// Index of the first byte at or after `i` that is not a space or tab.
-#[inline]
-fn skip_ows(b: &[u8], mut i: usize) -> usize {
-    while b.get(i).is_some_and(|&c| is_ows(c)) {
-        i += 1;
-    }
-    i
-}
-
 /// Reads the list member that starts at byte `at` of `header`:
 /// `OWS key OWS = OWS value OWS *( ; property )`, up to the next `,`.
 /// Returns the length of the member without surrounding whitespace, the
@@ -273,14 +244,6 @@ fn scan_member(header: &str, at: usize) -> (usize, Option<Member>, usize) {
         trimmed_end -= 1;
     }
     (trimmed_end.saturating_sub(start), parsed, end + 1)
-}
-
-/// Index of the first ',' at or after `i`, or the end of `b`.
-#[inline]
-fn comma_from(b: &[u8], i: usize) -> usize {
-    b.get(i..)
-        .and_then(|rest| rest.iter().position(|&c| c == b','))
-        .map_or(b.len(), |n| i + n)
 }
 
 fn hex_val(b: u8) -> Option<u8> {

@@ -49,6 +49,7 @@ pub mod baggage;
 pub mod carrier;
 mod composite;
 mod hex;
+mod lex;
 mod names;
 mod trace_context;
 pub mod traceparent;

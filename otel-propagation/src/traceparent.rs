@@ -10,6 +10,7 @@
 //! ```
 
 use crate::hex;
+use crate::lex::is_ows;
 use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 use std::fmt;
 
@@ -79,11 +80,6 @@ impl fmt::Display for TraceParentError {
 }
 
 impl std::error::Error for TraceParentError {}
-
-#[inline]
-fn is_ows(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
 
 impl TraceParent {
     /// Parses a `traceparent` header value strictly per W3C Trace Context Level 2.

@@ -14,6 +14,7 @@
 //! assert_eq!(format_tracestate(&ts), "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
 //! ```
 
+use crate::lex::trim_ows;
 use opentelemetry::trace::TraceState;
 use std::fmt;
 
@@ -140,21 +141,6 @@ pub fn is_valid_key(key: &str) -> bool {
 /// Whether `value` is a valid tracestate value.
 pub fn is_valid_value(value: &str) -> bool {
     check_value(value.as_bytes())
-}
-
-#[inline]
-fn is_ows(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-/// `s` without leading and trailing spaces and tabs.
-#[inline]
-fn trim_ows(s: &str) -> &str {
-    let b = s.as_bytes();
-    let start = b.iter().position(|&c| !is_ows(c)).unwrap_or(b.len());
-    let end = b.iter().rposition(|&c| !is_ows(c)).map_or(start, |i| i + 1);
-    // Both ends sit next to ASCII bytes, so they are character boundaries.
-    s.get(start..end).unwrap_or_default()
 }
 
 /// Parses one or more `tracestate` header values as one list (repeated headers
