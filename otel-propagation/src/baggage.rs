@@ -273,7 +273,7 @@ pub fn percent_decode(raw: &str) -> String {
     if escapes == 0 {
         return raw.to_owned();
     }
-    let mut out = Vec::with_capacity(bytes.len() - 2 * escapes);
+    let mut out = Vec::with_capacity(bytes.len().saturating_sub(2 * escapes));
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         match escape_at(bytes, i) {
