@@ -44,13 +44,7 @@ impl Extractor for HeaderExtractor<'_> {
             Some(name) => self.0.get_all(name),
             None => self.0.get_all(key),
         };
-        let mut values = all.iter().filter_map(value_str);
-        let first = values.next()?;
-        // Usually the only value: allocate for one and grow if there are more.
-        let mut out = Vec::with_capacity(1);
-        out.push(first);
-        out.extend(values);
-        Some(out)
+        super::all_values(all.iter().filter_map(value_str))
     }
 }
 

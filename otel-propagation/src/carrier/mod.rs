@@ -9,3 +9,14 @@ pub mod http;
 pub mod lapin;
 #[cfg(feature = "tonic")]
 pub mod tonic;
+
+/// Every value of a header, for `Extractor::get_all`; `None` when there is none.
+/// Usually there is one value: the `Vec` is allocated for one and grows for more.
+#[cfg(any(feature = "http", feature = "tonic"))]
+fn all_values<'a>(mut values: impl Iterator<Item = &'a str>) -> Option<Vec<&'a str>> {
+    let first = values.next()?;
+    let mut out = Vec::with_capacity(1);
+    out.push(first);
+    out.extend(values);
+    Some(out)
+}

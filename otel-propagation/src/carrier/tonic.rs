@@ -37,9 +37,7 @@ impl Extractor for MetadataExtractor<'_> {
     }
 
     fn get_all(&self, key: &str) -> Option<Vec<&str>> {
-        let mut values = self.0.get_all(key).iter().filter_map(|v| v.to_str().ok()).peekable();
-        values.peek()?;
-        Some(values.collect())
+        super::all_values(self.0.get_all(key).iter().filter_map(|v| v.to_str().ok()))
     }
 }
 
