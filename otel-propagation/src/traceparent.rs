@@ -459,6 +459,19 @@ mod tests {
         }
 
         #[test]
+        fn formats_any_ids_and_flags(trace in any::<u128>(), span in any::<u64>(), flags in any::<u8>(), version in any::<u8>()) {
+            let parent = TraceParent {
+                version,
+                trace_id: TraceId::from(trace),
+                span_id: SpanId::from(span),
+                flags,
+            };
+            let expected = format!("00-{trace:032x}-{span:016x}-{:02x}", flags & KNOWN_FLAGS);
+            let formatted = parent.format();
+            prop_assert_eq!(formatted.as_str(), expected.as_str());
+        }
+
+        #[test]
         fn agrees_with_a_reference_grammar(s in "[0-9a-fA-F-]{55}") {
             // A direct transcription of the ABNF for version 00, used as an oracle.
             let b = s.as_bytes();
