@@ -84,6 +84,7 @@ impl TextMapPropagator for BaggagePropagator {
 /// Byte classes of the baggage grammar, one table lookup per byte.
 const TCHAR: u8 = 1; // RFC 7230 token character: a key or property name
 const OCTET: u8 = 2; // W3C baggage-octet: what a raw (encoded) value may contain
+const PLAIN: u8 = 4; // a value byte inject writes as it is (see `is_unencoded`)
 
 static CLASS: [u8; 256] = {
     let mut table = [0u8; 256];
@@ -92,6 +93,9 @@ static CLASS: [u8; 256] = {
         // baggage-octet = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E
         if b != b'"' as usize && b != b',' as usize && b != b';' as usize && b != b'\\' as usize {
             table[b] |= OCTET;
+            if b != b'%' as usize && b != b'=' as usize {
+                table[b] |= PLAIN;
+            }
         }
         let c = b as u8;
         if c.is_ascii_alphanumeric()
@@ -298,19 +302,24 @@ pub fn percent_decode(raw: &str) -> String {
 fn is_unencoded(b: u8) -> bool {
     // Baggage octets except '%' (so a literal '%' survives decoding) and '='
     // (some decoders split on every '=').
-    class(b) & OCTET != 0 && b != b'%' && b != b'='
+    class(b) & PLAIN != 0
 }
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
-/// Appends `value` percent-encoded.
+/// Appends `value` percent-encoded; runs of bytes that need no encoding are
+/// copied whole.
 fn percent_encode_into(value: &str, out: &mut Vec<u8>) {
-    for &b in value.as_bytes() {
-        if is_unencoded(b) {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[b'%', HEX_UPPER[usize::from(b >> 4)], HEX_UPPER[usize::from(b & 0x0f)]]);
-        }
+    let mut rest = value.as_bytes();
+    loop {
+        let at = rest.iter().position(|&b| !is_unencoded(b)).unwrap_or(rest.len());
+        let (plain, tail) = rest.split_at(at);
+        out.extend_from_slice(plain);
+        let Some((&b, tail)) = tail.split_first() else {
+            return;
+        };
+        out.extend_from_slice(&[b'%', HEX_UPPER[usize::from(b >> 4)], HEX_UPPER[usize::from(b & 0x0f)]]);
+        rest = tail;
     }
 }
 
@@ -354,14 +363,13 @@ fn as_text(encoded: &[u8]) -> String {
     }
 }
 
+/// Keys are written as they are: `Baggage` admits only keys that are tokens
+/// (the same rule as [`is_valid_key`]; a test holds the two together).
 fn encode_into(baggage: &Baggage, out: &mut Vec<u8>) {
     let mut members = 0usize;
     for (key, (value, metadata)) in baggage {
         if members == MAX_MEMBERS {
             break;
-        }
-        if !is_valid_key(key.as_str()) {
-            continue;
         }
         let start = out.len();
         if members > 0 {
@@ -457,6 +465,19 @@ mod tests {
         assert_eq!(decode_baggage([second.as_str()]).len(), 2);
         let second = format!("a={},b=1", "x".repeat(MAX_BYTES - 5));
         assert_eq!(decode_baggage([second.as_str()]).len(), 1);
+    }
+
+    /// `encode_into` relies on `Baggage` refusing keys that are not tokens.
+    #[test]
+    fn baggage_admits_exactly_the_keys_we_would_send() {
+        let mut keys: Vec<String> = (0u8..=0x7f).map(|b| char::from(b).to_string()).collect();
+        keys.extend(["", "ok", "a b", "a,b", "é", "x\u{1F600}", "tab\t", "semi;colon", "k=v"].map(String::from));
+        for key in keys {
+            let mut b = Baggage::new();
+            b.insert(key.clone(), "v");
+            assert_eq!(b.len() == 1, is_valid_key(&key), "key {key:?}");
+            assert!(b.len() != 1 || encode_baggage(&b) == format!("{key}=v"));
+        }
     }
 
     #[test]
@@ -620,6 +641,22 @@ mod tests {
             if big.is_none() {
                 prop_assert_eq!(back.len(), b.len());
             }
+        }
+
+        #[test]
+        fn encoder_matches_a_byte_by_byte_reading_of_the_spec(value in "[ -~\t%=,;\"\\\\é\u{1F600}]{0,40}") {
+            // baggage-octet, minus '%' and '=' which are always encoded.
+            let reference: String = value
+                .bytes()
+                .map(|b| match b {
+                    b'%' | b'=' => format!("%{b:02X}"),
+                    0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E => char::from(b).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            let mut out = b"k=".to_vec();
+            percent_encode_into(&value, &mut out);
+            prop_assert_eq!(std::str::from_utf8(&out[2..]).ok(), Some(reference.as_str()));
         }
 
         #[test]
