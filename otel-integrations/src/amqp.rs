@@ -16,17 +16,17 @@
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions, BasicRejectOptions};
 
+use crate::propagation::Propagation;
 use crate::tracer::TracerSource;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, PublisherConfirm};
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{Link, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
-use opentelemetry::{Context, KeyValue, global};
+use opentelemetry::{Context, KeyValue};
 use otel_propagation::carrier::lapin::{AmqpHeaderExtractor, AmqpHeaderInjector};
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 
 /// The instrumentation scope of AMQP spans.
 pub const TRACER_NAME: &str = crate::tracer::SCOPE;
@@ -62,14 +62,14 @@ fn destination(exchange: &str, routing_key: &str) -> String {
 #[derive(Clone, Default)]
 pub struct Amqp {
     tracer: TracerSource,
-    propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
+    propagation: Propagation,
 }
 
 impl fmt::Debug for Amqp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Amqp")
             .field("tracer", &self.tracer)
-            .field("custom_propagator", &self.propagator.is_some())
+            .field("propagation", &self.propagation)
             .finish()
     }
 }
@@ -93,27 +93,15 @@ impl Amqp {
 
     /// Reads and writes message headers with `propagator`.
     pub fn with_propagator(mut self, propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
-        self.propagator = Some(Arc::new(propagator));
+        self.propagation = Propagation::custom(propagator);
         self
-    }
-
-    fn inject(&self, cx: &Context, headers: &mut FieldTable) {
-        let mut injector = AmqpHeaderInjector(headers);
-        match &self.propagator {
-            Some(p) => p.inject_context(cx, &mut injector),
-            None => global::get_text_map_propagator(|p| p.inject_context(cx, &mut injector)),
-        }
     }
 
     /// The context a delivery carries (the producer span).
     pub fn extract(&self, delivery: &Delivery) -> Context {
         let empty = FieldTable::default();
         let headers = delivery.properties.headers().as_ref().unwrap_or(&empty);
-        let extractor = AmqpHeaderExtractor(headers);
-        match &self.propagator {
-            Some(p) => p.extract_with_context(&Context::new(), &extractor),
-            None => global::get_text_map_propagator(|p| p.extract_with_context(&Context::new(), &extractor)),
-        }
+        self.propagation.extract(&AmqpHeaderExtractor(headers))
     }
 
     /// Publishes a message in a PRODUCER span; see [`publish`].
@@ -156,7 +144,7 @@ impl Amqp {
         });
         let cx = Context::current().with_span(span);
         let mut headers = properties.headers().clone().unwrap_or_default();
-        self.inject(&cx, &mut headers);
+        self.propagation.inject(&cx, &mut AmqpHeaderInjector(&mut headers));
         let result = channel
             .basic_publish(
                 exchange.into(),

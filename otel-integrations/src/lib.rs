@@ -47,4 +47,6 @@ pub mod http;
 #[cfg(feature = "tracing")]
 pub mod logs;
 #[cfg(any(feature = "http", feature = "amqp"))]
+mod propagation;
+#[cfg(any(feature = "http", feature = "amqp"))]
 mod tracer;

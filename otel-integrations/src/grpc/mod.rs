@@ -18,10 +18,10 @@
 //! # let _ = traced; }
 //! ```
 
-use crate::http::{HttpClient, HttpClientLayer, HttpServer, HttpServerLayer, Propagation};
+use crate::http::{HttpClient, HttpClientLayer, HttpServer, HttpServerLayer};
+use crate::propagation::Propagation;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{Tracer, TracerProvider};
-use std::sync::Arc;
 use tower_layer::Layer;
 
 /// The gRPC server layer (wraps services in [`GrpcServer`]).
@@ -48,7 +48,7 @@ impl GrpcServerLayer {
 
     /// Reads the caller's context with `propagator`.
     pub fn with_propagator(propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
-        GrpcServerLayer(HttpServerLayer::grpc(Propagation::Custom(Arc::new(propagator))))
+        GrpcServerLayer(HttpServerLayer::grpc(Propagation::custom(propagator)))
     }
 
     /// Records spans with `provider` (its resource names the service).
@@ -89,7 +89,7 @@ impl GrpcClientLayer {
 
     /// Writes the context with `propagator`.
     pub fn with_propagator(propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
-        GrpcClientLayer(HttpClientLayer::grpc(Propagation::Custom(Arc::new(propagator))))
+        GrpcClientLayer(HttpClientLayer::grpc(Propagation::custom(propagator)))
     }
 
     /// Records spans with `provider` (its resource names the service).

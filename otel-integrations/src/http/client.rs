@@ -2,16 +2,17 @@
 
 use super::body::{GrpcRole, TracedBody, grpc_status, record_grpc_status};
 use super::server::grpc_names;
-use super::{Propagation, method_name, protocol_version};
+use super::{method_name, protocol_version};
+use crate::propagation::Propagation;
 use crate::tracer::TracerSource;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
+use otel_propagation::carrier::http::HeaderInjector;
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::Poll;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -19,7 +20,7 @@ use tower_service::Service;
 /// Writes `cx` into `request`'s headers with the global propagator: for
 /// clients that are not tower services.
 pub fn inject_context<B>(cx: &Context, request: &mut http::Request<B>) {
-    Propagation::Global.inject(cx, request.headers_mut());
+    Propagation::Global.inject(cx, &mut HeaderInjector(request.headers_mut()));
 }
 
 /// A [`Layer`] that wraps HTTP clients in [`HttpClient`].
@@ -38,7 +39,7 @@ impl HttpClientLayer {
 
     /// Writes the context with `propagator`. Defaults to the global propagator.
     pub fn with_propagator(mut self, propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
-        self.propagation = Propagation::Custom(Arc::new(propagator));
+        self.propagation = Propagation::custom(propagator);
         self
     }
 
@@ -168,7 +169,7 @@ where
                 .start_with_context(tracer, &parent)
         });
         let cx = parent.with_span(span);
-        self.propagation.inject(&cx, req.headers_mut());
+        self.propagation.inject(&cx, &mut HeaderInjector(req.headers_mut()));
         let future = {
             let _guard = cx.clone().attach();
             self.inner.call(req)

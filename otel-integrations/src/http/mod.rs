@@ -31,52 +31,8 @@ pub use body::TracedBody;
 pub use client::{HttpClient, HttpClientLayer, inject_context};
 pub use server::{HttpServer, HttpServerLayer, ResponseFuture, RouteFn};
 
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::{Context, global};
-use otel_propagation::carrier::http::{HeaderExtractor, HeaderInjector};
-use std::fmt;
-use std::sync::Arc;
-
 /// The instrumentation scope of the spans this module creates.
 pub const TRACER_NAME: &str = crate::tracer::SCOPE;
-
-/// Which propagator reads and writes the trace context.
-#[derive(Clone, Default)]
-pub(crate) enum Propagation {
-    /// The global propagator (what `otel-core` installs).
-    #[default]
-    Global,
-    Custom(Arc<dyn TextMapPropagator + Send + Sync>),
-}
-
-impl fmt::Debug for Propagation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Propagation::Global => f.write_str("Global"),
-            Propagation::Custom(p) => f.debug_tuple("Custom").field(p).finish(),
-        }
-    }
-}
-
-impl Propagation {
-    pub(crate) fn extract(&self, headers: &http::HeaderMap) -> Context {
-        let extractor = HeaderExtractor(headers);
-        match self {
-            Propagation::Global => {
-                global::get_text_map_propagator(|p| p.extract_with_context(&Context::new(), &extractor))
-            }
-            Propagation::Custom(p) => p.extract_with_context(&Context::new(), &extractor),
-        }
-    }
-
-    pub(crate) fn inject(&self, cx: &Context, headers: &mut http::HeaderMap) {
-        let mut injector = HeaderInjector(headers);
-        match self {
-            Propagation::Global => global::get_text_map_propagator(|p| p.inject_context(cx, &mut injector)),
-            Propagation::Custom(p) => p.inject_context(cx, &mut injector),
-        }
-    }
-}
 
 /// `network.protocol.version` of an HTTP version.
 pub(crate) fn protocol_version(v: http::Version) -> &'static str {

@@ -1,11 +1,13 @@
 //! The HTTP server middleware.
 
 use super::body::{GrpcRole, TracedBody, grpc_status, record_grpc_status};
-use super::{Propagation, method_name, protocol_version};
+use super::{method_name, protocol_version};
+use crate::propagation::Propagation;
 use crate::tracer::TracerSource;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
+use otel_propagation::carrier::http::HeaderExtractor;
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
@@ -75,7 +77,7 @@ impl HttpServerLayer {
 
     /// Reads the caller's context with `propagator`. Defaults to the global propagator.
     pub fn with_propagator(mut self, propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
-        Arc::make_mut(&mut self.config).propagation = Propagation::Custom(Arc::new(propagator));
+        Arc::make_mut(&mut self.config).propagation = Propagation::custom(propagator);
         self
     }
 
@@ -197,7 +199,7 @@ where
 
     fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
-        let parent = self.config.propagation.extract(&parts.headers);
+        let parent = self.config.propagation.extract(&HeaderExtractor(&parts.headers));
 
         let (name, attributes) = if self.config.grpc {
             grpc_span(&parts)
