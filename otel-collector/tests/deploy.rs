@@ -5,13 +5,11 @@
 //! (probes on the health port, memory limits above the limiter, the agents'
 //! resolver naming the gateway's headless Service).
 
-use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod proc;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use proc::repo;
+use serde_json::Value;
+use std::path::Path;
 
 fn documents(path: &Path) -> Vec<Value> {
     use serde::Deserialize;
@@ -23,25 +21,7 @@ fn documents(path: &Path) -> Vec<Value> {
 }
 
 fn validate(config: &str, env: &[(&str, &str)]) -> (bool, String) {
-    let dir = std::env::temp_dir().join(format!("deploy-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(format!("c{}.yaml", config.len()));
-    std::fs::write(&file, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_otel-collector"))
-        .arg("--config")
-        .arg(&file)
-        .arg("--validate")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    proc::validate_with_env(&proc::scratch("deploy"), config, env)
 }
 
 fn mib(quantity: &str) -> u64 {

@@ -173,12 +173,18 @@ pub fn collector(name: &str, dir: &Path, yaml: &str, host: &str, ports: &[u16]) 
 
 /// Runs `otel-collector --validate` on `yaml`: (success, stdout + stderr).
 pub fn validate(dir: &Path, yaml: &str) -> (bool, String) {
+    validate_with_env(dir, yaml, &[])
+}
+
+/// `validate` with extra environment variables (for `${env:..}` in the configuration).
+pub fn validate_with_env(dir: &Path, yaml: &str, env: &[(&str, &str)]) -> (bool, String) {
     let config = dir.join(format!("validate-{}.yaml", COUNTER.fetch_add(1, Ordering::Relaxed)));
     std::fs::write(&config, yaml).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_otel-collector"))
         .arg("--config")
         .arg(&config)
         .arg("--validate")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
