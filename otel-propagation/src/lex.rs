@@ -2,19 +2,32 @@
 //! return or split at is next to an ASCII byte, so slices stay on character
 //! boundaries.
 
+use std::ops::Range;
+
 /// Optional whitespace (RFC 7230 `OWS`): a space or a tab.
 #[inline]
 pub(crate) fn is_ows(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
+/// Where `b` is without leading and trailing spaces and tabs.
+#[inline]
+fn ows_trimmed(b: &[u8]) -> Range<usize> {
+    let start = b.iter().position(|&c| !is_ows(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|&c| !is_ows(c)).map_or(start, |i| i + 1);
+    start..end
+}
+
 /// `s` without leading and trailing spaces and tabs.
 #[inline]
 pub(crate) fn trim_ows(s: &str) -> &str {
-    let b = s.as_bytes();
-    let start = b.iter().position(|&c| !is_ows(c)).unwrap_or(b.len());
-    let end = b.iter().rposition(|&c| !is_ows(c)).map_or(start, |i| i + 1);
-    s.get(start..end).unwrap_or_default()
+    s.get(ows_trimmed(s.as_bytes())).unwrap_or_default()
+}
+
+/// `b` without leading and trailing spaces and tabs.
+#[inline]
+pub(crate) fn trim_ows_bytes(b: &[u8]) -> &[u8] {
+    b.get(ows_trimmed(b)).unwrap_or_default()
 }
 
 /// Index of the first byte at or after `i` that is not a space or tab.
@@ -49,6 +62,8 @@ mod tests {
         assert_eq!(trim_ows(" \té ü\t "), "é ü");
         assert_eq!(trim_ows(" \t "), "");
         assert_eq!(trim_ows(""), "");
+        assert_eq!(trim_ows_bytes(b"\t a b \t"), b"a b");
+        assert_eq!(trim_ows_bytes(b"  "), b"");
         assert_eq!(skip_ows(b" \tx", 0), 2);
         assert_eq!(skip_ows(b"  ", 5), 5);
         assert_eq!(comma_from(b"a,b,c", 2), 3);

@@ -10,7 +10,7 @@
 //! ```
 
 use crate::hex;
-use crate::lex::is_ows;
+use crate::lex::trim_ows_bytes;
 use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 use std::fmt;
 
@@ -101,19 +101,7 @@ impl TraceParent {
     ///
     /// Returns a [`TraceParentError`] naming the first rule the value breaks.
     pub fn parse_bytes(value: &[u8]) -> Result<Self, TraceParentError> {
-        let mut bytes = value;
-        while let [first, rest @ ..] = bytes {
-            if !is_ows(*first) {
-                break;
-            }
-            bytes = rest;
-        }
-        while let [rest @ .., last] = bytes {
-            if !is_ows(*last) {
-                break;
-            }
-            bytes = rest;
-        }
+        let bytes = trim_ows_bytes(value);
         if bytes.len() < TRACEPARENT_LEN {
             // Report a malformed version first: it is the more useful message.
             if bytes.len() >= 3 && (bytes[2] != b'-' || hex::decode2_lower(&bytes[..2]).is_none()) {
