@@ -14,7 +14,7 @@
 //! assert_eq!(format_tracestate(&ts), "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
 //! ```
 
-use crate::lex::trim_ows;
+use crate::lex::{comma_from, split_around, trim_ows};
 use opentelemetry::trace::TraceState;
 use std::fmt;
 
@@ -201,11 +201,8 @@ impl<'a, I: Iterator<Item = &'a str>> Iterator for Members<'a, I> {
                 self.rest = self.values.next()?;
                 continue;
             }
-            // Every split below is at an ASCII byte, so each slice is a str.
-            let bytes = self.rest.as_bytes();
-            let end = bytes.iter().position(|&b| b == b',').unwrap_or(bytes.len());
-            let member = self.rest.get(..end).unwrap_or_default();
-            self.rest = self.rest.get(end + 1..).unwrap_or_default();
+            let (member, rest) = split_around(self.rest, comma_from(self.rest.as_bytes(), 0));
+            self.rest = rest;
             let member = trim_ows(member);
             if member.is_empty() {
                 continue;
@@ -241,8 +238,7 @@ fn check_member(member: &str) -> Result<(&str, &str, usize), TraceStateError> {
         .bytes()
         .position(|b| b == b'=')
         .ok_or(TraceStateError::MissingEquals)?;
-    let key = member.get(..eq).unwrap_or_default();
-    let value = member.get(eq + 1..).unwrap_or_default();
+    let (key, value) = split_around(member, eq);
     let system_len = check_key(key.as_bytes()).ok_or(TraceStateError::InvalidKey)?;
     if !check_value(value.as_bytes()) {
         return Err(TraceStateError::InvalidValue);
