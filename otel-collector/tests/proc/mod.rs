@@ -243,10 +243,14 @@ pub fn scrape(port: u16) -> String {
 }
 
 /// Spans per trace id in a file exporter's output (OTLP JSON lines).
+///
+/// Tests poll the file while the collector may still be writing to it, so a
+/// last line without its newline is not complete yet and is left for the next read.
 pub fn read_file_export(path: &Path) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    for line in complete.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         for rs in v["resourceSpans"].as_array().into_iter().flatten() {
             for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
