@@ -15,15 +15,18 @@
 
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use tonic::metadata::{KeyRef, MetadataKey, MetadataMap, MetadataValue};
+use tonic::metadata::{Ascii, KeyRef, MetadataKey, MetadataMap, MetadataValue};
 
-/// Reads propagation fields from gRPC metadata.
+/// Reads propagation fields from gRPC metadata. Values that are not UTF-8 are
+/// skipped; any other value reaches the parsers, which refuse non-ASCII content
+/// by their own grammar, as with the HTTP and AMQP carriers (a baggage member
+/// with a raw non-ASCII value is dropped and the other members are kept).
 #[derive(Debug, Clone, Copy)]
 pub struct MetadataExtractor<'a>(pub &'a MetadataMap);
 
 impl Extractor for MetadataExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+        self.0.get(key).and_then(value_str)
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -37,8 +40,14 @@ impl Extractor for MetadataExtractor<'_> {
     }
 
     fn get_all(&self, key: &str) -> Option<Vec<&str>> {
-        super::all_values(self.0.get_all(key).iter().filter_map(|v| v.to_str().ok()))
+        super::all_values(self.0.get_all(key).iter().filter_map(value_str))
     }
+}
+
+/// A metadata value as text. `MetadataValue::to_str` refuses anything but
+/// visible ASCII, which would drop a whole header for one bad list member.
+fn value_str(value: &MetadataValue<Ascii>) -> Option<&str> {
+    std::str::from_utf8(value.as_bytes()).ok()
 }
 
 /// Writes propagation fields into gRPC metadata, replacing earlier values.
@@ -88,5 +97,32 @@ mod tests {
         assert!(!ex.keys().contains(&"trace-bin"));
         let cx = extract(&TraceContextPropagator::new(), &md);
         assert_eq!(cx.span().span_context().trace_state().get("b"), Some("2"));
+    }
+
+    #[test]
+    fn non_ascii_values_are_refused_by_the_parsers_as_over_http() {
+        use crate::BaggagePropagator;
+        use opentelemetry::baggage::BaggageExt;
+        let mut md = MetadataMap::new();
+        md.insert("baggage", MetadataValue::try_from("k=\u{e9},ok=1".as_bytes()).unwrap());
+        md.append("baggage", MetadataValue::try_from(&b"x=\xff\xfe"[..]).unwrap());
+        md.append("baggage", "other=2".parse().unwrap());
+        let cx = extract(&BaggagePropagator::new(), &md);
+        assert_eq!(cx.baggage().get("ok").map(|v| v.as_str()), Some("1"));
+        assert_eq!(cx.baggage().get("other").map(|v| v.as_str()), Some("2"));
+        assert_eq!(cx.baggage().get("k"), None);
+        assert_eq!(cx.baggage().get("x"), None);
+        let tp = "00-12345678901234567890123456789012-1234567890123456-01";
+        let mut md = MetadataMap::new();
+        md.insert(
+            "traceparent",
+            MetadataValue::try_from(format!("{tp}\u{e9}").as_bytes()).unwrap(),
+        );
+        assert!(
+            !extract(&TraceContextPropagator::new(), &md)
+                .span()
+                .span_context()
+                .is_valid()
+        );
     }
 }
