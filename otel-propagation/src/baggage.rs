@@ -1,6 +1,6 @@
 //! The W3C Baggage propagator and its codec.
 
-use crate::lex::{comma_from, is_ows, skip_ows, split_around, trim_ows};
+use crate::lex::{comma_from, skip_ows, split_around, trim_ows, trim_ows_bytes};
 use opentelemetry::Context;
 use opentelemetry::baggage::{Baggage, BaggageExt, BaggageMetadata};
 use opentelemetry::propagation::text_map_propagator::FieldIter;
@@ -243,11 +243,8 @@ fn scan_member(header: &str, at: usize) -> (usize, Option<Member>, usize) {
     }
     // A malformed member runs to the next ','; its text is skipped whole.
     let end = comma_from(b, i);
-    let mut trimmed_end = end;
-    while trimmed_end > start && b.get(trimmed_end - 1).is_some_and(|&c| is_ows(c)) {
-        trimmed_end -= 1;
-    }
-    (trimmed_end.saturating_sub(start), parsed, end + 1)
+    let len = b.get(start..end).map_or(0, |member| trim_ows_bytes(member).len());
+    (len, parsed, end + 1)
 }
 
 fn hex_val(b: u8) -> Option<u8> {

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 /// Optional whitespace (RFC 7230 `OWS`): a space or a tab.
 #[inline]
-pub(crate) fn is_ows(b: u8) -> bool {
+fn is_ows(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
