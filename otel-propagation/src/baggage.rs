@@ -1,5 +1,6 @@
 //! The W3C Baggage propagator and its codec.
 
+use crate::hex;
 use crate::lex::{comma_from, skip_ows, split_around, trim_ows, trim_ows_bytes};
 use opentelemetry::Context;
 use opentelemetry::baggage::{Baggage, BaggageExt, BaggageMetadata};
@@ -247,20 +248,11 @@ fn scan_member(header: &str, at: usize) -> (usize, Option<Member>, usize) {
     (len, parsed, end + 1)
 }
 
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// The byte an escape at `bytes[i]` stands for, if one starts there.
 #[inline]
 fn escape_at(bytes: &[u8], i: usize) -> Option<u8> {
     match bytes.get(i..i + 3)? {
-        [b'%', h, l] => Some(hex_val(*h)? << 4 | hex_val(*l)?),
+        [b'%', digits @ ..] => hex::decode2_any(digits),
         _ => None,
     }
 }

@@ -93,9 +93,20 @@ pub(crate) fn decode32_lower(digits: &[u8]) -> Option<u128> {
 /// Decodes exactly 2 lowercase hex digits.
 #[inline]
 pub(crate) fn decode2_lower(digits: &[u8]) -> Option<u8> {
+    decode2_with(digits, &DECODE_LOWER)
+}
+
+/// Decodes exactly 2 hex digits of either case (a percent escape's).
+#[inline]
+pub(crate) fn decode2_any(digits: &[u8]) -> Option<u8> {
+    decode2_with(digits, &DECODE_ANY)
+}
+
+#[inline]
+fn decode2_with(digits: &[u8], table: &[u8; 256]) -> Option<u8> {
     match digits {
         [h, l] => {
-            let (h, l) = (DECODE_LOWER[*h as usize], DECODE_LOWER[*l as usize]);
+            let (h, l) = (table[*h as usize], table[*l as usize]);
             if (h | l) & 0x80 != 0 { None } else { Some(h << 4 | l) }
         }
         _ => None,
@@ -184,6 +195,9 @@ mod tests {
         assert_eq!(decode_u128_any(&[b'f'; 32]), Some(u128::MAX));
         assert_eq!(decode_u128_any(&[b'F'; 17]), Some(u128::MAX >> 60));
         assert_eq!(decode_u128_any(&[b'f'; 33]), None);
+        assert_eq!(decode2_any(b"aF"), Some(0xaf));
+        assert_eq!(decode2_any(b"2g"), None);
+        assert_eq!(decode2_any(b"2"), None);
     }
 
     #[test]
