@@ -7,7 +7,7 @@ use benches::{Pair, print_ratios};
 use criterion::{Criterion, criterion_group};
 use http::HeaderMap;
 use opentelemetry::baggage::BaggageExt;
-use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::{Context, KeyValue};
 use otel_propagation::carrier::http::{HeaderExtractor, HeaderInjector};
@@ -147,6 +147,57 @@ fn floor(c: &mut Criterion) {
     g.finish();
 }
 
+/// What the `Extractor`/`Injector` interface and http's types cost a propagator
+/// going through our carriers, whatever its parser or formatter. Extract must
+/// use `get_all` (two `traceparent` headers are invalid, and repeated
+/// `tracestate`/`baggage` headers are combined), which returns a `Vec`. Inject
+/// hands the `Injector` an owned `String` per header, which becomes a checked
+/// `HeaderValue` inserted into the map.
+fn carrier_floor(c: &mut Criterion) {
+    let mut g = c.benchmark_group("carrier_floor");
+    let tp = headers(&[("traceparent", TRACEPARENT)]);
+    let tp_ts = headers(&[("traceparent", TRACEPARENT), ("tracestate", TRACESTATE)]);
+    let bag = headers(&[("baggage", BAGGAGE)]);
+    for (name, h, keys) in [
+        ("traceparent_get_all", &tp, &["traceparent", "tracestate"][..]),
+        (
+            "traceparent_tracestate_get_all",
+            &tp_ts,
+            &["traceparent", "tracestate"][..],
+        ),
+        ("baggage_get_all", &bag, &["baggage"][..]),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let extractor = HeaderExtractor(black_box(h));
+                for key in keys {
+                    black_box(extractor.get_all(key));
+                }
+            })
+        });
+    }
+    let mut out = HeaderMap::with_capacity(4);
+    for (name, values) in [
+        ("traceparent_set", &[("traceparent", TRACEPARENT)][..]),
+        (
+            "traceparent_tracestate_set",
+            &[("traceparent", TRACEPARENT), ("tracestate", TRACESTATE)][..],
+        ),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                let mut injector = HeaderInjector(&mut out);
+                for (key, value) in values {
+                    injector.set(key, black_box(*value).to_owned());
+                }
+                black_box(&out);
+            })
+        });
+    }
+    g.finish();
+}
+
 /// The `tracestate` parsers alone: ours (strict Level 2 grammar) and
 /// opentelemetry's `TraceState::from_str`, both building the same `TraceState`.
 fn tracestate_parse(c: &mut Criterion) {
@@ -201,7 +252,7 @@ fn baggage(c: &mut Criterion) {
     inject_group(c, "baggage_inject", &cx, &ours, &theirs);
 }
 
-criterion_group!(benches, floor, tracestate_parse, trace_context, baggage);
+criterion_group!(benches, floor, carrier_floor, tracestate_parse, trace_context, baggage);
 
 fn main() {
     benches();
@@ -246,6 +297,7 @@ fn main() {
         ],
     );
     print_above_floor();
+    print_floor_share();
 }
 
 /// Extract ratios with the fixed cost of building the returned `Context`
@@ -290,6 +342,70 @@ fn print_above_floor() {
                 benches::fmt_ns(ours - floor),
                 benches::fmt_ns(theirs - floor),
                 (ours - floor) / (theirs - floor)
+            );
+        }
+    }
+}
+
+/// The fixed costs of each trait path (the `Context`, `SpanContext`,
+/// `TraceState` or `Baggage` it must build, and the carrier work the
+/// `Extractor`/`Injector` interface requires) as a share of the peer's whole
+/// time. Where that share alone is above the target, no parser or formatter
+/// can meet the target on this interface.
+fn print_floor_share() {
+    let Some(dir) = benches::criterion_dir() else {
+        return;
+    };
+    let get = |id: &str| benches::median_ns(&dir, id);
+    println!();
+    println!("== fixed costs of the trait path as a share of the peer's time ==");
+    for (label, parts, theirs, target) in [
+        (
+            "traceparent extract",
+            &["context_floor/remote_span_context", "carrier_floor/traceparent_get_all"][..],
+            "traceparent_extract/sdk",
+            0.2,
+        ),
+        (
+            "traceparent + tracestate extract",
+            &[
+                "context_floor/remote_span_context_with_tracestate",
+                "carrier_floor/traceparent_tracestate_get_all",
+            ][..],
+            "traceparent_tracestate_extract/sdk",
+            0.2,
+        ),
+        (
+            "traceparent inject",
+            &["carrier_floor/traceparent_set"][..],
+            "traceparent_inject/sdk",
+            0.2,
+        ),
+        (
+            "traceparent + tracestate inject",
+            &["carrier_floor/traceparent_tracestate_set"][..],
+            "traceparent_tracestate_inject/sdk",
+            0.2,
+        ),
+        (
+            "baggage (3 entries) extract",
+            &["context_floor/baggage_3_entries", "carrier_floor/baggage_get_all"][..],
+            "baggage_extract/sdk",
+            1.0 / 3.0,
+        ),
+    ] {
+        let floor: Option<f64> = parts.iter().map(|id| get(id)).sum();
+        if let (Some(floor), Some(theirs)) = (floor, get(theirs)) {
+            let share = floor / theirs;
+            let verdict = if share > target {
+                "target below the fixed costs"
+            } else {
+                "room left for the parser"
+            };
+            println!(
+                "{label:<44} fixed {:>10}  peer {:>10}  share {share:.3}  target {target:.2}  {verdict}",
+                benches::fmt_ns(floor),
+                benches::fmt_ns(theirs),
             );
         }
     }
