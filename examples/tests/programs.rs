@@ -5,12 +5,21 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn run(exe: &str, args: &[&str]) -> (String, Output) {
+    run_with_env(exe, args, &[])
+}
+
+fn run_with_env(exe: &str, args: &[&str], env: &[(&str, &str)]) -> (String, Output) {
     let started = Instant::now();
-    let out = Command::new(exe)
-        .args(args)
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .output()
-        .unwrap();
+    let mut command = Command::new(exe);
+    for var in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    ] {
+        command.env_remove(var);
+    }
+    let out = command.args(args).envs(env.iter().copied()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -118,4 +127,93 @@ fn the_amqp_example_runs_against_the_broker() {
         out.contains("publish Producer") && out.contains("process Consumer") && out.contains("settled: Ack"),
         "{out}"
     );
+}
+
+/// The total of the demo's "kept spans    gateway N, auth N, ..." line.
+fn kept_spans(out: &str) -> u64 {
+    let line = out
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("kept spans"))
+        .unwrap_or_else(|| panic!("no kept spans line:\n{out}"));
+    line.split(',')
+        .map(|part| part.split_whitespace().last().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// The endpoint variables reach a real OTLP receiver (our collector, in this
+/// process) by the spec's rules: `OTEL_EXPORTER_OTLP_ENDPOINT` is a base URL
+/// that gets `/v1/traces`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is used as it
+/// is; every kept span arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_exports_kept_spans_to_the_endpoint_the_variables_name() {
+    let config = otel_collector::sidecar::CollectorConfig::parse(
+        r"
+receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: 127.0.0.1:0}
+      http: {endpoint: 127.0.0.1:0}
+exporters:
+  debug: {verbosity: basic}
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [debug]}
+",
+    )
+    .unwrap();
+    let collector = otel_collector::sidecar::Collector::start(config).await.unwrap();
+    let address = |id: &str| {
+        collector
+            .addresses()
+            .iter()
+            .find(|(name, _)| name == id)
+            .map(|(_, addr)| *addr)
+            .unwrap()
+    };
+    let (http, grpc) = (address("otlp/http"), address("otlp/grpc"));
+    let metrics = collector.metrics();
+    let accepted = |transport: &str| {
+        metrics.read(
+            "otelcol_receiver_accepted_spans",
+            &[("receiver", "otlp"), ("transport", transport)],
+        )
+    };
+
+    let base = format!("http://{http}");
+    let (out, _) = tokio::task::spawn_blocking(move || {
+        run_with_env(
+            env!("CARGO_BIN_EXE_demo"),
+            &["--requests", "60"],
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", &base)],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.contains(&format!(
+            "kept spans also go to http://{http} (OTEL_EXPORTER_OTLP_ENDPOINT)"
+        )),
+        "{out}"
+    );
+    let kept = kept_spans(&out);
+    assert!(kept > 0, "{out}");
+    assert_eq!(accepted("http"), kept, "every kept span arrived over HTTP:\n{out}");
+
+    let full = format!("http://{grpc}");
+    let (out, _) = tokio::task::spawn_blocking(move || {
+        run_with_env(
+            env!("CARGO_BIN_EXE_demo"),
+            &["--requests", "60"],
+            &[
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &full),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let kept = kept_spans(&out);
+    assert!(kept > 0, "{out}");
+    assert_eq!(accepted("grpc"), kept, "every kept span arrived over gRPC:\n{out}");
+    collector.shutdown(std::time::Duration::from_secs(5)).await;
 }

@@ -15,9 +15,13 @@
 //! 500 ms, 10% of the rest), and the kept traces are printed as trees, with
 //! the JSON log lines that belong to them.
 //!
-//! `--otlp-endpoint URL` (or `OTEL_EXPORTER_OTLP_ENDPOINT`) also sends the
-//! kept spans to a collector (our `otel-collector`, Jaeger, Tempo); the
-//! other `OTEL_*` variables are honoured.
+//! `--otlp-endpoint URL` (or `OTEL_EXPORTER_OTLP_ENDPOINT`, or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) also sends the kept spans to a
+//! collector (our `otel-collector`, Jaeger, Tempo); the other `OTEL_*`
+//! variables are honoured. The flag is a full URL, like the `TRACES`
+//! variable; the variables keep their own rules (`/v1/traces` is appended to
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` for HTTP). Without a protocol variable, an
+//! endpoint on port 4317 is spoken to over gRPC and any other over HTTP.
 
 use bytes::Bytes;
 use examples::shop;
@@ -60,15 +64,47 @@ const USAGE: &str = "usage: demo [--requests N] [--otlp-endpoint URL]";
 
 struct Args {
     requests: usize,
-    otlp: Option<String>,
+    otlp: Option<Otlp>,
+}
+
+/// Where kept spans also go over OTLP.
+enum Otlp {
+    /// `--otlp-endpoint`: a full URL, used as it is.
+    Flag(String),
+    /// An endpoint variable (name, value), which the exporter reads by its own rules.
+    Env(&'static str, String),
+}
+
+impl Otlp {
+    fn from_env() -> Option<Self> {
+        ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
+            .into_iter()
+            .find_map(|var| {
+                let value = std::env::var(var).ok()?;
+                (!value.trim().is_empty()).then_some(Otlp::Env(var, value))
+            })
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Otlp::Flag(url) | Otlp::Env(_, url) => url,
+        }
+    }
+}
+
+impl std::fmt::Display for Otlp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Otlp::Flag(url) => f.write_str(url),
+            Otlp::Env(var, url) => write!(f, "{url} ({var})"),
+        }
+    }
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         requests: 300,
-        otlp: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .ok()
-            .filter(|v| !v.is_empty()),
+        otlp: Otlp::from_env(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -84,7 +120,7 @@ fn parse_args() -> Result<Args, String> {
         };
         match flag.as_str() {
             "--requests" => args.requests = value()?.parse().map_err(|_| "--requests needs a number".to_owned())?,
-            "--otlp-endpoint" => args.otlp = Some(value()?),
+            "--otlp-endpoint" => args.otlp = Some(Otlp::Flag(value()?)),
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -131,21 +167,22 @@ struct Service {
     kept: InMemoryExporter,
 }
 
-fn otlp_processor(endpoint: &str) -> Result<BatchSpanProcessor, String> {
-    let mut builder = OtlpExporterBuilder::from_env()
-        .map_err(|e| e.to_string())?
-        .with_endpoint(endpoint.to_owned());
+fn otlp_processor(otlp: &Otlp) -> Result<BatchSpanProcessor, String> {
+    let mut builder = OtlpExporterBuilder::from_env().map_err(|e| e.to_string())?;
+    if let Otlp::Flag(url) = otlp {
+        builder = builder.with_endpoint(url.clone());
+    }
     if std::env::var_os("OTEL_EXPORTER_OTLP_PROTOCOL").is_none()
         && std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").is_none()
     {
-        let grpc = endpoint.trim_end_matches('/').ends_with(":4317");
+        let grpc = otlp.url().trim().trim_end_matches('/').ends_with(":4317");
         builder = builder.with_protocol(if grpc { Protocol::Grpc } else { Protocol::HttpProtobuf });
     }
     let exporter = builder.build().map_err(|e| e.to_string())?;
     Ok(BatchSpanProcessor::builder(exporter).build())
 }
 
-fn service(name: &'static str, group: &TailSamplingGroup, otlp: Option<&str>) -> Result<Service, String> {
+fn service(name: &'static str, group: &TailSamplingGroup, otlp: Option<&Otlp>) -> Result<Service, String> {
     let kept = InMemoryExporter::default();
     let tee = Tee {
         print: SimpleSpanProcessor::new(kept.clone()),
@@ -299,7 +336,7 @@ async fn run(args: Args) -> Result<(), String> {
 
     // One tail sampler for the whole scenario, as a sidecar would be.
     let group = TailSamplingGroup::from_config_yaml(POLICIES).map_err(|e| e.to_string())?;
-    let otlp = args.otlp.as_deref();
+    let otlp = args.otlp.as_ref();
     let gateway = service("gateway", &group, otlp)?;
     let auth = service("auth", &group, otlp)?;
     let product = service("product", &group, otlp)?;
