@@ -217,3 +217,21 @@ service:
     assert_eq!(accepted("grpc"), kept, "every kept span arrived over gRPC:\n{out}");
     collector.shutdown(std::time::Duration::from_secs(5)).await;
 }
+
+/// A bad variable does not stop the demo, and the user is told which one was
+/// replaced by its default (the demo's log goes to its captured buffer).
+#[test]
+fn the_demo_names_bad_variables_on_stderr() {
+    let (_, out) = run_with_env(
+        env!("CARGO_BIN_EXE_demo"),
+        &["--requests", "20"],
+        &[("OTEL_TRACES_SAMPLER", "sometimes"), ("OTEL_BSP_MAX_QUEUE_SIZE", "-1")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "OTEL_TRACES_SAMPLER=\"sometimes\" is not valid",
+        "OTEL_BSP_MAX_QUEUE_SIZE=\"-1\" is not valid",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} missing from stderr:\n{stderr}");
+    }
+}

@@ -341,6 +341,11 @@ async fn run(args: Args) -> Result<(), String> {
     let auth = service("auth", &group, otlp)?;
     let product = service("product", &group, otlp)?;
     let worker = service("order-worker", &group, otlp)?;
+    // Every service read the same variables; the log goes to the captured
+    // buffer, so say here which ones were replaced by defaults.
+    for warning in gateway.handle.warnings() {
+        eprintln!("demo: {warning}; using the default");
+    }
     let provider = |s: &Service| {
         s.handle
             .provider()
