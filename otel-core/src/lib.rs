@@ -37,7 +37,9 @@
 //! `OTEL_*_VALUE_LENGTH_LIMIT`), and the global propagator (`OTEL_PROPAGATORS`,
 //! default W3C Trace Context + Baggage). `OTEL_SDK_DISABLED=true` installs
 //! nothing. Bad values warn and fall back to the specification's defaults, or
-//! fail with [`TelemetryBuilder::strict`].
+//! fail with [`TelemetryBuilder::strict`]. The warnings are `tracing` events,
+//! so they show only when a subscriber is installed before `install`; they
+//! are also kept in [`TelemetryHandle::warnings`] for a program to print.
 //!
 //! # Features
 //!

@@ -129,8 +129,10 @@ impl Telemetry {
     }
 
     /// A builder pre-filled from the `OTEL_*` variables (read at
-    /// [`install`](TelemetryBuilder::install)). Bad values log a warning and
-    /// the specification's default is used; see [`TelemetryBuilder::strict`].
+    /// [`install`](TelemetryBuilder::install)). Bad values log a warning (a
+    /// `tracing` event, seen only when a subscriber is already installed; also
+    /// kept in [`TelemetryHandle::warnings`]) and the specification's default
+    /// is used; see [`TelemetryBuilder::strict`].
     pub fn from_env() -> TelemetryBuilder {
         let mut b = Self::builder();
         b.env = Some(EnvMode::Lenient);
