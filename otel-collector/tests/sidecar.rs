@@ -80,6 +80,18 @@ fn bad_configurations_fail_validation_with_the_place_and_the_reason() {
             "this collector handles traces",
         ),
         ("receivers: [".to_owned(), "(yaml)"),
+        (
+            SEED_K3S.replace("endpoint: 0.0.0.0:4317", "endpoint: 0.0.0.0:99999"),
+            "receivers.otlp.protocols.grpc.endpoint: \"0.0.0.0:99999\" has port \"99999\"",
+        ),
+        (
+            SEED_K3S.replace("endpoint: 0.0.0.0:4318", "endpoint: 0.0.0.0"),
+            "receivers.otlp.protocols.http.endpoint: \"0.0.0.0\" has no port",
+        ),
+        (
+            SEED_K3S.replace("endpoint: 0.0.0.0:4318", "endpoint: http://0.0.0.0:4318"),
+            "is a URL",
+        ),
     ];
     for (yaml, expected) in cases {
         let (ok, out) = validate(&dir, &yaml);

@@ -565,7 +565,7 @@ impl CollectorConfig {
                     at.map()?;
                     at.only_keys(&["endpoint", "path", "check_collector_pipeline"])?;
                     ExtensionConfig::HealthCheck {
-                        endpoint: get_str(at, "endpoint")?.unwrap_or("localhost:13133").to_owned(),
+                        endpoint: listen_endpoint(at, "endpoint", "localhost:13133")?,
                         path: get_str(at, "path")?.unwrap_or("/").to_owned(),
                     }
                 }
@@ -742,7 +742,7 @@ fn parse_otlp_receiver(at: At<'_>) -> Result<OtlpReceiverConfig, ConfigError> {
                 format!("only tcp is supported, got {t:?}"),
             ));
         }
-        cfg.grpc = Some(get_str(g, "endpoint")?.unwrap_or("localhost:4317").to_owned());
+        cfg.grpc = Some(listen_endpoint(g, "endpoint", "localhost:4317")?);
         if let Some(mib) = get_f64(g, "max_recv_msg_size_mib")? {
             if !(mib > 0.0 && mib <= 1024.0) {
                 return Err(ConfigError::new(
@@ -777,7 +777,7 @@ fn parse_otlp_receiver(at: At<'_>) -> Result<OtlpReceiverConfig, ConfigError> {
             "TLS on receivers is not supported; terminate TLS in front of the collector",
         )?;
         reject(h, "auth", "receiver authentication is not supported")?;
-        cfg.http = Some(get_str(h, "endpoint")?.unwrap_or("localhost:4318").to_owned());
+        cfg.http = Some(listen_endpoint(h, "endpoint", "localhost:4318")?);
         if let Some(n) = get_u64(h, "max_request_body_size")? {
             cfg.http_max_body_bytes = n as usize;
         }
@@ -789,6 +789,53 @@ fn parse_otlp_receiver(at: At<'_>) -> Result<OtlpReceiverConfig, ConfigError> {
         }
     }
     Ok(cfg)
+}
+
+/// A listening address from `key` (or `default`), checked by [`check_listen_address`].
+fn listen_endpoint(at: At<'_>, key: &str, default: &str) -> Result<String, ConfigError> {
+    let endpoint = get_str(at, key)?.unwrap_or(default).trim();
+    check_listen_address(endpoint).map_err(|why| ConfigError::new(child(at.path, key), why))?;
+    Ok(endpoint.to_owned())
+}
+
+/// Checks a listening address as the Collector writes it, `host:port`: the
+/// host is empty (every interface, as in `:4317`), a name, an IPv4 address
+/// or a bracketed IPv6 address; the port is a number (0 picks a free one).
+/// Names are resolved only when the collector starts.
+///
+/// # Errors
+///
+/// What is wrong with `endpoint`, with an example of the form.
+pub(crate) fn check_listen_address(endpoint: &str) -> Result<(), String> {
+    const FORM: &str = "host:port, e.g. 0.0.0.0:4317, or :4317 for every interface";
+    if endpoint.contains("://") {
+        return Err(format!("{endpoint:?} is a URL; a listening address is {FORM}"));
+    }
+    let Some((host, port)) = endpoint.rsplit_once(':') else {
+        return Err(format!("{endpoint:?} has no port; a listening address is {FORM}"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "{endpoint:?} has port {port:?}; a port is a number from 0 to 65535"
+        ));
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        let valid = inner
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        if !valid {
+            return Err(format!(
+                "{endpoint:?} has host {host:?}, which is not a bracketed IPv6 address"
+            ));
+        }
+    } else if host.contains(':') {
+        return Err(format!("{endpoint:?}: an IPv6 host goes in brackets, e.g. [::1]:4317"));
+    } else if host.contains(|c: char| c.is_whitespace() || c == '/' || c == '[' || c == ']') {
+        return Err(format!(
+            "{endpoint:?} has host {host:?}, which is not a host name or address"
+        ));
+    }
+    Ok(())
 }
 
 fn reject(at: At<'_>, key: &str, why: &str) -> Result<(), ConfigError> {
@@ -1349,14 +1396,25 @@ fn parse_telemetry(service: At<'_>) -> Result<TelemetryConfig, ConfigError> {
         if get_str(metrics, "level")? == Some("none") {
             return Ok(t);
         }
-        t.metrics_address = get_str(metrics, "address")?.map(str::to_owned);
+        if get(metrics, "address").is_some() {
+            t.metrics_address = Some(listen_endpoint(metrics, "address", "")?);
+        }
         if let Some(Value::Array(readers)) = get(metrics, "readers") {
             for r in readers {
                 let prom = r.pointer("/pull/exporter/prometheus");
                 if let Some(p) = prom {
                     let host = p.get("host").and_then(Value::as_str).unwrap_or("localhost");
                     let port = p.get("port").and_then(Value::as_u64).unwrap_or(8888);
-                    t.metrics_address = Some(format!("{host}:{port}"));
+                    // An IPv6 host comes without brackets here.
+                    let address = if host.contains(':') {
+                        format!("[{host}]:{port}")
+                    } else {
+                        format!("{host}:{port}")
+                    };
+                    check_listen_address(&address).map_err(|why| {
+                        ConfigError::new("service.telemetry.metrics.readers.pull.exporter.prometheus", why)
+                    })?;
+                    t.metrics_address = Some(address);
                 }
             }
         }
@@ -1366,3 +1424,65 @@ fn parse_telemetry(service: At<'_>) -> Result<TelemetryConfig, ConfigError> {
 
 /// How long to wait for draining on shutdown when nothing else is configured.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_take_the_collector_forms() {
+        for ok in [
+            "0.0.0.0:4317",
+            ":4317",
+            "localhost:4318",
+            "otel-agent.observability.svc:4317",
+            "[::]:4317",
+            "[::1]:0",
+            "127.0.0.1:65535",
+        ] {
+            assert_eq!(check_listen_address(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("0.0.0.0", "has no port"),
+            ("", "has no port"),
+            ("0.0.0.0:", "has port \"\""),
+            ("0.0.0.0:65536", "has port \"65536\""),
+            ("0.0.0.0:otlp", "has port \"otlp\""),
+            ("0.0.0.0:-1", "has port \"-1\""),
+            ("http://0.0.0.0:4317", "is a URL"),
+            ("::1:4317", "goes in brackets"),
+            ("[::1:4317", "not a bracketed IPv6 address"),
+            ("[nope]:4317", "not a bracketed IPv6 address"),
+            ("my host:4317", "not a host name or address"),
+        ] {
+            let e = check_listen_address(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses_are_checked_where_they_are_configured() {
+        let config = |receiver: &str, health: &str, metrics: &str| {
+            format!(
+                "receivers:\n  otlp:\n    protocols:\n      grpc: {{endpoint: \"{receiver}\"}}\n\
+                 exporters:\n  debug: {{}}\n\
+                 extensions:\n  health_check: {{endpoint: \"{health}\"}}\n\
+                 service:\n  extensions: [health_check]\n  telemetry: {{metrics: {{address: \"{metrics}\"}}}}\n\
+                 \x20 pipelines:\n    traces: {{receivers: [otlp], exporters: [debug]}}\n"
+            )
+        };
+        let good = CollectorConfig::parse(&config(":4317", ":13133", ":8888")).unwrap();
+        assert_eq!(good.telemetry.metrics_address.as_deref(), Some(":8888"));
+        for (yaml, place) in [
+            (
+                config("0.0.0.0:4317x", ":13133", ":8888"),
+                "receivers.otlp.protocols.grpc.endpoint",
+            ),
+            (config(":4317", "13133", ":8888"), "extensions.health_check.endpoint"),
+            (config(":4317", ":13133", "8888"), "service.telemetry.metrics.address"),
+        ] {
+            let e = CollectorConfig::parse(&yaml).unwrap_err().to_string();
+            assert!(e.contains(place), "{place} not in {e}");
+        }
+    }
+}

@@ -414,12 +414,20 @@ where
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
 }
 
-/// Binds `endpoint` (`host:port`), with a message that names the setting on failure.
+/// Binds `endpoint` (`host:port`), with a message that names the setting on
+/// failure. An empty host (`:4317`) means every interface, as in the Go
+/// Collector: IPv6 and IPv4 where the host has IPv6, else IPv4.
 pub(crate) async fn bind(endpoint: &str, what: &str) -> Result<tokio::net::TcpListener, String> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(endpoint)
-        .await
-        .map_err(|e| format!("{what}: cannot resolve {endpoint:?}: {e}"))?
-        .collect();
+    let addrs: Vec<SocketAddr> = match endpoint.strip_prefix(':').map(str::parse::<u16>) {
+        Some(Ok(port)) => vec![
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)),
+        ],
+        _ => tokio::net::lookup_host(endpoint)
+            .await
+            .map_err(|e| format!("{what}: cannot resolve {endpoint:?}: {e}"))?
+            .collect(),
+    };
     let mut last = String::from("no address");
     for a in addrs {
         match tokio::net::TcpListener::bind(a).await {
@@ -428,4 +436,27 @@ pub(crate) async fn bind(endpoint: &str, what: &str) -> Result<tokio::net::TcpLi
         }
     }
     Err(format!("{what}: cannot listen on {endpoint}: {last}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_empty_host_listens_on_every_interface() {
+        let listener = bind(":0", "test").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(listener.local_addr().unwrap().ip().is_unspecified());
+        let accept = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        accept.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_bad_address_names_the_setting() {
+        let e = bind("127.0.0.1:99999", "receivers.otlp.protocols.grpc.endpoint")
+            .await
+            .unwrap_err();
+        assert!(e.starts_with("receivers.otlp.protocols.grpc.endpoint: "), "{e}");
+    }
 }
