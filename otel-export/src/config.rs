@@ -32,6 +32,11 @@ impl ConfigError {
     pub fn value(&self) -> &str {
         &self.value
     }
+
+    /// What would have been accepted.
+    pub fn accepted(&self) -> &str {
+        &self.accepted
+    }
 }
 
 impl fmt::Display for ConfigError {

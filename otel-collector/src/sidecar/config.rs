@@ -838,6 +838,75 @@ pub(crate) fn check_listen_address(endpoint: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks where an exporter sends: `http://` or `https://` and an authority
+/// (`host[:port]`, IPv6 in brackets), then any path. Without a scheme (gRPC
+/// and load-balancing backends only) it is `host[:port]` alone. Names are
+/// resolved only when spans are sent.
+pub(crate) fn check_send_address(endpoint: &str, needs_scheme: bool) -> Result<(), String> {
+    let endpoint = endpoint.trim();
+    let authority = match endpoint.split_once("://") {
+        Some((scheme, rest)) => {
+            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+                return Err(format!("{endpoint:?} has scheme {scheme:?}; use http:// or https://"));
+            }
+            rest.split(['/', '?']).next().unwrap_or("")
+        }
+        None if needs_scheme => {
+            return Err(format!(
+                "{endpoint:?} is not a URL; write http:// or https:// and the host, e.g. http://{endpoint}"
+            ));
+        }
+        None if endpoint.contains('/') => {
+            return Err(format!(
+                "{endpoint:?} is not host:port (a path needs http:// or https://)"
+            ));
+        }
+        None => endpoint,
+    };
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(inner) => {
+            let Some((ip, after)) = inner.split_once(']') else {
+                return Err(format!(
+                    "{endpoint:?} opens an IPv6 address with [ and does not close it"
+                ));
+            };
+            if ip.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("{endpoint:?} has [{ip}], which is not an IPv6 address"));
+            }
+            match after {
+                "" => ("ipv6", None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => ("ipv6", Some(port)),
+                    None => return Err(format!("{endpoint:?} has {after:?} after the IPv6 address")),
+                },
+            }
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, _)) if host.contains(':') => {
+                return Err(format!("{endpoint:?}: an IPv6 host goes in brackets, e.g. [::1]:4317"));
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Err(format!("{endpoint:?} has no host"));
+    }
+    if host.contains(|c: char| c.is_whitespace() || c == '@') {
+        return Err(format!(
+            "{endpoint:?} has host {host:?}, which is not a host name or address"
+        ));
+    }
+    if let Some(port) = port
+        && !port.parse::<u16>().is_ok_and(|p| p > 0)
+    {
+        return Err(format!(
+            "{endpoint:?} has port {port:?}; a port is a number from 1 to 65535"
+        ));
+    }
+    Ok(())
+}
+
 fn reject(at: At<'_>, key: &str, why: &str) -> Result<(), ConfigError> {
     if get(at, key).is_some() {
         return Err(ConfigError::new(child(at.path, key), why));
@@ -1084,6 +1153,14 @@ fn parse_otlp_exporter(at: At<'_>, http: bool, needs_endpoint: bool) -> Result<O
             "an OTLP exporter needs an endpoint",
         ));
     }
+    for (key, value) in [
+        ("endpoint", Some(&endpoint)),
+        ("traces_endpoint", traces_endpoint.as_ref()),
+    ] {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            check_send_address(v, http).map_err(|why| ConfigError::new(child(at.path, key), why))?;
+        }
+    }
     let json = match get_str(at, "encoding")? {
         None | Some("proto") => false,
         Some("json") if http => true,
@@ -1298,6 +1375,10 @@ fn parse_loadbalancing(at: At<'_>) -> Result<ExporterConfig, ConfigError> {
                     "at least one backend is required",
                 ));
             }
+            for (i, host) in hosts.iter().enumerate() {
+                check_send_address(host, false)
+                    .map_err(|why| ConfigError::new(format!("{path}.hostnames[{i}]"), why))?;
+            }
             ResolverConfig::Static(hosts)
         }
         (None, Some(d)) => {
@@ -1457,6 +1538,73 @@ mod tests {
         ] {
             let e = check_listen_address(bad).unwrap_err();
             assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn send_addresses_take_urls_and_grpc_targets() {
+        for (ok, needs_scheme) in [
+            ("http://tempo:4318", true),
+            ("https://tempo.example.com", true),
+            ("HTTP://tempo:4318/otlp/", true),
+            ("http://[::1]:4318/v1/traces", true),
+            ("tempo:4317", false),
+            ("tempo", false),
+            ("10.0.0.7:4317", false),
+            ("[fd00::7]:4317", false),
+            ("https://tempo:443", false),
+        ] {
+            assert_eq!(check_send_address(ok, needs_scheme), Ok(()), "{ok}");
+        }
+        for (bad, needs_scheme, why) in [
+            ("tempo:4318", true, "is not a URL"),
+            ("ftp://tempo:4317", false, "has scheme \"ftp\""),
+            ("tempo:99999", false, "has port \"99999\""),
+            ("tempo:0", false, "has port \"0\""),
+            ("http://tempo:abc/", true, "has port \"abc\""),
+            ("http://:4318", true, "has no host"),
+            ("tempo:4317/x", false, "a path needs http://"),
+            ("fd00::7:4317", false, "goes in brackets"),
+            ("[fd00::7:4317", false, "does not close it"),
+            ("[tempo]:4317", false, "not an IPv6 address"),
+            ("[::1]4317", false, "after the IPv6 address"),
+            ("my tempo:4317", false, "not a host name"),
+        ] {
+            let e = check_send_address(bad, needs_scheme).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn send_addresses_are_checked_where_they_are_configured() {
+        let config = |exporter: &str| {
+            format!(
+                "receivers:\n  otlp:\n    protocols:\n      grpc: {{endpoint: 127.0.0.1:0}}\n\
+                 exporters:\n{exporter}\n\
+                 service:\n  pipelines:\n    traces: {{receivers: [otlp], exporters: [x]}}\n"
+            )
+        };
+        for (exporter, place) in [
+            ("  otlp/x: {endpoint: \"tempo:70000\"}", "exporters.otlp/x.endpoint"),
+            (
+                "  otlphttp/x: {endpoint: \"tempo:4318\"}",
+                "exporters.otlphttp/x.endpoint",
+            ),
+            (
+                "  otlphttp/x: {traces_endpoint: \"ftp://tempo/v1/traces\"}",
+                "exporters.otlphttp/x.traces_endpoint",
+            ),
+            (
+                "  loadbalancing/x:\n    protocol: {otlp: {}}\n    resolver: {static: {hostnames: [a:4317, \"b:x\"]}}",
+                "hostnames[1]",
+            ),
+        ] {
+            let yaml = config(exporter).replace(
+                "exporters: [x]",
+                &format!("exporters: [{}]", exporter.trim().split(':').next().unwrap()),
+            );
+            let e = CollectorConfig::parse(&yaml).unwrap_err().to_string();
+            assert!(e.contains(place), "{place} not in {e}");
         }
     }
 

@@ -112,7 +112,10 @@ fn otlp_exporter(cfg: &OtlpExporterConfig, endpoint: &str) -> Result<OtlpExporte
         let k = std::fs::read(key).map_err(|e| format!("cannot read tls.key_file {key:?}: {e}"))?;
         b = b.with_client_identity_pem(c, k);
     }
-    b.build().map_err(|e| e.to_string())
+    // The builder names the environment variable an endpoint would come
+    // from; here it came from the configuration.
+    b.build()
+        .map_err(|e| format!("endpoint {:?} is not valid; accepted: {}", e.value(), e.accepted()))
 }
 
 /// An OTLP exporter behind a bounded queue with `num_consumers` requests in flight.
