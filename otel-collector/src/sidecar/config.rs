@@ -1509,6 +1509,29 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn address_checks_never_panic(text in "\\PC{0,40}", needs_scheme in any::<bool>()) {
+            let _ = check_listen_address(&text);
+            let _ = check_send_address(&text, needs_scheme);
+        }
+
+        #[test]
+        fn host_and_port_are_accepted_in_every_form(
+            host in "[a-z0-9]([a-z0-9.-]{0,20}[a-z0-9])?",
+            port in 1u16..,
+            ip in any::<std::net::Ipv6Addr>(),
+        ) {
+            prop_assert_eq!(check_listen_address(&format!("{host}:{port}")), Ok(()));
+            prop_assert_eq!(check_listen_address(&format!(":{port}")), Ok(()));
+            prop_assert_eq!(check_listen_address(&format!("[{ip}]:{port}")), Ok(()));
+            prop_assert_eq!(check_send_address(&format!("{host}:{port}"), false), Ok(()));
+            prop_assert_eq!(check_send_address(&format!("https://{host}:{port}/v1/traces"), true), Ok(()));
+            prop_assert_eq!(check_send_address(&format!("http://[{ip}]:{port}"), true), Ok(()));
+        }
+    }
 
     #[test]
     fn listen_addresses_take_the_collector_forms() {
