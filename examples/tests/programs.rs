@@ -235,3 +235,19 @@ fn the_demo_names_bad_variables_on_stderr() {
         assert!(stderr.contains(expected), "{expected:?} missing from stderr:\n{stderr}");
     }
 }
+
+/// A service with no tracing subscriber of its own still hears about a bad
+/// variable: otel-core writes the warning to stderr.
+#[test]
+fn a_bad_variable_is_reported_without_a_subscriber() {
+    let (_, out) = run_with_env(
+        env!("CARGO_BIN_EXE_axum-server"),
+        &[],
+        &[("OTEL_TRACES_SAMPLER", "sometimes")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("otel-core: OTEL_TRACES_SAMPLER=\"sometimes\" is not valid"),
+        "{stderr}"
+    );
+}

@@ -37,9 +37,9 @@
 //! `OTEL_*_VALUE_LENGTH_LIMIT`), and the global propagator (`OTEL_PROPAGATORS`,
 //! default W3C Trace Context + Baggage). `OTEL_SDK_DISABLED=true` installs
 //! nothing. Bad values warn and fall back to the specification's defaults, or
-//! fail with [`TelemetryBuilder::strict`]. The warnings are `tracing` events,
-//! so they show only when a subscriber is installed before `install`; they
-//! are also kept in [`TelemetryHandle::warnings`] for a program to print.
+//! fail with [`TelemetryBuilder::strict`]. The warnings are `tracing` events
+//! (lines on stderr when no global subscriber is installed before `install`),
+//! also kept in [`TelemetryHandle::warnings`].
 //!
 //! # Features
 //!

@@ -130,9 +130,9 @@ impl Telemetry {
 
     /// A builder pre-filled from the `OTEL_*` variables (read at
     /// [`install`](TelemetryBuilder::install)). Bad values log a warning (a
-    /// `tracing` event, seen only when a subscriber is already installed; also
-    /// kept in [`TelemetryHandle::warnings`]) and the specification's default
-    /// is used; see [`TelemetryBuilder::strict`].
+    /// `tracing` event, or a line on stderr when no global subscriber is
+    /// installed yet; also kept in [`TelemetryHandle::warnings`]) and the
+    /// specification's default is used; see [`TelemetryBuilder::strict`].
     pub fn from_env() -> TelemetryBuilder {
         let mut b = Self::builder();
         b.env = Some(EnvMode::Lenient);
@@ -375,6 +375,12 @@ impl TelemetryBuilder {
             global::set_text_map_propagator(PropagatorHandle(propagator));
         }
         let warnings = env.take_warnings();
+        if !tracing::dispatcher::has_been_set() {
+            // The warnings went to `tracing` with no subscriber to show them.
+            for w in &warnings {
+                eprintln!("otel-core: {w}; using the default");
+            }
+        }
         Ok(TelemetryHandle {
             provider: Some(provider),
             resource,
