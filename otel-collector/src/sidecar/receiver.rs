@@ -18,7 +18,7 @@ use std::io::Read as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use tokio::sync::watch;
 
@@ -64,13 +64,14 @@ impl Intake {
             ),
             malformed: metrics.counter(
                 "otelcol_receiver_malformed_requests",
-                "Requests that were not valid OTLP.",
+                "Trace requests refused unread: not valid OTLP, an unsupported content type or encoding, or over the size limit.",
                 &l,
             ),
         })
     }
 
-    /// Counts a request refused before it could be read (bad compression, bad JSON).
+    /// Counts a request refused before its spans could be read (bad compression,
+    /// bad JSON, an unsupported content type or encoding, an oversized body).
     pub(crate) fn note_malformed(&self) {
         add(&self.malformed, 1);
     }
@@ -144,13 +145,15 @@ impl tonic::server::NamedService for TraceGrpc {
     const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
 }
 
-struct Export(Arc<Intake>);
+/// The Export handler, with a flag that says whether tonic got as far as calling it.
+struct Export(Arc<Intake>, Arc<AtomicBool>);
 
 impl tonic::server::UnaryService<Bytes> for Export {
     type Response = Bytes;
     type Future = std::future::Ready<Result<tonic::Response<Bytes>, tonic::Status>>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        self.1.store(true, Ordering::Relaxed);
         // A buffer of exactly the request: the spans keep it alive while
         // they are buffered, so it must not share tonic's larger read buffer.
         let body = Bytes::copy_from_slice(request.get_ref());
@@ -196,7 +199,18 @@ impl tower_service::Service<Request<tonic::body::Body>> for TraceGrpc {
                 .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
                 .accept_compressed(tonic::codec::CompressionEncoding::Zstd)
                 .max_decoding_message_size(max);
-            Ok(grpc.unary(Export(intake), req).await)
+            let reached = Arc::new(AtomicBool::new(false));
+            let response = grpc.unary(Export(intake.clone(), reached.clone()), req).await;
+            // tonic refused the message before the handler saw it (too large,
+            // unknown or broken compression): count it like the HTTP refusals.
+            let refused = response
+                .headers()
+                .get("grpc-status")
+                .is_some_and(|status| status.as_bytes() != b"0");
+            if refused && !reached.load(Ordering::Relaxed) {
+                intake.note_malformed();
+            }
+            Ok(response)
         })
     }
 }
@@ -282,6 +296,7 @@ impl TraceHttp {
             "application/x-protobuf" | "application/protobuf" => false,
             "application/json" => true,
             other => {
+                self.intake.note_malformed();
                 return respond(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "text/plain",
@@ -299,6 +314,7 @@ impl TraceHttp {
         let raw = match Limited::new(req.into_body(), self.max_body).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => {
+                self.intake.note_malformed();
                 let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
                 return if too_large {
                     http_error(
@@ -332,6 +348,7 @@ impl TraceHttp {
                 }
             },
             other => {
+                self.intake.note_malformed();
                 return http_error(
                     StatusCode::BAD_REQUEST,
                     json,
