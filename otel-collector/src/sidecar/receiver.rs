@@ -286,94 +286,13 @@ impl TraceHttp {
                 .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
             return r;
         }
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-            .unwrap_or_default();
-        let json = match content_type.as_str() {
-            "application/x-protobuf" | "application/protobuf" => false,
-            "application/json" => true,
-            other => {
+        let (proto, json) = match self.read_request(req).await {
+            Ok(read) => read,
+            Err(refusal) => {
+                // Every trace request refused before its spans could be read.
                 self.intake.note_malformed();
-                return respond(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "text/plain",
-                    format!("unsupported content type {other:?}; use application/x-protobuf or application/json\n")
-                        .into_bytes(),
-                );
+                return refusal;
             }
-        };
-        let encoding = req
-            .headers()
-            .get(header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().to_ascii_lowercase())
-            .unwrap_or_default();
-        let raw = match Limited::new(req.into_body(), self.max_body).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                self.intake.note_malformed();
-                let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
-                return if too_large {
-                    http_error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        json,
-                        8,
-                        &format!("the body is larger than {} bytes", self.max_body),
-                    )
-                } else {
-                    http_error(StatusCode::BAD_REQUEST, json, 3, &format!("cannot read the body: {e}"))
-                };
-            }
-        };
-        let body: Vec<u8> = match encoding.as_str() {
-            "" | "identity" => raw.to_vec(),
-            "gzip" | "x-gzip" => match bounded_read(flate2::read::GzDecoder::new(&raw[..]), self.max_body) {
-                Ok(b) => b,
-                Err(e) => {
-                    self.intake.note_malformed();
-                    return http_error(StatusCode::BAD_REQUEST, json, 3, &e);
-                }
-            },
-            "zstd" => match zstd::stream::read::Decoder::new(&raw[..])
-                .map_err(|e| e.to_string())
-                .and_then(|d| bounded_read(d, self.max_body))
-            {
-                Ok(b) => b,
-                Err(e) => {
-                    self.intake.note_malformed();
-                    return http_error(StatusCode::BAD_REQUEST, json, 3, &e);
-                }
-            },
-            other => {
-                self.intake.note_malformed();
-                return http_error(
-                    StatusCode::BAD_REQUEST,
-                    json,
-                    3,
-                    &format!("unsupported Content-Encoding {other:?}; use gzip or zstd"),
-                );
-            }
-        };
-        let proto = if json {
-            match serde_json::from_slice::<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>(
-                &body,
-            ) {
-                Ok(r) => Bytes::from(r.encode_to_vec()),
-                Err(e) => {
-                    self.intake.note_malformed();
-                    return http_error(
-                        StatusCode::BAD_REQUEST,
-                        json,
-                        3,
-                        &format!("not an OTLP JSON trace request: {e}"),
-                    );
-                }
-            }
-        } else {
-            Bytes::from(body)
         };
         match self.intake.accept(&proto) {
             Ok(_) => {
@@ -396,6 +315,78 @@ impl TraceHttp {
                 r
             }
         }
+    }
+
+    /// The body of a trace request as protobuf `ExportTraceServiceRequest`
+    /// bytes, and whether it came as JSON; or the answer to a request whose
+    /// spans cannot be read (content type, encoding, size, JSON).
+    async fn read_request(&self, req: Request<hyper::body::Incoming>) -> Result<(Bytes, bool), Response<Full<Bytes>>> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let json = match content_type.as_str() {
+            "application/x-protobuf" | "application/protobuf" => false,
+            "application/json" => true,
+            other => {
+                return Err(respond(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "text/plain",
+                    format!("unsupported content type {other:?}; use application/x-protobuf or application/json\n")
+                        .into_bytes(),
+                ));
+            }
+        };
+        let encoding = req
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let raw = match Limited::new(req.into_body(), self.max_body).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+                return Err(if too_large {
+                    http_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        json,
+                        8,
+                        &format!("the body is larger than {} bytes", self.max_body),
+                    )
+                } else {
+                    http_error(StatusCode::BAD_REQUEST, json, 3, &format!("cannot read the body: {e}"))
+                });
+            }
+        };
+        let body = match encoding.as_str() {
+            "" | "identity" => Ok(raw.to_vec()),
+            "gzip" | "x-gzip" => bounded_read(flate2::read::GzDecoder::new(&raw[..]), self.max_body),
+            "zstd" => zstd::stream::read::Decoder::new(&raw[..])
+                .map_err(|e| e.to_string())
+                .and_then(|d| bounded_read(d, self.max_body)),
+            other => Err(format!("unsupported Content-Encoding {other:?}; use gzip or zstd")),
+        }
+        .map_err(|e| http_error(StatusCode::BAD_REQUEST, json, 3, &e))?;
+        let proto = if json {
+            let request = serde_json::from_slice::<
+                opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+            >(&body)
+            .map_err(|e| {
+                http_error(
+                    StatusCode::BAD_REQUEST,
+                    json,
+                    3,
+                    &format!("not an OTLP JSON trace request: {e}"),
+                )
+            })?;
+            Bytes::from(request.encode_to_vec())
+        } else {
+            Bytes::from(body)
+        };
+        Ok((proto, json))
     }
 }
 
