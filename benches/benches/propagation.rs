@@ -3,6 +3,7 @@
 //!
 //! `cargo bench -p benches --bench propagation`
 
+use benches::paired::{PairedGroup, PairedRow, print_paired};
 use benches::{Pair, print_ratios};
 use criterion::{Criterion, criterion_group};
 use http::HeaderMap;
@@ -252,7 +253,158 @@ fn baggage(c: &mut Criterion) {
     inject_group(c, "baggage_inject", &cx, &ours, &theirs);
 }
 
-criterion_group!(benches, floor, carrier_floor, tracestate_parse, trace_context, baggage);
+/// Ours and the peer interleaved in the same samples (see `benches::paired`),
+/// and each trait path's fixed costs against the peer the same way: ratios the
+/// host's drift between two separate benchmarks does not move.
+fn paired(c: &mut Criterion) {
+    let tc = otel_propagation::TraceContextPropagator::new();
+    let tc_sdk = opentelemetry_sdk::propagation::TraceContextPropagator::new();
+    let bg = otel_propagation::BaggagePropagator::new();
+    let bg_sdk = opentelemetry_sdk::propagation::BaggagePropagator::new();
+    let tp = headers(&[("traceparent", TRACEPARENT)]);
+    let tp_ts = headers(&[("traceparent", TRACEPARENT), ("tracestate", TRACESTATE)]);
+    let bag = headers(&[("baggage", BAGGAGE)]);
+    let empty = Context::new();
+    let cx_tp = span_cx(TraceState::NONE);
+    let cx_ts = span_cx(TraceState::from_str(TRACESTATE).expect("static tracestate"));
+    let cx_bag = Context::new().with_baggage([
+        KeyValue::new("userId", "alice"),
+        KeyValue::new("serverNode", "DF 28"),
+        KeyValue::new("isProduction", "false"),
+    ]);
+    let remote = SpanContext::new(
+        TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+        SpanId::from(0x00f0_67aa_0ba9_02b7),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::NONE,
+    );
+    let extract = |p: &dyn TextMapPropagator, h: &HeaderMap| {
+        black_box(p.extract_with_context(&empty, &HeaderExtractor(black_box(h))));
+    };
+    let extract_sdk = |p: &dyn TextMapPropagator, h: &HeaderMap| {
+        black_box(p.extract_with_context(&empty, &opentelemetry_http::HeaderExtractor(black_box(h))));
+    };
+    let inject = |p: &dyn TextMapPropagator, cx: &Context, out: &mut HeaderMap| {
+        out.clear();
+        p.inject_context(black_box(cx), &mut HeaderInjector(out));
+        black_box(&out);
+    };
+    let inject_sdk = |p: &dyn TextMapPropagator, cx: &Context, out: &mut HeaderMap| {
+        out.clear();
+        p.inject_context(black_box(cx), &mut opentelemetry_http::HeaderInjector(out));
+        black_box(&out);
+    };
+    let get_all = |h: &HeaderMap, keys: &[&str]| {
+        let extractor = HeaderExtractor(black_box(h));
+        for key in keys {
+            black_box(extractor.get_all(key));
+        }
+    };
+    let set = |out: &mut HeaderMap, values: &[(&str, &str)]| {
+        out.clear();
+        let mut injector = HeaderInjector(out);
+        for (key, value) in values {
+            injector.set(key, black_box(*value).to_owned());
+        }
+        black_box(&out);
+    };
+    let (mut ours_out, mut sdk_out) = (HeaderMap::with_capacity(4), HeaderMap::with_capacity(4));
+
+    let mut g = PairedGroup::new(c, "paired");
+    g.bench(
+        "traceparent_extract",
+        || extract(&tc, &tp),
+        || extract_sdk(&tc_sdk, &tp),
+    );
+    g.bench(
+        "traceparent_tracestate_extract",
+        || extract(&tc, &tp_ts),
+        || extract_sdk(&tc_sdk, &tp_ts),
+    );
+    g.bench(
+        "traceparent_inject",
+        || inject(&tc, &cx_tp, &mut ours_out),
+        || inject_sdk(&tc_sdk, &cx_tp, &mut sdk_out),
+    );
+    g.bench(
+        "traceparent_tracestate_inject",
+        || inject(&tc, &cx_ts, &mut ours_out),
+        || inject_sdk(&tc_sdk, &cx_ts, &mut sdk_out),
+    );
+    g.bench("baggage_extract", || extract(&bg, &bag), || extract_sdk(&bg_sdk, &bag));
+    g.bench(
+        "baggage_inject",
+        || inject(&bg, &cx_bag, &mut ours_out),
+        || inject_sdk(&bg_sdk, &cx_bag, &mut sdk_out),
+    );
+    // Fixed costs of each trait path (as in `context_floor` and
+    // `carrier_floor`) against the peer's whole path.
+    g.bench(
+        "fixed_traceparent_extract",
+        || {
+            get_all(&tp, &["traceparent", "tracestate"]);
+            black_box(empty.with_remote_span_context(black_box(&remote).clone()));
+        },
+        || extract_sdk(&tc_sdk, &tp),
+    );
+    g.bench(
+        "fixed_traceparent_tracestate_extract",
+        || {
+            get_all(&tp_ts, &["traceparent", "tracestate"]);
+            let ts = TraceState::from_key_value(black_box([("congo", "t61rcWkgMzE"), ("rojo", "00f067aa0ba902b7")]))
+                .unwrap_or_default();
+            let sc = black_box(&remote);
+            black_box(empty.with_remote_span_context(SpanContext::new(
+                sc.trace_id(),
+                sc.span_id(),
+                sc.trace_flags(),
+                true,
+                ts,
+            )));
+        },
+        || extract_sdk(&tc_sdk, &tp_ts),
+    );
+    g.bench(
+        "fixed_traceparent_inject",
+        || set(&mut ours_out, &[("traceparent", TRACEPARENT)]),
+        || inject_sdk(&tc_sdk, &cx_tp, &mut sdk_out),
+    );
+    g.bench(
+        "fixed_traceparent_tracestate_inject",
+        || {
+            set(
+                &mut ours_out,
+                &[("traceparent", TRACEPARENT), ("tracestate", TRACESTATE)],
+            )
+        },
+        || inject_sdk(&tc_sdk, &cx_ts, &mut sdk_out),
+    );
+    let members = [("userId", "alice"), ("serverNode", "DF 28"), ("isProduction", "false")];
+    g.bench(
+        "fixed_baggage_extract",
+        || {
+            get_all(&bag, &["baggage"]);
+            let mut baggage = opentelemetry::baggage::Baggage::new();
+            for (k, v) in black_box(&members) {
+                baggage.insert(k.to_string(), v.to_string());
+            }
+            black_box(empty.with_baggage(baggage));
+        },
+        || extract_sdk(&bg_sdk, &bag),
+    );
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    floor,
+    carrier_floor,
+    tracestate_parse,
+    trace_context,
+    baggage,
+    paired
+);
 
 fn main() {
     benches();
@@ -298,6 +450,50 @@ fn main() {
     );
     print_above_floor();
     print_floor_share();
+    let row = |label, id, target| PairedRow {
+        label,
+        id,
+        target: Some(target),
+    };
+    print_paired(
+        "propagation on http::HeaderMap: ours / peer",
+        &[
+            row("traceparent extract", "paired/traceparent_extract", 0.2),
+            row(
+                "traceparent + tracestate extract",
+                "paired/traceparent_tracestate_extract",
+                0.2,
+            ),
+            row("traceparent inject", "paired/traceparent_inject", 0.2),
+            row(
+                "traceparent + tracestate inject",
+                "paired/traceparent_tracestate_inject",
+                0.2,
+            ),
+            row("baggage (3 entries) extract", "paired/baggage_extract", 1.0 / 3.0),
+            row("baggage (3 entries) inject", "paired/baggage_inject", 1.0 / 3.0),
+        ],
+        ["met", "MISSED"],
+    );
+    print_paired(
+        "fixed costs of the trait path / peer",
+        &[
+            row("traceparent extract", "paired/fixed_traceparent_extract", 0.2),
+            row(
+                "traceparent + tracestate extract",
+                "paired/fixed_traceparent_tracestate_extract",
+                0.2,
+            ),
+            row("traceparent inject", "paired/fixed_traceparent_inject", 0.2),
+            row(
+                "traceparent + tracestate inject",
+                "paired/fixed_traceparent_tracestate_inject",
+                0.2,
+            ),
+            row("baggage (3 entries) extract", "paired/fixed_baggage_extract", 1.0 / 3.0),
+        ],
+        ["room left for our code", "target below the fixed costs"],
+    );
 }
 
 /// Extract ratios with the fixed cost of building the returned `Context`

@@ -85,5 +85,6 @@ pub fn fmt_ns(ns: f64) -> String {
 }
 
 pub mod loadgen;
+pub mod paired;
 pub mod sink;
 pub mod spans;
