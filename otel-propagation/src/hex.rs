@@ -159,6 +159,28 @@ static ENCODE_PAIRS: [[u8; 2]; 256] = {
     table
 };
 
+/// Byte -> its two lowercase hex digits as a big-endian `u16`.
+static ENCODE_U16: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = u16::from_be_bytes([ENCODE[i >> 4], ENCODE[i & 0x0f]]);
+        i += 1;
+    }
+    table
+};
+
+/// The eight lowercase hex digits of `x`, most significant first, as the bytes
+/// of a big-endian word.
+#[inline(always)]
+pub(crate) fn encode8(x: u32) -> u64 {
+    let [a, b, c, d] = x.to_be_bytes();
+    u64::from(ENCODE_U16[a as usize]) << 48
+        | u64::from(ENCODE_U16[b as usize]) << 32
+        | u64::from(ENCODE_U16[c as usize]) << 16
+        | u64::from(ENCODE_U16[d as usize])
+}
+
 /// Writes `bytes` as lowercase hex into `out`, which must be twice as long.
 #[inline]
 pub(crate) fn encode_bytes(bytes: &[u8], out: &mut [u8]) {
@@ -185,6 +207,18 @@ pub(crate) fn encode_lower(value: u128, out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encode8_writes_every_nibble_in_order() {
+        for x in [0u32, 1, 9, 10, 15, 0x0123_4567, 0x89ab_cdef, 0xdead_beef, u32::MAX] {
+            assert_eq!(encode8(x).to_be_bytes(), *format!("{x:08x}").as_bytes(), "{x:#x}");
+        }
+        for shift in 0..32 {
+            for x in [1u32 << shift, !(1u32 << shift), 0xa5a5_a5a5 >> shift] {
+                assert_eq!(encode8(x).to_be_bytes(), *format!("{x:08x}").as_bytes(), "{x:#x}");
+            }
+        }
+    }
 
     #[test]
     fn decodes_any_case() {

@@ -104,8 +104,11 @@ impl TraceContextPropagator {
 
     /// The `traceparent` to send for `cx`, or `None` when it has no valid span.
     pub fn traceparent_for(&self, cx: &Context) -> Option<TraceParent> {
-        let span = cx.span();
-        let span_context = span.span_context();
+        self.traceparent_of(cx, cx.span().span_context())
+    }
+
+    /// The `traceparent` to send for `span_context`, the span of `cx`.
+    fn traceparent_of(&self, cx: &Context, span_context: &SpanContext) -> Option<TraceParent> {
         if !span_context.is_valid() {
             return None;
         }
@@ -125,12 +128,13 @@ impl TraceContextPropagator {
 
 impl TextMapPropagator for TraceContextPropagator {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
-        let Some(parent) = self.traceparent_for(cx) else {
+        let span = cx.span();
+        let span_context = span.span_context();
+        let Some(parent) = self.traceparent_of(cx, span_context) else {
             return;
         };
-        injector.set(TRACEPARENT_HEADER, parent.format().as_str().to_owned());
-        let span = cx.span();
-        let trace_state = format_tracestate(span.span_context().trace_state());
+        injector.set(TRACEPARENT_HEADER, parent.to_header_string());
+        let trace_state = format_tracestate(span_context.trace_state());
         if !trace_state.is_empty() {
             injector.set(TRACESTATE_HEADER, trace_state);
         }

@@ -184,11 +184,60 @@ impl TraceParent {
 
     /// Formats as version `00` into a stack buffer; unknown flag bits are zeroed.
     pub fn format(&self) -> TraceParentBuf {
-        let mut bytes = *b"00-00000000000000000000000000000000-0000000000000000-00";
-        hex::encode_bytes(&self.trace_id.to_bytes(), &mut bytes[3..35]);
-        hex::encode_bytes(&self.span_id.to_bytes(), &mut bytes[36..52]);
-        hex::encode_bytes(&[self.flags & KNOWN_FLAGS], &mut bytes[53..55]);
+        let mut bytes = [0u8; TRACEPARENT_LEN];
+        for (chunk, word) in bytes.chunks_mut(8).zip(self.words()) {
+            chunk.copy_from_slice(&word.to_be_bytes()[..chunk.len()]);
+        }
         TraceParentBuf { bytes }
+    }
+
+    /// Formats as version `00` into a new `Vec` of exactly
+    /// [`TRACEPARENT_LEN`] bytes (what `http::HeaderValue::try_from` takes
+    /// without copying); unknown flag bits are zeroed.
+    pub fn to_vec(&self) -> Vec<u8> {
+        // Capacity exactly the length: `bytes::Bytes` (inside `HeaderValue`)
+        // takes such a `Vec` as it is, and allocates again for any other.
+        let mut out = Vec::with_capacity(TRACEPARENT_LEN);
+        let [w0, w1, w2, w3, w4, w5, w6] = self.words();
+        for word in [w0, w1, w2, w3, w4, w5] {
+            out.extend_from_slice(&word.to_be_bytes());
+        }
+        out.extend_from_slice(&w6.to_be_bytes()[..TRACEPARENT_LEN - 48]);
+        out
+    }
+
+    /// Formats as version `00` into a new `String` (what an
+    /// [`Injector`](opentelemetry::propagation::Injector) takes); unknown flag
+    /// bits are zeroed.
+    pub fn to_header_string(&self) -> String {
+        // Only ASCII hex digits and '-' are ever written, so this cannot fail;
+        // the fallback keeps the function total without `unsafe`.
+        String::from_utf8(self.to_vec()).unwrap_or_default()
+    }
+
+    /// The version `00` value as seven big-endian words, the last one padded
+    /// with a zero byte: whole-word stores, which a following read of the same
+    /// words (the UTF-8 check of a `String`) gets forwarded without a stall.
+    fn words(&self) -> [u64; 7] {
+        const PREFIX: u64 = u64::from_be_bytes(*b"00-\0\0\0\0\0");
+        const DASH: u64 = b'-' as u64;
+        let t = u128::from_be_bytes(self.trace_id.to_bytes());
+        let s = u64::from_be_bytes(self.span_id.to_bytes());
+        let (t0, t1) = (hex::encode8((t >> 96) as u32), hex::encode8((t >> 64) as u32));
+        let (t2, t3) = (hex::encode8((t >> 32) as u32), hex::encode8(t as u32));
+        let (s0, s1) = (hex::encode8((s >> 32) as u32), hex::encode8(s as u32));
+        let flags = hex::encode8(u32::from(self.flags & KNOWN_FLAGS)) & 0xffff;
+        // "00-" t(32) "-" s(16) "-" flags(2): each digit word is split across
+        // two output words at the offsets where it lands.
+        [
+            PREFIX | t0 >> 24,
+            t0 << 40 | t1 >> 24,
+            t1 << 40 | t2 >> 24,
+            t2 << 40 | t3 >> 24,
+            t3 << 40 | DASH << 32 | s0 >> 32,
+            s0 << 32 | s1 >> 32,
+            s1 << 32 | DASH << 24 | flags << 8,
+        ]
     }
 }
 
@@ -457,6 +506,10 @@ mod tests {
             let expected = format!("00-{trace:032x}-{span:016x}-{:02x}", flags & KNOWN_FLAGS);
             let formatted = parent.format();
             prop_assert_eq!(formatted.as_str(), expected.as_str());
+            prop_assert_eq!(parent.to_header_string(), expected.as_str());
+            let bytes = parent.to_vec();
+            prop_assert_eq!(bytes.as_slice(), expected.as_bytes());
+            prop_assert_eq!(bytes.capacity(), TRACEPARENT_LEN);
         }
 
         #[test]

@@ -256,6 +256,8 @@ fn has_duplicate_key(trace_state: &TraceState) -> bool {
 
 /// Formats a tracestate for an outgoing header: `k=v` members joined by `,`.
 /// Returns an empty string for an empty tracestate (which must not be sent).
+/// The `String`'s capacity is exactly its length, so `http::HeaderValue`
+/// takes it without another allocation.
 pub fn format_tracestate(trace_state: &TraceState) -> String {
     let mut iter = trace_state.into_iter();
     let Some((k0, v0)) = iter.next() else {
@@ -523,7 +525,10 @@ mod tests {
         )) {
             let text = members.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
             let ts = parse_tracestate([text.as_str()]).unwrap();
-            prop_assert_eq!(format_tracestate(&ts), text);
+            let formatted = format_tracestate(&ts);
+            // Exact capacity: `http::HeaderValue` takes the buffer without copying.
+            prop_assert_eq!(formatted.capacity(), formatted.len());
+            prop_assert_eq!(formatted, text);
         }
     }
 }

@@ -163,7 +163,7 @@ impl TraceContextPropagator {
         let Some(parent) = self.traceparent_for(cx) else {
             return;
         };
-        if let Ok(value) = HeaderValue::from_bytes(parent.format().as_bytes()) {
+        if let Ok(value) = HeaderValue::try_from(parent.to_vec()) {
             headers.insert(TRACEPARENT.clone(), value);
         }
         let span = cx.span();
