@@ -134,7 +134,12 @@ impl TextMapPropagator for TraceContextPropagator {
             return;
         };
         injector.set(TRACEPARENT_HEADER, parent.to_header_string());
-        let trace_state = format_tracestate(span_context.trace_state());
+        let trace_state = span_context.trace_state();
+        // Most spans carry no tracestate; comparing with `NONE` is inlined.
+        if *trace_state == TraceState::NONE {
+            return;
+        }
+        let trace_state = format_tracestate(trace_state);
         if !trace_state.is_empty() {
             injector.set(TRACESTATE_HEADER, trace_state);
         }

@@ -168,7 +168,8 @@ impl TraceContextPropagator {
         }
         let span = cx.span();
         let trace_state = span.span_context().trace_state();
-        if trace_state.into_iter().next().is_some()
+        if *trace_state != TraceState::NONE
+            && trace_state.into_iter().next().is_some()
             && let Ok(value) = HeaderValue::try_from(format_tracestate(trace_state))
         {
             headers.insert(TRACESTATE.clone(), value);
