@@ -259,23 +259,45 @@ fn has_duplicate_key(trace_state: &TraceState) -> bool {
 /// The `String`'s capacity is exactly its length, so `http::HeaderValue`
 /// takes it without another allocation.
 pub fn format_tracestate(trace_state: &TraceState) -> String {
+    // Most tracestates have a few members: one walk over the `TraceState`
+    // keeps them on the stack while it sizes the value; only longer ones are
+    // walked a second time.
+    const ON_STACK: usize = 4;
+    let mut first = [("", ""); ON_STACK];
     let mut iter = trace_state.into_iter();
-    let Some((k0, v0)) = iter.next() else {
-        return String::new();
-    };
-    let mut len = k0.len() + v0.len() + 1;
-    for (k, v) in trace_state.into_iter().skip(1) {
+    let mut count = 0;
+    let mut len = 0;
+    for slot in &mut first {
+        let Some((k, v)) = iter.next() else {
+            break;
+        };
+        *slot = (k, v);
         len += k.len() + v.len() + 2;
+        count += 1;
     }
-    let mut out = String::with_capacity(len);
-    out.push_str(k0);
-    out.push('=');
-    out.push_str(v0);
-    for (k, v) in iter {
-        out.push(',');
+    if count == 0 {
+        return String::new();
+    }
+    let rest = count == ON_STACK && iter.len() > 0;
+    if rest {
+        len += iter.map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
+    }
+    let mut out = String::with_capacity(len - 1);
+    for (i, (k, v)) in first[..count].iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
         out.push_str(k);
         out.push('=');
         out.push_str(v);
+    }
+    if rest {
+        for (k, v) in trace_state.into_iter().skip(ON_STACK) {
+            out.push(',');
+            out.push_str(k);
+            out.push('=');
+            out.push_str(v);
+        }
     }
     out
 }
