@@ -332,6 +332,38 @@ fn paired(c: &mut Criterion) {
         || inject(&tc, &cx_ts, &mut ours_out),
         || inject_sdk(&tc_sdk, &cx_ts, &mut sdk_out),
     );
+    g.bench(
+        "traceparent_direct_extract",
+        || {
+            black_box(tc.extract_headers(&empty, black_box(&tp)));
+        },
+        || extract_sdk(&tc_sdk, &tp),
+    );
+    g.bench(
+        "traceparent_direct_span_context",
+        || {
+            black_box(tc.span_context_from_headers(black_box(&tp)));
+        },
+        || extract_sdk(&tc_sdk, &tp),
+    );
+    g.bench(
+        "traceparent_direct_inject",
+        || {
+            ours_out.clear();
+            tc.inject_headers(black_box(&cx_tp), &mut ours_out);
+            black_box(&ours_out);
+        },
+        || inject_sdk(&tc_sdk, &cx_tp, &mut sdk_out),
+    );
+    g.bench(
+        "tracestate_parse",
+        || {
+            let _ = black_box(otel_propagation::tracestate::parse_tracestate([black_box(TRACESTATE)]));
+        },
+        || {
+            let _ = black_box(TraceState::from_str(black_box(TRACESTATE)));
+        },
+    );
     g.bench("baggage_extract", || extract(&bg, &bag), || extract_sdk(&bg_sdk, &bag));
     g.bench(
         "baggage_inject",
@@ -460,11 +492,26 @@ fn main() {
         &[
             row("traceparent extract", "paired/traceparent_extract", 0.2),
             row(
+                "traceparent extract, direct HeaderMap path",
+                "paired/traceparent_direct_extract",
+                0.2,
+            ),
+            row(
+                "traceparent -> SpanContext, direct (no Context)",
+                "paired/traceparent_direct_span_context",
+                0.2,
+            ),
+            row(
                 "traceparent + tracestate extract",
                 "paired/traceparent_tracestate_extract",
                 0.2,
             ),
             row("traceparent inject", "paired/traceparent_inject", 0.2),
+            row(
+                "traceparent inject, direct HeaderMap path",
+                "paired/traceparent_direct_inject",
+                0.2,
+            ),
             row(
                 "traceparent + tracestate inject",
                 "paired/traceparent_tracestate_inject",
@@ -474,6 +521,15 @@ fn main() {
             row("baggage (3 entries) inject", "paired/baggage_inject", 1.0 / 3.0),
         ],
         ["met", "MISSED"],
+    );
+    print_paired(
+        "tracestate parser alone: ours / TraceState::from_str",
+        &[PairedRow {
+            label: "tracestate parse (2 members)",
+            id: "paired/tracestate_parse",
+            target: None,
+        }],
+        ["", ""],
     );
     print_paired(
         "fixed costs of the trait path / peer",
