@@ -439,10 +439,13 @@ impl CollectorConfig {
             match kind_of(&id) {
                 "otlp" => receivers.push((
                     id.clone(),
-                    parse_otlp_receiver(At {
-                        value: body(v),
-                        path: &path,
-                    })?,
+                    parse_otlp_receiver(
+                        At {
+                            value: body(v),
+                            path: &path,
+                        },
+                        &mut warnings,
+                    )?,
                 )),
                 _ => return Err(removed_or_unknown("receivers", &id, &["otlp"])),
             }
@@ -493,10 +496,11 @@ impl CollectorConfig {
             };
             at.map()?;
             let e = match kind_of(&id) {
-                "otlp" => ExporterConfig::Otlp(Box::new(parse_otlp_exporter(at, false, true)?)),
-                "otlphttp" => ExporterConfig::Otlp(Box::new(parse_otlp_exporter(at, true, true)?)),
+                "otlp" => ExporterConfig::Otlp(Box::new(parse_otlp_exporter(at, false, true, &mut warnings)?)),
+                "otlphttp" => ExporterConfig::Otlp(Box::new(parse_otlp_exporter(at, true, true, &mut warnings)?)),
                 "file" => {
                     at.only_keys(&["path", "format", "flush_interval"])?;
+                    note_ignored(at, &["flush_interval"], &mut warnings);
                     if let Some(f) = get_str(at, "format")?
                         && f != "json"
                     {
@@ -512,6 +516,7 @@ impl CollectorConfig {
                 }
                 "debug" => {
                     at.only_keys(&["verbosity", "sampling_initial", "sampling_thereafter"])?;
+                    note_ignored(at, &["sampling_initial", "sampling_thereafter"], &mut warnings);
                     let verbosity = get_str(at, "verbosity")?.unwrap_or("normal").to_owned();
                     if !["basic", "normal", "detailed"].contains(&verbosity.as_str()) {
                         return Err(ConfigError::new(
@@ -521,7 +526,7 @@ impl CollectorConfig {
                     }
                     ExporterConfig::Debug { verbosity }
                 }
-                "loadbalancing" => parse_loadbalancing(at)?,
+                "loadbalancing" => parse_loadbalancing(at, &mut warnings)?,
                 _ => {
                     return Err(removed_or_unknown(
                         "exporters",
@@ -564,6 +569,7 @@ impl CollectorConfig {
                 "health_check" => {
                     at.map()?;
                     at.only_keys(&["endpoint", "path", "check_collector_pipeline"])?;
+                    note_ignored(at, &["check_collector_pipeline"], &mut warnings);
                     ExtensionConfig::HealthCheck {
                         endpoint: listen_endpoint(at, "endpoint", "localhost:13133")?,
                         path: get_str(at, "path")?.unwrap_or("/").to_owned(),
@@ -688,7 +694,7 @@ fn check_refs<'a>(
     Ok(())
 }
 
-fn parse_otlp_receiver(at: At<'_>) -> Result<OtlpReceiverConfig, ConfigError> {
+fn parse_otlp_receiver(at: At<'_>, warnings: &mut Vec<String>) -> Result<OtlpReceiverConfig, ConfigError> {
     at.map()?;
     at.only_keys(&["protocols"])?;
     let ppath = child(at.path, "protocols");
@@ -718,6 +724,7 @@ fn parse_otlp_receiver(at: At<'_>) -> Result<OtlpReceiverConfig, ConfigError> {
         "max_concurrent_streams",
         "cors",
     ];
+    const CORS: &str = "browsers' CORS preflight requests are not answered";
     if m.contains_key("grpc") {
         let path = child(&ppath, "grpc");
         let g = At {
@@ -728,6 +735,7 @@ fn parse_otlp_receiver(at: At<'_>) -> Result<OtlpReceiverConfig, ConfigError> {
         let mut allowed = vec!["endpoint", "max_recv_msg_size_mib", "transport", "tls", "auth"];
         allowed.extend_from_slice(IGNORED);
         g.only_keys(&allowed)?;
+        note_ignored(g, IGNORED, warnings);
         reject(
             g,
             "tls",
@@ -771,6 +779,14 @@ fn parse_otlp_receiver(at: At<'_>) -> Result<OtlpReceiverConfig, ConfigError> {
         ];
         allowed.extend_from_slice(IGNORED);
         h.only_keys(&allowed)?;
+        if get(h, "cors").is_some() {
+            warnings.push(format!("{}.cors is ignored by this collector: {CORS}", path));
+        }
+        note_ignored(
+            h,
+            &IGNORED.iter().copied().filter(|k| *k != "cors").collect::<Vec<_>>(),
+            warnings,
+        );
         reject(
             h,
             "tls",
@@ -789,6 +805,19 @@ fn parse_otlp_receiver(at: At<'_>) -> Result<OtlpReceiverConfig, ConfigError> {
         }
     }
     Ok(cfg)
+}
+
+/// Warns about each of `keys` present at `at`: settings accepted so that Go
+/// Collector configurations load unchanged, which have no effect here.
+fn note_ignored(at: At<'_>, keys: &[&str], warnings: &mut Vec<String>) {
+    for key in keys {
+        if get(at, key).is_some() {
+            warnings.push(format!(
+                "{} is accepted and ignored by this collector",
+                child(at.path, key)
+            ));
+        }
+    }
 }
 
 /// A listening address from `key` (or `default`), checked by [`check_listen_address`].
@@ -1115,7 +1144,12 @@ fn parse_actions(at: At<'_>, key: &str) -> Result<Vec<Action>, ConfigError> {
     Ok(out)
 }
 
-fn parse_otlp_exporter(at: At<'_>, http: bool, needs_endpoint: bool) -> Result<OtlpExporterConfig, ConfigError> {
+fn parse_otlp_exporter(
+    at: At<'_>,
+    http: bool,
+    needs_endpoint: bool,
+    warnings: &mut Vec<String>,
+) -> Result<OtlpExporterConfig, ConfigError> {
     at.only_keys(&[
         "endpoint",
         "traces_endpoint",
@@ -1133,6 +1167,17 @@ fn parse_otlp_exporter(at: At<'_>, http: bool, needs_endpoint: bool) -> Result<O
         "write_buffer_size",
         "auth",
     ])?;
+    note_ignored(
+        at,
+        &[
+            "balancer_name",
+            "keepalive",
+            "wait_for_ready",
+            "read_buffer_size",
+            "write_buffer_size",
+        ],
+        warnings,
+    );
     reject(
         at,
         "auth",
@@ -1317,7 +1362,7 @@ fn parse_otlp_exporter(at: At<'_>, http: bool, needs_endpoint: bool) -> Result<O
     Ok(cfg)
 }
 
-fn parse_loadbalancing(at: At<'_>) -> Result<ExporterConfig, ConfigError> {
+fn parse_loadbalancing(at: At<'_>, warnings: &mut Vec<String>) -> Result<ExporterConfig, ConfigError> {
     at.only_keys(&["routing_key", "protocol", "resolver"])?;
     if let Some(k) = get_str(at, "routing_key")?
         && k != "traceID"
@@ -1348,7 +1393,7 @@ fn parse_loadbalancing(at: At<'_>) -> Result<ExporterConfig, ConfigError> {
             "the resolver gives the endpoints; remove this one",
         ));
     }
-    let template = parse_otlp_exporter(otlp, false, false)?;
+    let template = parse_otlp_exporter(otlp, false, false, warnings)?;
     let rpath = child(at.path, "resolver");
     let resolver = At {
         value: get(at, "resolver").unwrap_or(&EMPTY),
@@ -1531,6 +1576,60 @@ mod tests {
             prop_assert_eq!(check_send_address(&format!("https://{host}:{port}/v1/traces"), true), Ok(()));
             prop_assert_eq!(check_send_address(&format!("http://[{ip}]:{port}"), true), Ok(()));
         }
+    }
+
+    #[test]
+    fn settings_accepted_for_compatibility_are_named_in_warnings() {
+        let yaml = r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:4317
+        keepalive: {server_parameters: {max_connection_age: 60s}}
+      http:
+        endpoint: 127.0.0.1:4318
+        cors: {allowed_origins: ["https://*.example.com"]}
+        include_metadata: true
+exporters:
+  otlp:
+    endpoint: tempo:4317
+    balancer_name: round_robin
+    keepalive: {time: 10s}
+  debug:
+    sampling_initial: 5
+extensions:
+  health_check:
+    check_collector_pipeline: {enabled: true}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {receivers: [otlp], exporters: [otlp, debug]}
+"#;
+        let config = CollectorConfig::parse(yaml).unwrap();
+        let mut warnings = config.warnings.clone();
+        warnings.sort();
+        let ignored = |path: &str| format!("{path} is accepted and ignored by this collector");
+        let mut expected = vec![
+            ignored("receivers.otlp.protocols.grpc.keepalive"),
+            "receivers.otlp.protocols.http.cors is ignored by this collector: browsers' CORS preflight requests are not answered".to_owned(),
+            ignored("receivers.otlp.protocols.http.include_metadata"),
+            ignored("exporters.otlp.balancer_name"),
+            ignored("exporters.otlp.keepalive"),
+            ignored("exporters.debug.sampling_initial"),
+            ignored("extensions.health_check.check_collector_pipeline"),
+        ];
+        expected.sort();
+        assert_eq!(warnings, expected);
+
+        // Settings the collector uses draw no warning.
+        let plain = CollectorConfig::parse(
+            "receivers: {otlp: {protocols: {grpc: {endpoint: 127.0.0.1:4317}}}}\n\
+             exporters: {otlp: {endpoint: tempo:4317, compression: gzip, timeout: 5s}}\n\
+             service: {pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}}\n",
+        )
+        .unwrap();
+        assert_eq!(plain.warnings, Vec::<String>::new());
     }
 
     #[test]
