@@ -104,6 +104,65 @@ fn direct_group(c: &mut Criterion, name: &str, h: &HeaderMap, cx: &Context) {
     g.finish();
 }
 
+const MEMBERS: [(&str, &str); 3] = [("userId", "alice"), ("serverNode", "DF 28"), ("isProduction", "false")];
+
+/// The remote span context every extract bench parses.
+fn remote_span_context() -> SpanContext {
+    SpanContext::new(
+        TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+        SpanId::from(0x00f0_67aa_0ba9_02b7),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::NONE,
+    )
+}
+
+/// The `Context` a `traceparent` extract returns, built from parsed parts.
+fn floor_span(empty: &Context, sc: &SpanContext) -> Context {
+    empty.with_remote_span_context(black_box(sc).clone())
+}
+
+/// The same with `TRACESTATE`'s two members in opentelemetry's `TraceState`.
+fn floor_span_with_tracestate(empty: &Context, sc: &SpanContext) -> Context {
+    let ts = TraceState::from_key_value(black_box([("congo", "t61rcWkgMzE"), ("rojo", "00f067aa0ba902b7")]))
+        .unwrap_or_default();
+    let sc = black_box(sc);
+    empty.with_remote_span_context(SpanContext::new(
+        sc.trace_id(),
+        sc.span_id(),
+        sc.trace_flags(),
+        true,
+        ts,
+    ))
+}
+
+/// The `Context` a baggage extract of `BAGGAGE` returns, built from parsed parts.
+fn floor_baggage(empty: &Context) -> Context {
+    let mut baggage = opentelemetry::baggage::Baggage::new();
+    for (k, v) in black_box(&MEMBERS) {
+        baggage.insert(k.to_string(), v.to_string());
+    }
+    empty.with_baggage(baggage)
+}
+
+/// Reads `keys` through our `Extractor` the way an extract must (`get_all`).
+fn carrier_get_all(h: &HeaderMap, keys: &[&str]) {
+    let extractor = HeaderExtractor(black_box(h));
+    for key in keys {
+        black_box(extractor.get_all(key));
+    }
+}
+
+/// Writes already-formatted `values` through our `Injector` (an owned `String` each).
+fn carrier_set(out: &mut HeaderMap, values: &[(&str, &str)]) {
+    out.clear();
+    let mut injector = HeaderInjector(out);
+    for (key, value) in values {
+        injector.set(key, black_box(*value).to_owned());
+    }
+    black_box(&out);
+}
+
 /// What every `TextMapPropagator` pays whatever its parser: building the
 /// `Context` it returns from an already-parsed result (opentelemetry's
 /// `Context`, `SpanContext` and `Baggage` types fix this cost), so the table
@@ -111,40 +170,12 @@ fn direct_group(c: &mut Criterion, name: &str, h: &HeaderMap, cx: &Context) {
 fn floor(c: &mut Criterion) {
     let mut g = c.benchmark_group("context_floor");
     let empty = Context::new();
-    let sc = SpanContext::new(
-        TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
-        SpanId::from(0x00f0_67aa_0ba9_02b7),
-        TraceFlags::SAMPLED,
-        true,
-        TraceState::NONE,
-    );
-    g.bench_function("remote_span_context", |b| {
-        b.iter(|| black_box(empty.with_remote_span_context(black_box(&sc).clone())))
-    });
+    let sc = remote_span_context();
+    g.bench_function("remote_span_context", |b| b.iter(|| black_box(floor_span(&empty, &sc))));
     g.bench_function("remote_span_context_with_tracestate", |b| {
-        b.iter(|| {
-            let ts = TraceState::from_key_value(black_box([("congo", "t61rcWkgMzE"), ("rojo", "00f067aa0ba902b7")]))
-                .unwrap_or_default();
-            let sc = black_box(&sc);
-            black_box(empty.with_remote_span_context(SpanContext::new(
-                sc.trace_id(),
-                sc.span_id(),
-                sc.trace_flags(),
-                true,
-                ts,
-            )))
-        })
+        b.iter(|| black_box(floor_span_with_tracestate(&empty, &sc)))
     });
-    let members = [("userId", "alice"), ("serverNode", "DF 28"), ("isProduction", "false")];
-    g.bench_function("baggage_3_entries", |b| {
-        b.iter(|| {
-            let mut baggage = opentelemetry::baggage::Baggage::new();
-            for (k, v) in black_box(&members) {
-                baggage.insert(k.to_string(), v.to_string());
-            }
-            black_box(empty.with_baggage(baggage))
-        })
-    });
+    g.bench_function("baggage_3_entries", |b| b.iter(|| black_box(floor_baggage(&empty))));
     g.finish();
 }
 
@@ -168,14 +199,7 @@ fn carrier_floor(c: &mut Criterion) {
         ),
         ("baggage_get_all", &bag, &["baggage"][..]),
     ] {
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                let extractor = HeaderExtractor(black_box(h));
-                for key in keys {
-                    black_box(extractor.get_all(key));
-                }
-            })
-        });
+        g.bench_function(name, |b| b.iter(|| carrier_get_all(h, keys)));
     }
     let mut out = HeaderMap::with_capacity(4);
     for (name, values) in [
@@ -185,16 +209,7 @@ fn carrier_floor(c: &mut Criterion) {
             &[("traceparent", TRACEPARENT), ("tracestate", TRACESTATE)][..],
         ),
     ] {
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                out.clear();
-                let mut injector = HeaderInjector(&mut out);
-                for (key, value) in values {
-                    injector.set(key, black_box(*value).to_owned());
-                }
-                black_box(&out);
-            })
-        });
+        g.bench_function(name, |b| b.iter(|| carrier_set(&mut out, values)));
     }
     g.finish();
 }
@@ -241,16 +256,16 @@ fn trace_context(c: &mut Criterion) {
     inject_group(c, "traceparent_tracestate_inject", &span_cx(ts), &ours, &theirs);
 }
 
+/// A context carrying `MEMBERS` as baggage, for the inject benches.
+fn baggage_cx() -> Context {
+    Context::new().with_baggage(MEMBERS.map(|(k, v)| KeyValue::new(k, v)))
+}
+
 fn baggage(c: &mut Criterion) {
     let ours = otel_propagation::BaggagePropagator::new();
     let theirs = opentelemetry_sdk::propagation::BaggagePropagator::new();
     extract_group(c, "baggage_extract", &headers(&[("baggage", BAGGAGE)]), &ours, &theirs);
-    let cx = Context::new().with_baggage([
-        KeyValue::new("userId", "alice"),
-        KeyValue::new("serverNode", "DF 28"),
-        KeyValue::new("isProduction", "false"),
-    ]);
-    inject_group(c, "baggage_inject", &cx, &ours, &theirs);
+    inject_group(c, "baggage_inject", &baggage_cx(), &ours, &theirs);
 }
 
 /// Ours and the peer interleaved in the same samples (see `benches::paired`),
@@ -267,18 +282,8 @@ fn paired(c: &mut Criterion) {
     let empty = Context::new();
     let cx_tp = span_cx(TraceState::NONE);
     let cx_ts = span_cx(TraceState::from_str(TRACESTATE).expect("static tracestate"));
-    let cx_bag = Context::new().with_baggage([
-        KeyValue::new("userId", "alice"),
-        KeyValue::new("serverNode", "DF 28"),
-        KeyValue::new("isProduction", "false"),
-    ]);
-    let remote = SpanContext::new(
-        TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
-        SpanId::from(0x00f0_67aa_0ba9_02b7),
-        TraceFlags::SAMPLED,
-        true,
-        TraceState::NONE,
-    );
+    let cx_bag = baggage_cx();
+    let remote = remote_span_context();
     let extract = |p: &dyn TextMapPropagator, h: &HeaderMap| {
         black_box(p.extract_with_context(&empty, &HeaderExtractor(black_box(h))));
     };
@@ -293,20 +298,6 @@ fn paired(c: &mut Criterion) {
     let inject_sdk = |p: &dyn TextMapPropagator, cx: &Context, out: &mut HeaderMap| {
         out.clear();
         p.inject_context(black_box(cx), &mut opentelemetry_http::HeaderInjector(out));
-        black_box(&out);
-    };
-    let get_all = |h: &HeaderMap, keys: &[&str]| {
-        let extractor = HeaderExtractor(black_box(h));
-        for key in keys {
-            black_box(extractor.get_all(key));
-        }
-    };
-    let set = |out: &mut HeaderMap, values: &[(&str, &str)]| {
-        out.clear();
-        let mut injector = HeaderInjector(out);
-        for (key, value) in values {
-            injector.set(key, black_box(*value).to_owned());
-        }
         black_box(&out);
     };
     let (mut ours_out, mut sdk_out) = (HeaderMap::with_capacity(4), HeaderMap::with_capacity(4));
@@ -375,53 +366,39 @@ fn paired(c: &mut Criterion) {
     g.bench(
         "fixed_traceparent_extract",
         || {
-            get_all(&tp, &["traceparent", "tracestate"]);
-            black_box(empty.with_remote_span_context(black_box(&remote).clone()));
+            carrier_get_all(&tp, &["traceparent", "tracestate"]);
+            black_box(floor_span(&empty, &remote));
         },
         || extract_sdk(&tc_sdk, &tp),
     );
     g.bench(
         "fixed_traceparent_tracestate_extract",
         || {
-            get_all(&tp_ts, &["traceparent", "tracestate"]);
-            let ts = TraceState::from_key_value(black_box([("congo", "t61rcWkgMzE"), ("rojo", "00f067aa0ba902b7")]))
-                .unwrap_or_default();
-            let sc = black_box(&remote);
-            black_box(empty.with_remote_span_context(SpanContext::new(
-                sc.trace_id(),
-                sc.span_id(),
-                sc.trace_flags(),
-                true,
-                ts,
-            )));
+            carrier_get_all(&tp_ts, &["traceparent", "tracestate"]);
+            black_box(floor_span_with_tracestate(&empty, &remote));
         },
         || extract_sdk(&tc_sdk, &tp_ts),
     );
     g.bench(
         "fixed_traceparent_inject",
-        || set(&mut ours_out, &[("traceparent", TRACEPARENT)]),
+        || carrier_set(&mut ours_out, &[("traceparent", TRACEPARENT)]),
         || inject_sdk(&tc_sdk, &cx_tp, &mut sdk_out),
     );
     g.bench(
         "fixed_traceparent_tracestate_inject",
         || {
-            set(
+            carrier_set(
                 &mut ours_out,
                 &[("traceparent", TRACEPARENT), ("tracestate", TRACESTATE)],
             )
         },
         || inject_sdk(&tc_sdk, &cx_ts, &mut sdk_out),
     );
-    let members = [("userId", "alice"), ("serverNode", "DF 28"), ("isProduction", "false")];
     g.bench(
         "fixed_baggage_extract",
         || {
-            get_all(&bag, &["baggage"]);
-            let mut baggage = opentelemetry::baggage::Baggage::new();
-            for (k, v) in black_box(&members) {
-                baggage.insert(k.to_string(), v.to_string());
-            }
-            black_box(empty.with_baggage(baggage));
+            carrier_get_all(&bag, &["baggage"]);
+            black_box(floor_baggage(&empty));
         },
         || extract_sdk(&bg_sdk, &bag),
     );
