@@ -37,6 +37,37 @@ fn span_cx(trace_state: TraceState) -> Context {
     ))
 }
 
+/// Extract through `TextMapPropagator` with our carrier.
+fn extract_ours(p: &dyn TextMapPropagator, empty: &Context, h: &HeaderMap) -> Context {
+    p.extract_with_context(empty, &HeaderExtractor(black_box(h)))
+}
+
+/// Extract through `TextMapPropagator` with opentelemetry-http's carrier.
+fn extract_peer(p: &dyn TextMapPropagator, empty: &Context, h: &HeaderMap) -> Context {
+    p.extract_with_context(empty, &opentelemetry_http::HeaderExtractor(black_box(h)))
+}
+
+/// Inject through `TextMapPropagator` with our carrier into a cleared map.
+fn inject_ours(p: &dyn TextMapPropagator, cx: &Context, out: &mut HeaderMap) {
+    out.clear();
+    p.inject_context(black_box(cx), &mut HeaderInjector(out));
+    black_box(&out);
+}
+
+/// Inject through `TextMapPropagator` with opentelemetry-http's carrier into a cleared map.
+fn inject_peer(p: &dyn TextMapPropagator, cx: &Context, out: &mut HeaderMap) {
+    out.clear();
+    p.inject_context(black_box(cx), &mut opentelemetry_http::HeaderInjector(out));
+    black_box(&out);
+}
+
+/// Our direct `HeaderMap` inject into a cleared map.
+fn inject_direct(p: &otel_propagation::TraceContextPropagator, cx: &Context, out: &mut HeaderMap) {
+    out.clear();
+    p.inject_headers(black_box(cx), out);
+    black_box(&out);
+}
+
 fn extract_group(
     c: &mut Criterion,
     name: &str,
@@ -46,12 +77,8 @@ fn extract_group(
 ) {
     let mut g = c.benchmark_group(name);
     let empty = Context::new();
-    g.bench_function("ours", |b| {
-        b.iter(|| black_box(ours.extract_with_context(&empty, &HeaderExtractor(black_box(h)))))
-    });
-    g.bench_function("sdk", |b| {
-        b.iter(|| black_box(theirs.extract_with_context(&empty, &opentelemetry_http::HeaderExtractor(black_box(h)))))
-    });
+    g.bench_function("ours", |b| b.iter(|| black_box(extract_ours(ours, &empty, h))));
+    g.bench_function("sdk", |b| b.iter(|| black_box(extract_peer(theirs, &empty, h))));
     g.finish();
 }
 
@@ -64,20 +91,8 @@ fn inject_group(
 ) {
     let mut g = c.benchmark_group(name);
     let mut h = HeaderMap::with_capacity(4);
-    g.bench_function("ours", |b| {
-        b.iter(|| {
-            h.clear();
-            ours.inject_context(black_box(cx), &mut HeaderInjector(&mut h));
-            black_box(&h);
-        })
-    });
-    g.bench_function("sdk", |b| {
-        b.iter(|| {
-            h.clear();
-            theirs.inject_context(black_box(cx), &mut opentelemetry_http::HeaderInjector(&mut h));
-            black_box(&h);
-        })
-    });
+    g.bench_function("ours", |b| b.iter(|| inject_ours(ours, cx, &mut h)));
+    g.bench_function("sdk", |b| b.iter(|| inject_peer(theirs, cx, &mut h)));
     g.finish();
 }
 
@@ -94,13 +109,7 @@ fn direct_group(c: &mut Criterion, name: &str, h: &HeaderMap, cx: &Context) {
         b.iter(|| black_box(ours.span_context_from_headers(black_box(h))))
     });
     let mut out = HeaderMap::with_capacity(4);
-    g.bench_function("ours_direct_inject", |b| {
-        b.iter(|| {
-            out.clear();
-            ours.inject_headers(black_box(cx), &mut out);
-            black_box(&out);
-        })
-    });
+    g.bench_function("ours_direct_inject", |b| b.iter(|| inject_direct(&ours, cx, &mut out)));
     g.finish();
 }
 
@@ -285,20 +294,10 @@ fn paired(c: &mut Criterion) {
     let cx_bag = baggage_cx();
     let remote = remote_span_context();
     let extract = |p: &dyn TextMapPropagator, h: &HeaderMap| {
-        black_box(p.extract_with_context(&empty, &HeaderExtractor(black_box(h))));
+        black_box(extract_ours(p, &empty, h));
     };
     let extract_sdk = |p: &dyn TextMapPropagator, h: &HeaderMap| {
-        black_box(p.extract_with_context(&empty, &opentelemetry_http::HeaderExtractor(black_box(h))));
-    };
-    let inject = |p: &dyn TextMapPropagator, cx: &Context, out: &mut HeaderMap| {
-        out.clear();
-        p.inject_context(black_box(cx), &mut HeaderInjector(out));
-        black_box(&out);
-    };
-    let inject_sdk = |p: &dyn TextMapPropagator, cx: &Context, out: &mut HeaderMap| {
-        out.clear();
-        p.inject_context(black_box(cx), &mut opentelemetry_http::HeaderInjector(out));
-        black_box(&out);
+        black_box(extract_peer(p, &empty, h));
     };
     let (mut ours_out, mut sdk_out) = (HeaderMap::with_capacity(4), HeaderMap::with_capacity(4));
 
@@ -315,13 +314,13 @@ fn paired(c: &mut Criterion) {
     );
     g.bench(
         "traceparent_inject",
-        || inject(&tc, &cx_tp, &mut ours_out),
-        || inject_sdk(&tc_sdk, &cx_tp, &mut sdk_out),
+        || inject_ours(&tc, &cx_tp, &mut ours_out),
+        || inject_peer(&tc_sdk, &cx_tp, &mut sdk_out),
     );
     g.bench(
         "traceparent_tracestate_inject",
-        || inject(&tc, &cx_ts, &mut ours_out),
-        || inject_sdk(&tc_sdk, &cx_ts, &mut sdk_out),
+        || inject_ours(&tc, &cx_ts, &mut ours_out),
+        || inject_peer(&tc_sdk, &cx_ts, &mut sdk_out),
     );
     g.bench(
         "traceparent_direct_extract",
@@ -339,12 +338,8 @@ fn paired(c: &mut Criterion) {
     );
     g.bench(
         "traceparent_direct_inject",
-        || {
-            ours_out.clear();
-            tc.inject_headers(black_box(&cx_tp), &mut ours_out);
-            black_box(&ours_out);
-        },
-        || inject_sdk(&tc_sdk, &cx_tp, &mut sdk_out),
+        || inject_direct(&tc, &cx_tp, &mut ours_out),
+        || inject_peer(&tc_sdk, &cx_tp, &mut sdk_out),
     );
     g.bench(
         "tracestate_parse",
@@ -358,8 +353,8 @@ fn paired(c: &mut Criterion) {
     g.bench("baggage_extract", || extract(&bg, &bag), || extract_sdk(&bg_sdk, &bag));
     g.bench(
         "baggage_inject",
-        || inject(&bg, &cx_bag, &mut ours_out),
-        || inject_sdk(&bg_sdk, &cx_bag, &mut sdk_out),
+        || inject_ours(&bg, &cx_bag, &mut ours_out),
+        || inject_peer(&bg_sdk, &cx_bag, &mut sdk_out),
     );
     // Fixed costs of each trait path (as in `context_floor` and
     // `carrier_floor`) against the peer's whole path.
@@ -382,7 +377,7 @@ fn paired(c: &mut Criterion) {
     g.bench(
         "fixed_traceparent_inject",
         || carrier_set(&mut ours_out, &[("traceparent", TRACEPARENT)]),
-        || inject_sdk(&tc_sdk, &cx_tp, &mut sdk_out),
+        || inject_peer(&tc_sdk, &cx_tp, &mut sdk_out),
     );
     g.bench(
         "fixed_traceparent_tracestate_inject",
@@ -392,7 +387,7 @@ fn paired(c: &mut Criterion) {
                 &[("traceparent", TRACEPARENT), ("tracestate", TRACESTATE)],
             )
         },
-        || inject_sdk(&tc_sdk, &cx_ts, &mut sdk_out),
+        || inject_peer(&tc_sdk, &cx_ts, &mut sdk_out),
     );
     g.bench(
         "fixed_baggage_extract",
