@@ -148,17 +148,6 @@ fn decode_u64_with(digits: &[u8], table: &[u8; 256]) -> Option<u64> {
     if seen & 0x80 != 0 { None } else { Some(value) }
 }
 
-/// Byte -> its two lowercase hex digits.
-static ENCODE_PAIRS: [[u8; 2]; 256] = {
-    let mut table = [[0u8; 2]; 256];
-    let mut i = 0;
-    while i < 256 {
-        table[i] = [ENCODE[i >> 4], ENCODE[i & 0x0f]];
-        i += 1;
-    }
-    table
-};
-
 /// Byte -> its two lowercase hex digits as a big-endian `u16`.
 static ENCODE_U16: [u16; 256] = {
     let mut table = [0u16; 256];
@@ -185,7 +174,7 @@ pub(crate) fn encode8(x: u32) -> u64 {
 #[inline]
 pub(crate) fn encode_bytes(bytes: &[u8], out: &mut [u8]) {
     for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair.copy_from_slice(&ENCODE_PAIRS[b as usize]);
+        pair.copy_from_slice(&ENCODE_U16[b as usize].to_be_bytes());
     }
 }
 

@@ -107,6 +107,15 @@ impl TraceContextPropagator {
         self.traceparent_of(cx, cx.span().span_context())
     }
 
+    /// What inject writes for `cx`: the `traceparent`, and the `tracestate`
+    /// value, empty when there is none to send. `None` when `cx` has no valid span.
+    pub(crate) fn outgoing(&self, cx: &Context) -> Option<(TraceParent, String)> {
+        let span = cx.span();
+        let span_context = span.span_context();
+        let parent = self.traceparent_of(cx, span_context)?;
+        Some((parent, format_tracestate(span_context.trace_state())))
+    }
+
     /// The `traceparent` to send for `span_context`, the span of `cx`.
     fn traceparent_of(&self, cx: &Context, span_context: &SpanContext) -> Option<TraceParent> {
         if !span_context.is_valid() {
@@ -128,18 +137,10 @@ impl TraceContextPropagator {
 
 impl TextMapPropagator for TraceContextPropagator {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
-        let span = cx.span();
-        let span_context = span.span_context();
-        let Some(parent) = self.traceparent_of(cx, span_context) else {
+        let Some((parent, trace_state)) = self.outgoing(cx) else {
             return;
         };
         injector.set(TRACEPARENT_HEADER, parent.to_header_string());
-        let trace_state = span_context.trace_state();
-        // Most spans carry no tracestate; comparing with `NONE` is inlined.
-        if *trace_state == TraceState::NONE {
-            return;
-        }
-        let trace_state = format_tracestate(trace_state);
         if !trace_state.is_empty() {
             injector.set(TRACESTATE_HEADER, trace_state);
         }

@@ -258,7 +258,16 @@ fn has_duplicate_key(trace_state: &TraceState) -> bool {
 /// Returns an empty string for an empty tracestate (which must not be sent).
 /// The `String`'s capacity is exactly its length, so `http::HeaderValue`
 /// takes it without another allocation.
+#[inline]
 pub fn format_tracestate(trace_state: &TraceState) -> String {
+    // Most spans carry no tracestate; comparing with `NONE` inlines to one test.
+    if *trace_state == TraceState::NONE {
+        return String::new();
+    }
+    format_members(trace_state)
+}
+
+fn format_members(trace_state: &TraceState) -> String {
     // Most tracestates have a few members: one walk over the `TraceState`
     // keeps them on the stack while it sizes the value; only longer ones are
     // walked a second time.
@@ -282,22 +291,20 @@ pub fn format_tracestate(trace_state: &TraceState) -> String {
     if rest {
         len += iter.map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
     }
+    let tail = rest.then(|| trace_state.into_iter().skip(ON_STACK));
     let mut out = String::with_capacity(len - 1);
-    for (i, (k, v)) in first[..count].iter().enumerate() {
+    for (i, (k, v)) in first[..count]
+        .iter()
+        .copied()
+        .chain(tail.into_iter().flatten())
+        .enumerate()
+    {
         if i > 0 {
             out.push(',');
         }
         out.push_str(k);
         out.push('=');
         out.push_str(v);
-    }
-    if rest {
-        for (k, v) in trace_state.into_iter().skip(ON_STACK) {
-            out.push(',');
-            out.push_str(k);
-            out.push('=');
-            out.push_str(v);
-        }
     }
     out
 }

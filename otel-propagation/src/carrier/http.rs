@@ -14,11 +14,11 @@
 
 use crate::TraceContextPropagator;
 use crate::traceparent::TraceParent;
-use crate::tracestate::{format_tracestate, parse_tracestate};
+use crate::tracestate::parse_tracestate;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{SpanContext, TraceContextExt, TraceState};
+use opentelemetry::trace::{SpanContext, TraceState};
 
 /// Reads propagation headers from a [`HeaderMap`]. Values that are not UTF-8
 /// are skipped (our propagators reject any non-ASCII content themselves);
@@ -160,17 +160,14 @@ impl TraceContextPropagator {
     /// Writes `traceparent` (and a non-empty `tracestate`) for `cx` into `headers`:
     /// the direct-path equivalent of [`TextMapPropagator::inject_context`].
     pub fn inject_headers(&self, cx: &Context, headers: &mut HeaderMap) {
-        let Some(parent) = self.traceparent_for(cx) else {
+        let Some((parent, trace_state)) = self.outgoing(cx) else {
             return;
         };
         if let Ok(value) = HeaderValue::try_from(parent.to_vec()) {
             headers.insert(TRACEPARENT.clone(), value);
         }
-        let span = cx.span();
-        let trace_state = span.span_context().trace_state();
-        if *trace_state != TraceState::NONE
-            && trace_state.into_iter().next().is_some()
-            && let Ok(value) = HeaderValue::try_from(format_tracestate(trace_state))
+        if !trace_state.is_empty()
+            && let Ok(value) = HeaderValue::try_from(trace_state)
         {
             headers.insert(TRACESTATE.clone(), value);
         }
