@@ -716,13 +716,14 @@ fn parse_otlp_receiver(at: At<'_>, warnings: &mut Vec<String>) -> Result<OtlpRec
         http_max_body_bytes: (20 * MIB) as usize,
         http_traces_path: "/v1/traces".to_owned(),
     };
+    // Accepted on both protocols and not acted on; `cors` also, named apart
+    // because over HTTP its warning says what it means for browsers.
     const IGNORED: &[&str] = &[
         "keepalive",
         "include_metadata",
         "read_buffer_size",
         "write_buffer_size",
         "max_concurrent_streams",
-        "cors",
     ];
     const CORS: &str = "browsers' CORS preflight requests are not answered";
     if m.contains_key("grpc") {
@@ -732,10 +733,11 @@ fn parse_otlp_receiver(at: At<'_>, warnings: &mut Vec<String>) -> Result<OtlpRec
             path: &path,
         };
         g.map()?;
-        let mut allowed = vec!["endpoint", "max_recv_msg_size_mib", "transport", "tls", "auth"];
+        let mut allowed = vec!["endpoint", "max_recv_msg_size_mib", "transport", "tls", "auth", "cors"];
         allowed.extend_from_slice(IGNORED);
         g.only_keys(&allowed)?;
         note_ignored(g, IGNORED, warnings);
+        note_ignored(g, &["cors"], warnings);
         reject(
             g,
             "tls",
@@ -776,17 +778,14 @@ fn parse_otlp_receiver(at: At<'_>, warnings: &mut Vec<String>) -> Result<OtlpRec
             "logs_url_path",
             "tls",
             "auth",
+            "cors",
         ];
         allowed.extend_from_slice(IGNORED);
         h.only_keys(&allowed)?;
         if get(h, "cors").is_some() {
             warnings.push(format!("{}.cors is ignored by this collector: {CORS}", path));
         }
-        note_ignored(
-            h,
-            &IGNORED.iter().copied().filter(|k| *k != "cors").collect::<Vec<_>>(),
-            warnings,
-        );
+        note_ignored(h, IGNORED, warnings);
         reject(
             h,
             "tls",
