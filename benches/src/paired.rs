@@ -73,12 +73,48 @@ impl<'a> PairedGroup<'a> {
                     left -= n;
                     a_first = !a_first;
                 }
-                let mut records = RECORDS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let record = records.entry(id.clone()).or_default();
-                record.ratios.extend(ratios);
-                record.a += total_a;
-                record.b += total_b;
-                record.iters += iters;
+                record(&id, ratios, total_a, total_b, iters);
+                total_a + total_b
+            })
+        });
+        self
+    }
+
+    /// Like [`bench`](Self::bench), for routines that run `n` iterations and
+    /// time themselves: each can do per-chunk setup and teardown outside its
+    /// timing (install its own `tracing` dispatcher, flush a pipeline so its
+    /// queue never overflows).
+    pub fn bench_timed(
+        &mut self,
+        name: &str,
+        mut a: impl FnMut(u64) -> Duration,
+        mut b: impl FnMut(u64) -> Duration,
+    ) -> &mut Self {
+        let id = format!("{}/{name}", self.name);
+        self.group.bench_function(name, |bencher| {
+            bencher.iter_custom(|iters| {
+                let mut ratios = Vec::with_capacity(iters.div_ceil(CHUNK) as usize);
+                let (mut total_a, mut total_b) = (Duration::ZERO, Duration::ZERO);
+                let mut left = iters;
+                let mut a_first = true;
+                while left > 0 {
+                    let n = left.min(CHUNK);
+                    let (ta, tb) = if a_first {
+                        let ta = a(n);
+                        (ta, b(n))
+                    } else {
+                        let tb = b(n);
+                        (a(n), tb)
+                    };
+                    if !tb.is_zero() {
+                        ratios.push(ta.as_secs_f64() / tb.as_secs_f64());
+                    }
+                    total_a += ta;
+                    total_b += tb;
+                    left -= n;
+                    a_first = !a_first;
+                }
+                record(&id, ratios, total_a, total_b, iters);
                 total_a + total_b
             })
         });
@@ -97,6 +133,15 @@ impl std::fmt::Debug for PairedGroup<'_> {
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
+}
+
+fn record(id: &str, ratios: Vec<f64>, a: Duration, b: Duration, iters: u64) {
+    let mut records = RECORDS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let record = records.entry(id.to_owned()).or_default();
+    record.ratios.extend(ratios);
+    record.a += a;
+    record.b += b;
+    record.iters += iters;
 }
 
 fn time(n: u64, f: &mut impl FnMut()) -> Duration {

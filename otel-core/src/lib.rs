@@ -47,7 +47,9 @@
 
 mod console;
 pub mod env;
+pub mod layer;
 mod limits;
+pub mod logs;
 pub mod resource;
 pub mod spans;
 mod telemetry;
@@ -55,9 +57,13 @@ mod telemetry;
 pub mod testing;
 
 pub use console::{ConsoleExporter, format_span};
+pub use layer::{OpenTelemetrySpanExt, SetParentError, TracingLayer};
 pub use limits::ValueLengthLimit;
 pub use spans::{FutureSpanExt, in_span, record_error, span};
-pub use telemetry::{DEFAULT_SHUTDOWN_TIMEOUT, InstallError, Telemetry, TelemetryBuilder, TelemetryHandle};
+pub use telemetry::{
+    DEFAULT_LOG_FILTER, DEFAULT_SHUTDOWN_TIMEOUT, InstallError, LogFormat, RUST_LOG, Telemetry, TelemetryBuilder,
+    TelemetryHandle,
+};
 
 /// The OpenTelemetry API this crate is built on.
 pub use opentelemetry;
@@ -65,5 +71,7 @@ pub use opentelemetry;
 pub use opentelemetry_sdk;
 /// Semantic-convention attribute names.
 pub use opentelemetry_semantic_conventions as semconv;
+/// The `tracing` subscriber crate our layers plug into.
+pub use tracing_subscriber;
 /// The sibling crates, for their settings types.
 pub use {otel_export, otel_propagation, otel_sampling};

@@ -2,6 +2,8 @@
 
 use crate::console::ConsoleExporter;
 use crate::env::*;
+use crate::layer::TracingLayer;
+use crate::layer::recorder::Recorder;
 use crate::limits::ValueLengthLimit;
 use crate::resource::{self, ResourceSettings};
 use opentelemetry::propagation::TextMapPropagator;
@@ -24,34 +26,76 @@ use std::time::Duration;
 /// How long dropping a [`TelemetryHandle`] waits for the final flush.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why the pipeline could not be installed: names the variable or setting, the
-/// value, and what is accepted.
+/// Why the pipeline could not be installed: a setting that cannot be used
+/// (named with its value and what is accepted), or, for
+/// [`init`](TelemetryBuilder::init), a global `tracing` subscriber that is
+/// already set.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstallError(ConfigError);
+pub struct InstallError(InstallErrorKind);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum InstallErrorKind {
+    Config(ConfigError),
+    SubscriberAlreadySet,
+}
 
 impl InstallError {
-    /// The variable or setting that was wrong.
+    /// The variable or setting that was wrong (empty when the error is not
+    /// about a setting).
     pub fn variable(&self) -> &str {
-        self.0.variable()
+        match &self.0 {
+            InstallErrorKind::Config(e) => e.variable(),
+            InstallErrorKind::SubscriberAlreadySet => "",
+        }
     }
 
-    /// The rejected value.
+    /// The rejected value (empty when the error is not about a setting).
     pub fn value(&self) -> &str {
-        self.0.value()
+        match &self.0 {
+            InstallErrorKind::Config(e) => e.value(),
+            InstallErrorKind::SubscriberAlreadySet => "",
+        }
+    }
+
+    /// The setting that could not be used, if that is the error.
+    pub fn config_error(&self) -> Option<&ConfigError> {
+        match &self.0 {
+            InstallErrorKind::Config(e) => Some(e),
+            InstallErrorKind::SubscriberAlreadySet => None,
+        }
+    }
+
+    /// Whether [`init`](TelemetryBuilder::init) found a global `tracing`
+    /// subscriber already set.
+    pub fn is_subscriber_already_set(&self) -> bool {
+        self.0 == InstallErrorKind::SubscriberAlreadySet
     }
 }
 
 impl fmt::Display for InstallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        match &self.0 {
+            InstallErrorKind::Config(e) => e.fmt(f),
+            InstallErrorKind::SubscriberAlreadySet => f.write_str(
+                "a global tracing subscriber is already set; call init() once per process, \
+                 or use install() and add TelemetryHandle::tracing_layer() to your own subscriber",
+            ),
+        }
     }
 }
 
-impl std::error::Error for InstallError {}
+impl std::error::Error for InstallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            InstallErrorKind::Config(e) => Some(e),
+            InstallErrorKind::SubscriberAlreadySet => None,
+        }
+    }
+}
 
 impl From<ConfigError> for InstallError {
     fn from(e: ConfigError) -> Self {
-        InstallError(e)
+        InstallError(InstallErrorKind::Config(e))
     }
 }
 
@@ -83,7 +127,7 @@ pub struct TelemetryBuilder {
     env: Option<EnvMode>,
     env_lookup: Option<EnvLookup>,
     resource: ResourceSettings,
-    sampler: Option<Box<dyn ShouldSample>>,
+    sampler: Option<(Box<dyn ShouldSample>, bool)>,
     exporters: Option<Vec<ExporterChoice>>,
     extra_processors: Vec<Box<dyn SpanProcessor>>,
     batch: Option<BatchConfig>,
@@ -92,6 +136,8 @@ pub struct TelemetryBuilder {
     propagator: Option<BoxedPropagator>,
     set_globals: bool,
     shutdown_timeout: Duration,
+    log_format: LogFormat,
+    log_filter: Option<String>,
 }
 
 impl fmt::Debug for TelemetryBuilder {
@@ -125,6 +171,8 @@ impl Telemetry {
             propagator: None,
             set_globals: true,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            log_format: LogFormat::default(),
+            log_filter: None,
         }
     }
 
@@ -182,8 +230,9 @@ impl TelemetryBuilder {
     }
 
     /// The head sampler. Defaults to `OTEL_TRACES_SAMPLER`, else `parentbased_always_on`.
-    pub fn with_sampler(mut self, sampler: impl ShouldSample + 'static) -> Self {
-        self.sampler = Some(Box::new(sampler));
+    pub fn with_sampler<S: ShouldSample + 'static>(mut self, sampler: S) -> Self {
+        let follows = follows_local_parents(&sampler);
+        self.sampler = Some((Box::new(sampler), follows));
         self
     }
 
@@ -263,6 +312,92 @@ impl TelemetryBuilder {
     /// [`strict`](Self::strict) mode, any invalid `OTEL_*` variable, named with its
     /// value and what is accepted.
     pub fn install(self) -> Result<TelemetryHandle, InstallError> {
+        let handle = self.build()?;
+        if !tracing::dispatcher::has_been_set() {
+            // The warnings went to `tracing` with no subscriber to show them.
+            for w in &handle.warnings {
+                eprintln!("otel-core: {w}; using the default");
+            }
+        }
+        Ok(handle)
+    }
+
+    /// How [`init`](Self::init) writes log lines. Defaults to [`LogFormat::Text`].
+    pub fn with_log_format(mut self, format: LogFormat) -> Self {
+        self.log_format = format;
+        self
+    }
+
+    /// Which spans and events [`init`](Self::init) keeps, in `RUST_LOG`
+    /// syntax (`"info,my_crate=debug,hyper=warn"`). Defaults to `RUST_LOG`
+    /// (read by [`Telemetry::from_env`] builders), else [`DEFAULT_LOG_FILTER`].
+    /// Spans filtered out are neither logged nor traced.
+    pub fn with_log_filter(mut self, directives: impl Into<String>) -> Self {
+        self.log_filter = Some(directives.into());
+        self
+    }
+
+    /// Installs the pipeline and sets the global `tracing` subscriber: a
+    /// registry, an `EnvFilter` ([`with_log_filter`](Self::with_log_filter),
+    /// `RUST_LOG`, else `info`), the [`tracing_layer`](TelemetryHandle::tracing_layer)
+    /// and a log layer writing lines with trace ids to stdout
+    /// ([`with_log_format`](Self::with_log_format)). Keep the returned handle
+    /// for the life of the program and shut it down at exit.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let telemetry = otel_core::Telemetry::from_env()
+    ///     .with_service_name("checkout")
+    ///     .with_log_format(otel_core::LogFormat::Json)
+    ///     .init()?;
+    /// tracing::info!("started");
+    /// // ... serve ...
+    /// telemetry.shutdown(std::time::Duration::from_secs(5))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`install`](Self::install); also a global subscriber already set,
+    /// and, in [`strict`](Self::strict) mode, a `RUST_LOG` that does not parse.
+    pub fn init(self) -> Result<TelemetryHandle, InstallError> {
+        if tracing::dispatcher::has_been_set() {
+            return Err(InstallError(InstallErrorKind::SubscriberAlreadySet));
+        }
+        let (format, code_filter, mode) = (self.log_format, self.log_filter.clone(), self.env);
+        let rust_log = match (&code_filter, mode) {
+            (None, Some(_)) => match &self.env_lookup {
+                Some(lookup) => lookup(RUST_LOG),
+                None => std::env::var(RUST_LOG).ok(),
+            }
+            .filter(|v| !v.trim().is_empty()),
+            _ => None,
+        };
+        let mut handle = self.build()?;
+        let (filter, problem) = log_filter(code_filter.as_deref(), rust_log.as_deref());
+        if let Some(problem) = problem {
+            if mode == Some(EnvMode::Strict) || code_filter.is_some() {
+                return Err(problem.into());
+            }
+            handle.warnings.push(problem);
+        }
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber = tracing_subscriber::registry()
+            .with(filter)
+            .with(handle.tracing_layer())
+            .with((format == LogFormat::Json).then(crate::logs::json_layer))
+            .with((format == LogFormat::Text).then(crate::logs::text_layer));
+        if tracing::subscriber::set_global_default(subscriber).is_err() {
+            return Err(InstallError(InstallErrorKind::SubscriberAlreadySet));
+        }
+        for w in &handle.warnings {
+            tracing::warn!(target: "otel_core", "{w}; using the default");
+        }
+        Ok(handle)
+    }
+
+    fn build(self) -> Result<TelemetryHandle, InstallError> {
         let read_env = self.env.is_some();
         let mode = self.env.unwrap_or(EnvMode::Lenient);
         let mut env = match self.env_lookup {
@@ -275,18 +410,23 @@ impl TelemetryBuilder {
         }
 
         let resource = resource::detect(&mut env, &self.resource, read_env)?;
-        let sampler: Box<dyn ShouldSample> = match self.sampler {
+        let (sampler, follows_local_parent): (Box<dyn ShouldSample>, bool) = match self.sampler {
             Some(s) => s,
             None if read_env => {
                 let name = env.get(otel_sampling::OTEL_TRACES_SAMPLER).unwrap_or_default();
                 let arg = env.get(otel_sampling::OTEL_TRACES_SAMPLER_ARG);
                 let (sampler, problem) = otel_sampling::sampler_or_default(&name, arg.as_deref());
+                // Names that are not `parentbased_*` fall back to the default,
+                // which is parent-based, only when they are unknown.
+                let normalized = name.trim().to_ascii_lowercase();
+                let mut follows = normalized.is_empty() || normalized.starts_with("parentbased_");
                 if let Some(e) = problem {
+                    follows |= e.variable() == otel_sampling::OTEL_TRACES_SAMPLER;
                     env.reject(ConfigError::new(e.variable(), e.value(), strip_prefix(&e.to_string())))?;
                 }
-                sampler
+                (sampler, follows)
             }
-            None => Box::new(otel_sampling::ParentBased::new(otel_sampling::AlwaysOn)),
+            None => (Box::new(otel_sampling::ParentBased::new(otel_sampling::AlwaysOn)), true),
         };
         let limits = match self.span_limits {
             Some(l) => l,
@@ -335,12 +475,14 @@ impl TelemetryBuilder {
         };
 
         let counters = Arc::new(Counters::new());
+        let sampler: Arc<dyn ShouldSample> = Arc::from(sampler);
         let mut builder = SdkTracerProvider::builder()
             .with_resource(resource.clone())
-            .with_sampler(sampler)
+            .with_sampler(SharedSampler(sampler.clone()))
             .with_span_limits(limits);
+        let mut processors: Vec<Box<dyn SpanProcessor>> = Vec::new();
         for choice in exporters {
-            let processor: Box<dyn SpanProcessor> = match choice {
+            processors.push(match choice {
                 ExporterChoice::None => continue,
                 ExporterChoice::Console => Box::new(SimpleSpanProcessor::new(ConsoleExporter)),
                 ExporterChoice::Otlp(otlp) => {
@@ -357,38 +499,89 @@ impl TelemetryBuilder {
                             .build(),
                     )
                 }
-            };
-            builder = match value_length {
-                Some(n) => builder.with_span_processor(ValueLengthLimit::new(BoxedProcessor(processor), n)),
-                None => builder.with_span_processor(BoxedProcessor(processor)),
-            };
+            });
         }
-        for p in self.extra_processors {
-            builder = match value_length {
-                Some(n) => builder.with_span_processor(ValueLengthLimit::new(BoxedProcessor(p), n)),
-                None => builder.with_span_processor(BoxedProcessor(p)),
-            };
+        processors.extend(self.extra_processors);
+        // Shared by the SDK provider (OpenTelemetry API spans) and the
+        // `tracing` layer's recorder; the resource is set here, once.
+        let shared: Vec<Arc<dyn SpanProcessor>> = processors
+            .into_iter()
+            .map(|p| {
+                let mut p: Box<dyn SpanProcessor> = match value_length {
+                    Some(n) => Box::new(ValueLengthLimit::new(BoxedProcessor(p), n)),
+                    None => p,
+                };
+                p.set_resource(&resource);
+                Arc::from(p)
+            })
+            .collect();
+        for p in &shared {
+            builder = builder.with_span_processor(SharedProcessor(p.clone()));
         }
         let provider = builder.build();
+        let recorder = Arc::new(Recorder::new(
+            sampler,
+            follows_local_parent,
+            limits,
+            shared,
+            counters.clone(),
+            batch.max_queue_size,
+        ));
         if self.set_globals {
             global::set_tracer_provider(provider.clone());
             global::set_text_map_propagator(PropagatorHandle(propagator));
         }
         let warnings = env.take_warnings();
-        if !tracing::dispatcher::has_been_set() {
-            // The warnings went to `tracing` with no subscriber to show them.
-            for w in &warnings {
-                eprintln!("otel-core: {w}; using the default");
-            }
-        }
         Ok(TelemetryHandle {
             provider: Some(provider),
+            recorder: Some(recorder),
             resource,
             counters,
             shut_down: AtomicBool::new(false),
             shutdown_timeout: self.shutdown_timeout,
             warnings,
         })
+    }
+}
+
+/// The variable [`TelemetryBuilder::init`] reads its log filter from.
+pub const RUST_LOG: &str = "RUST_LOG";
+/// The log filter of [`TelemetryBuilder::init`] when none is given.
+pub const DEFAULT_LOG_FILTER: &str = "info";
+
+/// How [`TelemetryBuilder::init`] writes log lines (to stdout, each with the
+/// `trace_id`, `span_id` and `trace_flags` of its span).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// Human-readable lines (tracing-subscriber's default format, no colours)
+    /// ending in ` trace_id=… span_id=… trace_flags=…`.
+    #[default]
+    Text,
+    /// One JSON object per line, event fields at the top level.
+    Json,
+    /// No log lines; spans are still traced.
+    Off,
+}
+
+/// The filter from code, else `RUST_LOG`, else the default; a problem when
+/// the chosen directives do not parse (the default is used then).
+fn log_filter(code: Option<&str>, env: Option<&str>) -> (tracing_subscriber::EnvFilter, Option<ConfigError>) {
+    let (directives, variable) = match (code, env) {
+        (Some(c), _) => (c, "log filter (with_log_filter)"),
+        (None, Some(e)) => (e, RUST_LOG),
+        (None, None) => (DEFAULT_LOG_FILTER, RUST_LOG),
+    };
+    match tracing_subscriber::EnvFilter::builder().parse(directives) {
+        Ok(f) => (f, None),
+        Err(e) => (
+            tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER),
+            Some(ConfigError::new(
+                variable,
+                directives,
+                format!("comma-separated directives such as `info,my_crate=debug` ({e})"),
+            )),
+        ),
     }
 }
 
@@ -461,7 +654,73 @@ fn span_limits_from_env(env: &mut EnvReader<'_>) -> Result<SpanLimits, ConfigErr
     Ok(limits)
 }
 
-/// A boxed processor handed to the SDK (which takes concrete types).
+/// Whether a sampler given in code is known to follow local parents (see
+/// [`otel_sampling::ParentBased::follows_local_parents`]).
+fn follows_local_parents<S: ShouldSample + 'static>(sampler: &S) -> bool {
+    use otel_sampling::{AlwaysOff, AlwaysOn, BoxedSampler, ParentBased, ProbabilitySampler, RateLimitedSampler};
+    let any = sampler as &dyn std::any::Any;
+    macro_rules! parent_based {
+        ($($root:ty),*) => {
+            $(if let Some(p) = any.downcast_ref::<ParentBased<$root>>() {
+                return p.follows_local_parents();
+            })*
+        };
+    }
+    parent_based!(
+        BoxedSampler,
+        AlwaysOn,
+        AlwaysOff,
+        ProbabilitySampler,
+        RateLimitedSampler
+    );
+    matches!(
+        any.downcast_ref::<opentelemetry_sdk::trace::Sampler>(),
+        Some(opentelemetry_sdk::trace::Sampler::ParentBased(_))
+    )
+}
+
+/// The installed sampler, shared by the SDK provider and the `tracing` layer.
+#[derive(Debug, Clone)]
+struct SharedSampler(Arc<dyn ShouldSample>);
+
+impl ShouldSample for SharedSampler {
+    fn should_sample(
+        &self,
+        parent_context: Option<&opentelemetry::Context>,
+        trace_id: opentelemetry::trace::TraceId,
+        name: &str,
+        span_kind: &opentelemetry::trace::SpanKind,
+        attributes: &[KeyValue],
+        links: &[opentelemetry::trace::Link],
+    ) -> opentelemetry_sdk::trace::SamplingResult {
+        self.0
+            .should_sample(parent_context, trace_id, name, span_kind, attributes, links)
+    }
+}
+
+/// A processor shared by the SDK provider and the `tracing` layer's recorder.
+#[derive(Debug)]
+struct SharedProcessor(Arc<dyn SpanProcessor>);
+
+impl SpanProcessor for SharedProcessor {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.0.on_start(span, cx);
+    }
+    fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
+        self.0.on_end(span);
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, _resource: &Resource) {
+        // Set once, when the pipeline was built.
+    }
+}
+
+/// A boxed processor where a concrete type is needed.
 #[derive(Debug)]
 struct BoxedProcessor(Box<dyn SpanProcessor>);
 
@@ -505,8 +764,10 @@ impl TextMapPropagator for PropagatorHandle {
 
 /// The installed pipeline. Flush and shut it down explicitly; dropping it shuts
 /// down with the configured deadline.
+#[must_use = "dropping the handle shuts the pipeline down at once; keep it (`let telemetry = ...`) for the life of the program"]
 pub struct TelemetryHandle {
     provider: Option<SdkTracerProvider>,
+    recorder: Option<Arc<Recorder>>,
     resource: Resource,
     counters: Arc<Counters>,
     shut_down: AtomicBool,
@@ -527,6 +788,7 @@ impl TelemetryHandle {
     fn disabled() -> Self {
         TelemetryHandle {
             provider: None,
+            recorder: None,
             resource: Resource::builder_empty().build(),
             counters: Arc::new(Counters::new()),
             shut_down: AtomicBool::new(false),
@@ -553,6 +815,22 @@ impl TelemetryHandle {
         }
     }
 
+    /// A `tracing_subscriber` layer recording `tracing` spans into this
+    /// pipeline (sampler, processors, exporter); see [`crate::layer`]. Add it
+    /// to your subscriber, or let [`TelemetryBuilder::init`] do it. When the
+    /// pipeline is disabled the layer does nothing.
+    ///
+    /// ```
+    /// use tracing_subscriber::layer::SubscriberExt;
+    ///
+    /// let telemetry = otel_core::Telemetry::builder().without_exporter().install().unwrap();
+    /// let subscriber = tracing_subscriber::registry().with(telemetry.tracing_layer());
+    /// # drop(subscriber);
+    /// ```
+    pub fn tracing_layer(&self) -> TracingLayer {
+        TracingLayer::new(self.recorder.clone())
+    }
+
     /// The detected resource.
     pub fn resource(&self) -> &Resource {
         &self.resource
@@ -574,6 +852,9 @@ impl TelemetryHandle {
     ///
     /// When an export fails or times out.
     pub fn force_flush(&self) -> OTelSdkResult {
+        if let Some(r) = &self.recorder {
+            r.drain();
+        }
         match &self.provider {
             Some(p) => p.force_flush(),
             None => Ok(()),
@@ -588,6 +869,9 @@ impl TelemetryHandle {
     pub fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
         if self.shut_down.swap(true, Ordering::SeqCst) {
             return Err(opentelemetry_sdk::error::OTelSdkError::AlreadyShutdown);
+        }
+        if let Some(r) = &self.recorder {
+            r.shutdown();
         }
         match &self.provider {
             Some(p) => p.shutdown_with_timeout(timeout),

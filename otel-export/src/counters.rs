@@ -60,6 +60,13 @@ impl Counters {
         }
     }
 
+    /// Counts `n` spans dropped before they reached the processor's queue, by
+    /// a component that feeds it (otel-core's `tracing` layer when its hand-off
+    /// buffer is full or the pipeline is shut down). They show in `dropped`.
+    pub fn add_dropped(&self, n: u64) {
+        Self::add(&self.dropped, n);
+    }
+
     #[inline]
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);

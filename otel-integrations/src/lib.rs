@@ -14,7 +14,8 @@
 //!   service) and [`http::HttpClientLayer`].
 //! - `grpc`: [`grpc::GrpcServerLayer`] and [`grpc::GrpcClientLayer`] for tonic.
 //! - `amqp`: [`amqp::publish`] and [`amqp::process`] for lapin.
-//! - `tracing`: [`logs`], trace ids in tracing-subscriber's `fmt` output.
+//! - `tracing`: [`logs`], trace ids in tracing-subscriber's `fmt` output
+//!   (re-exported from `otel_core::logs`).
 //!
 //! # Quick start
 //!
@@ -44,8 +45,12 @@ pub mod amqp;
 pub mod grpc;
 #[cfg(feature = "http")]
 pub mod http;
+/// Trace ids in log lines: the layers of [`otel_core::logs`], which moved
+/// there beside the `tracing` layer that records the spans they read.
 #[cfg(feature = "tracing")]
-pub mod logs;
+pub mod logs {
+    pub use otel_core::logs::*;
+}
 #[cfg(any(feature = "http", feature = "amqp"))]
 mod propagation;
 #[cfg(any(feature = "http", feature = "amqp"))]

@@ -128,6 +128,17 @@ impl<R: ShouldSample> ParentBased<R> {
     pub fn root(&self) -> &R {
         &self.root
     }
+
+    /// Whether a span with a local parent (a parent in the same process) gets
+    /// its parent's decision, as by default: then a tracer may decide such a
+    /// span without calling the sampler, and skip reading the fields of one
+    /// that will not be sampled.
+    pub fn follows_local_parents(&self) -> bool {
+        matches!(
+            (&self.local_sampled, &self.local_not_sampled),
+            (Branch::Follow, Branch::Follow)
+        )
+    }
 }
 
 /// A sampled parent's decision, with its `th` checked for consistency.
@@ -236,6 +247,26 @@ mod tests {
                 SamplingDecision::Drop
             );
         }
+    }
+
+    #[test]
+    fn follows_local_parents_unless_a_local_branch_is_set() {
+        assert!(ParentBased::new(AlwaysOn).follows_local_parents());
+        assert!(
+            ParentBased::new(AlwaysOn)
+                .with_remote_parent_sampled(AlwaysOff)
+                .follows_local_parents()
+        );
+        assert!(
+            !ParentBased::new(AlwaysOn)
+                .with_local_parent_sampled(AlwaysOff)
+                .follows_local_parents()
+        );
+        assert!(
+            !ParentBased::new(AlwaysOn)
+                .with_local_parent_not_sampled(AlwaysOn)
+                .follows_local_parents()
+        );
     }
 
     #[test]

@@ -2,15 +2,19 @@
 //! `trace_id`, `span_id` and `trace_flags` of the current span, as top-level
 //! fields of `fmt().json()` output and as a compact suffix of text output.
 //!
-//! The span is found whether it came from `tracing` + tracing-opentelemetry or
-//! from the OpenTelemetry API; nothing is added when no span is active.
+//! The span is found whether it is a `tracing` span recorded by
+//! [`TracingLayer`](crate::TracingLayer) (also when the event names it as its
+//! parent without entering it), a span of the OpenTelemetry API, or a
+//! `tracing` span of tracing-opentelemetry's layer; nothing is added when no
+//! span is active. [`Telemetry::init`](crate::TelemetryBuilder::init) installs
+//! one of these layers for you.
 //!
 //! ```
 //! use tracing_subscriber::layer::SubscriberExt;
 //!
 //! let subscriber = tracing_subscriber::registry()
-//!     // .with(tracing_opentelemetry::layer().with_tracer(tracer))
-//!     .with(otel_integrations::logs::json_layer());
+//!     // .with(telemetry.tracing_layer())
+//!     .with(otel_core::logs::json_layer());
 //! tracing::subscriber::with_default(subscriber, || {
 //!     tracing::info!(order = 42, "order placed");
 //! });
@@ -21,11 +25,12 @@
 //! ```
 //! use tracing_subscriber::layer::SubscriberExt;
 //!
-//! let subscriber = tracing_subscriber::registry().with(otel_integrations::logs::text_layer());
+//! let subscriber = tracing_subscriber::registry().with(otel_core::logs::text_layer());
 //! # drop(subscriber);
 //! ```
 
-use opentelemetry::trace::{SpanId, TraceContextExt, TraceId};
+use crate::layer::state::{Inherited, Slot};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceId};
 use opentelemetry::{Context, KeyValue};
 use std::cell::RefCell;
 use std::fmt;
@@ -38,26 +43,48 @@ thread_local! {
     static LINE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// The ids of the current span: the active OpenTelemetry context
-/// (tracing-opentelemetry activates its span's context on entry), else the
-/// context tracing-opentelemetry keeps for the current `tracing` span.
-fn current_ids<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<(TraceId, SpanId, u8)>
+/// The ids of the event's span: for an event given an explicit parent, that
+/// span's; otherwise the active OpenTelemetry context's (a span of
+/// [`TracingLayer`](crate::TracingLayer) or of tracing-opentelemetry is active
+/// while entered, and so is an OpenTelemetry API span), else the current
+/// `tracing` span's as [`TracingLayer`](crate::TracingLayer) recorded it, else
+/// (feature `tracing-opentelemetry`) as tracing-opentelemetry keeps it.
+fn current_ids<S, N>(ctx: &FmtContext<'_, S, N>, event: &Event<'_>) -> Option<(TraceId, SpanId, u8)>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    let ids = |cx: &Context| {
-        let span = cx.span();
-        let sc = span.span_context();
+    let ids = |sc: &SpanContext| {
         sc.is_valid()
             .then(|| (sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
     };
-    if let Some(found) = Context::map_current(ids) {
-        return Some(found);
+    let span = match event.parent() {
+        Some(id) => ctx.span(id),
+        None if event.is_contextual() => {
+            if let Some(found) = Context::map_current(|cx| ids(cx.span().span_context())) {
+                return Some(found);
+            }
+            ctx.lookup_current()
+        }
+        None => None,
+    }?;
+    for s in span.scope() {
+        let ext = s.extensions();
+        if let Some(state) = ext.get::<Slot>() {
+            return ids(&state.sc);
+        }
+        if ext.get::<Inherited>().is_none() {
+            break;
+        }
     }
-    let id = ctx.lookup_current()?.id();
-    let cx = tracing::dispatcher::get_default(|d| tracing_opentelemetry::get_otel_context(&id, d))?;
-    ids(&cx)
+    #[cfg(feature = "tracing-opentelemetry")]
+    {
+        let id = span.id();
+        let cx = tracing::dispatcher::get_default(|d| tracing_opentelemetry::get_otel_context(&id, d))?;
+        return ids(cx.span().span_context());
+    }
+    #[allow(unreachable_code)] // Reached without the tracing-opentelemetry feature.
+    None
 }
 
 /// Lowercase hex of `bytes` into `out` (twice as long), without formatting machinery.
@@ -93,7 +120,7 @@ where
     F: FormatEvent<S, N>,
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        let Some((trace, span, flags)) = current_ids(ctx) else {
+        let Some((trace, span, flags)) = current_ids(ctx, event) else {
             return self.inner.format_event(ctx, writer, event);
         };
         let (mut t, mut s, mut f) = ([0u8; 32], [0u8; 16], [0u8; 2]);
