@@ -171,6 +171,13 @@ fn main() {
         &ours_sink,
         Dispatch::new(tracing_subscriber::registry().with(ours_handle.tracing_layer())),
     );
+    let (quiet_handle, quiet_sink) = ours_pipeline(&runtime, None);
+    let ours_quiet = side_over_ours(
+        "ours, no context activation",
+        &quiet_handle,
+        &quiet_sink,
+        Dispatch::new(tracing_subscriber::registry().with(quiet_handle.tracing_layer().with_context_activation(false))),
+    );
     let (to_handle, to_sink) = ours_pipeline(&runtime, None);
     let to_ours = side_over_ours(
         "tracing-opentelemetry over otel-core",
@@ -283,6 +290,19 @@ fn main() {
         ));
     }
     for (label, work, spans, parent) in [WORK[0], WORK[2]] {
+        let name = format!("no context activation, {label}");
+        group.bench_timed(
+            &name,
+            |n| ours_quiet.run(n, spans, parent, work),
+            |n| to_ours.run(n, spans, parent, work),
+        );
+        rows.push((
+            format!("{label}, no context activation: ours / t-o"),
+            format!("tracing/{name}"),
+            None,
+        ));
+    }
+    for (label, work, spans, parent) in [WORK[0], WORK[2]] {
         let name = format!("unsampled {label}");
         group.bench_timed(
             &name,
@@ -298,7 +318,7 @@ fn main() {
     group.finish();
     c.final_summary();
 
-    for side in [&ours, &to_ours, &to_sdk] {
+    for side in [&ours, &ours_quiet, &to_ours, &to_sdk] {
         (side.flush)();
         // The sinks receive asynchronously; give the last export a moment.
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -3,7 +3,7 @@
 use crate::console::ConsoleExporter;
 use crate::env::*;
 use crate::layer::TracingLayer;
-use crate::layer::recorder::Recorder;
+use crate::layer::recorder::{Recorder, SamplerHints};
 use crate::limits::ValueLengthLimit;
 use crate::resource::{self, ResourceSettings};
 use opentelemetry::propagation::TextMapPropagator;
@@ -127,7 +127,7 @@ pub struct TelemetryBuilder {
     env: Option<EnvMode>,
     env_lookup: Option<EnvLookup>,
     resource: ResourceSettings,
-    sampler: Option<(Box<dyn ShouldSample>, bool)>,
+    sampler: Option<(Box<dyn ShouldSample>, SamplerHints)>,
     exporters: Option<Vec<ExporterChoice>>,
     extra_processors: Vec<Box<dyn SpanProcessor>>,
     batch: Option<BatchConfig>,
@@ -231,8 +231,8 @@ impl TelemetryBuilder {
 
     /// The head sampler. Defaults to `OTEL_TRACES_SAMPLER`, else `parentbased_always_on`.
     pub fn with_sampler<S: ShouldSample + 'static>(mut self, sampler: S) -> Self {
-        let follows = follows_local_parents(&sampler);
-        self.sampler = Some((Box::new(sampler), follows));
+        let hints = sampler_hints(&sampler);
+        self.sampler = Some((Box::new(sampler), hints));
         self
     }
 
@@ -410,7 +410,7 @@ impl TelemetryBuilder {
         }
 
         let resource = resource::detect(&mut env, &self.resource, read_env)?;
-        let (sampler, follows_local_parent): (Box<dyn ShouldSample>, bool) = match self.sampler {
+        let (sampler, hints): (Box<dyn ShouldSample>, SamplerHints) = match self.sampler {
             Some(s) => s,
             None if read_env => {
                 let name = env.get(otel_sampling::OTEL_TRACES_SAMPLER).unwrap_or_default();
@@ -419,14 +419,22 @@ impl TelemetryBuilder {
                 // Names that are not `parentbased_*` fall back to the default,
                 // which is parent-based, only when they are unknown.
                 let normalized = name.trim().to_ascii_lowercase();
-                let mut follows = normalized.is_empty() || normalized.starts_with("parentbased_");
+                let mut hints = SamplerHints {
+                    follows_local_parent: normalized.is_empty() || normalized.starts_with("parentbased_"),
+                    reads_attributes: normalized.ends_with("rules"),
+                };
                 if let Some(e) = problem {
-                    follows |= e.variable() == otel_sampling::OTEL_TRACES_SAMPLER;
+                    if e.variable() == otel_sampling::OTEL_TRACES_SAMPLER {
+                        hints = DEFAULT_HINTS;
+                    }
                     env.reject(ConfigError::new(e.variable(), e.value(), strip_prefix(&e.to_string())))?;
                 }
-                (sampler, follows)
+                (sampler, hints)
             }
-            None => (Box::new(otel_sampling::ParentBased::new(otel_sampling::AlwaysOn)), true),
+            None => (
+                Box::new(otel_sampling::ParentBased::new(otel_sampling::AlwaysOn)),
+                DEFAULT_HINTS,
+            ),
         };
         let limits = match self.span_limits {
             Some(l) => l,
@@ -521,7 +529,7 @@ impl TelemetryBuilder {
         let provider = builder.build();
         let recorder = Arc::new(Recorder::new(
             sampler,
-            follows_local_parent,
+            hints,
             limits,
             shared,
             counters.clone(),
@@ -654,29 +662,53 @@ fn span_limits_from_env(env: &mut EnvReader<'_>) -> Result<SpanLimits, ConfigErr
     Ok(limits)
 }
 
-/// Whether a sampler given in code is known to follow local parents (see
-/// [`otel_sampling::ParentBased::follows_local_parents`]).
-fn follows_local_parents<S: ShouldSample + 'static>(sampler: &S) -> bool {
-    use otel_sampling::{AlwaysOff, AlwaysOn, BoxedSampler, ParentBased, ProbabilitySampler, RateLimitedSampler};
+/// What the default sampler (`parentbased_always_on`) lets the layer skip.
+const DEFAULT_HINTS: SamplerHints = SamplerHints {
+    follows_local_parent: true,
+    reads_attributes: false,
+};
+
+/// What is known of a sampler given in code: whether it follows local parents
+/// (see [`otel_sampling::ParentBased::follows_local_parents`]) and whether it
+/// may read attributes. Unknown samplers are called for every span, with
+/// every attribute.
+fn sampler_hints<S: ShouldSample + 'static>(sampler: &S) -> SamplerHints {
+    use otel_sampling::{AlwaysOff, AlwaysOn, ParentBased, ProbabilitySampler, RateLimitedSampler};
     let any = sampler as &dyn std::any::Any;
+    let ignores_attributes = |any: &dyn std::any::Any| {
+        any.is::<AlwaysOn>()
+            || any.is::<AlwaysOff>()
+            || any.is::<ProbabilitySampler>()
+            || any.is::<RateLimitedSampler>()
+    };
     macro_rules! parent_based {
         ($($root:ty),*) => {
             $(if let Some(p) = any.downcast_ref::<ParentBased<$root>>() {
-                return p.follows_local_parents();
+                return SamplerHints {
+                    follows_local_parent: p.follows_local_parents(),
+                    reads_attributes: !ignores_attributes(p.root() as &dyn std::any::Any),
+                };
             })*
         };
     }
-    parent_based!(
-        BoxedSampler,
-        AlwaysOn,
-        AlwaysOff,
-        ProbabilitySampler,
-        RateLimitedSampler
-    );
-    matches!(
-        any.downcast_ref::<opentelemetry_sdk::trace::Sampler>(),
-        Some(opentelemetry_sdk::trace::Sampler::ParentBased(_))
-    )
+    parent_based!(AlwaysOn, AlwaysOff, ProbabilitySampler, RateLimitedSampler);
+    if let Some(p) = any.downcast_ref::<ParentBased<otel_sampling::BoxedSampler>>() {
+        return SamplerHints {
+            follows_local_parent: p.follows_local_parents(),
+            reads_attributes: true,
+        };
+    }
+    if let Some(sdk) = any.downcast_ref::<opentelemetry_sdk::trace::Sampler>() {
+        // The SDK's built-in samplers read no attributes.
+        return SamplerHints {
+            follows_local_parent: matches!(sdk, opentelemetry_sdk::trace::Sampler::ParentBased(_)),
+            reads_attributes: false,
+        };
+    }
+    SamplerHints {
+        follows_local_parent: false,
+        reads_attributes: !ignores_attributes(any),
+    }
 }
 
 /// The installed sampler, shared by the SDK provider and the `tracing` layer.

@@ -2,7 +2,6 @@
 //! tracing-opentelemetry so moving from it is an import change.
 
 use super::recorder::Recorder;
-use super::state::PendingEvent;
 use super::{Hooks, TracingLayer};
 use opentelemetry::trace::{Link, SpanContext, Status};
 use opentelemetry::{Context, Key, KeyValue, Value};
@@ -151,7 +150,7 @@ impl OpenTelemetrySpanExt for tracing::Span {
         let mut kv = Some(KeyValue::new(key, value));
         edit(self, |state, recorder| {
             if let Some(kv) = kv.take() {
-                state.set_attribute(kv, &recorder.limits);
+                state.set_key_value(kv, &recorder.limits);
             }
         });
     }
@@ -170,16 +169,7 @@ impl OpenTelemetrySpanExt for tracing::Span {
         edit(self, |state, recorder| {
             if let Some((name, attributes)) = event.take() {
                 let at = recorder.clock.raw();
-                state.add_event(
-                    PendingEvent {
-                        name,
-                        at,
-                        wall: None,
-                        attributes,
-                        dropped: 0,
-                    },
-                    &recorder.limits,
-                );
+                state.add_event(name, at, None, attributes, &recorder.limits);
             }
         });
     }
@@ -193,16 +183,7 @@ impl OpenTelemetrySpanExt for tracing::Span {
         let mut event = Some((name.into(), attributes));
         edit(self, |state, recorder| {
             if let Some((name, attributes)) = event.take() {
-                state.add_event(
-                    PendingEvent {
-                        name,
-                        at: 0,
-                        wall: Some(timestamp),
-                        attributes,
-                        dropped: 0,
-                    },
-                    &recorder.limits,
-                );
+                state.add_event(name, 0, Some(timestamp), attributes, &recorder.limits);
             }
         });
     }

@@ -75,10 +75,10 @@ pub(crate) mod state;
 pub use ext::{OpenTelemetrySpanExt, SetParentError};
 
 use opentelemetry::Context as OtelContext;
-use opentelemetry::trace::{SpanContext, SpanId, Status, TraceFlags};
+use opentelemetry::trace::{SpanContext, SpanId, TraceFlags};
 use opentelemetry_sdk::trace::SamplingDecision;
 use recorder::Recorder;
-use state::{EventUpdate, Inherited, NewSpan, Slot, SpanFields, SpanState, SpanUpdate, StatusFields};
+use state::{EventVisit, Inherited, Slot, SpanState, SpanVisit, with_scratch};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -122,6 +122,7 @@ pub struct TracingLayer {
     id: u64,
     recorder: Option<Arc<Recorder>>,
     hooks: Option<Hooks>,
+    activate: bool,
 }
 
 impl std::fmt::Debug for TracingLayer {
@@ -152,7 +153,24 @@ impl TracingLayer {
             id: NEXT_LAYER.fetch_add(1, Ordering::Relaxed),
             recorder,
             hooks: None,
+            activate: true,
         }
+    }
+
+    /// Whether entering a span makes its context the current OpenTelemetry
+    /// context (`opentelemetry::Context::current()`), so OpenTelemetry API
+    /// spans started inside it (the HTTP, gRPC and AMQP client spans of
+    /// `otel-integrations`, other libraries' spans) become its children and
+    /// outgoing requests propagate it. Defaults to true.
+    ///
+    /// Turned off, a span costs less to enter and exit (no context is built,
+    /// attached or detached), `tracing` spans still form their trees, and
+    /// [`OpenTelemetrySpanExt::context`] still gives a span's context to
+    /// propagate by hand; but OpenTelemetry API spans inside a `tracing` span
+    /// no longer see it.
+    pub fn with_context_activation(mut self, activate: bool) -> Self {
+        self.activate = activate;
+        self
     }
 
     fn live(&self) -> Option<&Recorder> {
@@ -260,7 +278,7 @@ impl TracingLayer {
             None if ext.remove::<Inherited>().is_some() => {
                 // Created inside a trace that is not sampled: it kept no fields.
                 let mut s = recorder.take_box();
-                s.reset(layer.id, meta, recorder.clock.raw(), 0);
+                s.reset(layer.id, meta, recorder.clock.raw());
                 s
             }
             None => return Err(SetParentError::SpanDisabled),
@@ -280,24 +298,28 @@ impl TracingLayer {
     /// `parent` and the sampler (which sees the name, kind and fields so far).
     fn identify(&self, state: &mut SpanState, parent: ParentInfo, recorder: &Recorder) {
         let trace_id = parent.sc.as_ref().map_or_else(ids::trace_id, SpanContext::trace_id);
+        // Attributes are built for the sampler only when it reads them.
+        let attributes = if recorder.sampler_reads_attributes {
+            state.key_values()
+        } else {
+            Vec::new()
+        };
         let result = recorder.sampler.should_sample(
             parent.cx.as_ref(),
             trace_id,
-            &state.name,
+            state.name.to_cow(&state.text).as_ref(),
             &state.kind,
-            &state.attributes,
+            &attributes,
             &state.links,
         );
         let sampled = result.decision == SamplingDecision::RecordAndSample;
         state.recording = result.decision != SamplingDecision::Drop;
         if state.recording {
             for kv in result.attributes {
-                state.set_attribute(kv, &recorder.limits);
+                state.set_key_value(kv, &recorder.limits);
             }
         } else {
-            state.attributes.clear();
-            state.events.clear();
-            state.links.clear();
+            state.clear_data();
         }
         let (flags, parent_span_id, parent_is_remote) = match &parent.sc {
             Some(p) => (p.trace_flags().with_sampled(sampled), p.span_id(), p.is_remote()),
@@ -314,15 +336,24 @@ impl TracingLayer {
         state.own_cx = false;
     }
 
-    /// Records the fields given at creation straight into `state`.
+    /// Records the fields given at creation straight into `state`'s buffers.
     fn record_new(state: &mut SpanState, attrs: &Attributes<'_>, recorder: &Recorder) {
-        let mut sink = NewSpan {
-            state,
-            limits: &recorder.limits,
-            status: StatusFields::default(),
-        };
-        attrs.record(&mut SpanFields(&mut sink));
-        sink.finish();
+        if attrs.is_empty() {
+            return;
+        }
+        let mut visit = SpanVisit::into_state(state, &recorder.limits);
+        attrs.record(&mut visit);
+        let (dropped, update) = (visit.dropped, visit.update);
+        state.dropped_attributes += dropped;
+        if let Some(name) = update.name {
+            state.name = name;
+        }
+        if let Some(kind) = update.kind {
+            state.kind = kind;
+        }
+        if let Some(status) = update.status.resolve() {
+            state.status = status;
+        }
     }
 }
 
@@ -356,7 +387,7 @@ where
                 return;
             };
             let mut state = recorder.take_box();
-            state.reset(self.id, meta, start, attrs.fields().len());
+            state.reset(self.id, meta, start);
             state.sc = SpanContext::new(
                 psc.trace_id(),
                 ids::span_id(),
@@ -371,7 +402,7 @@ where
             insert_state(&span, state, recorder);
         } else {
             let mut state = recorder.take_box();
-            state.reset(self.id, meta, start, attrs.fields().len());
+            state.reset(self.id, meta, start);
             Self::record_new(&mut state, attrs, recorder);
             let ours = parent.ours;
             self.identify(&mut state, parent, recorder);
@@ -390,11 +421,14 @@ where
         if !recording(&span, self.id) {
             return;
         }
-        let mut update = SpanUpdate::default();
-        values.record(&mut SpanFields(&mut update));
-        if let Some(state) = span.extensions_mut().get_mut::<Slot>() {
-            state.apply(update, &recorder.limits);
-        }
+        with_scratch(|scratch| {
+            let mut visit = SpanVisit::into_scratch(scratch);
+            values.record(&mut visit);
+            let update = visit.update;
+            if let Some(state) = span.extensions_mut().get_mut::<Slot>() {
+                state.apply(scratch, update, &recorder.limits);
+            }
+        });
     }
 
     fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
@@ -426,24 +460,19 @@ where
             return;
         }
         let meta = event.metadata();
-        let mut update = EventUpdate::new(meta, recorder.clock.raw());
-        event.record(&mut update);
-        let update = update.finish(meta);
-        let mut ext = span.extensions_mut();
-        let Some(state) = ext.get_mut::<Slot>() else { return };
-        if let Some(status) = update.error {
-            state.status = status;
-        } else if update.level_error && state.status == Status::Unset {
-            state.status = Status::error("");
-        }
-        for kv in update.span_attributes {
-            state.set_attribute(kv, &recorder.limits);
-        }
-        state.add_event(update.event, &recorder.limits);
+        let at = recorder.clock.raw();
+        with_scratch(|scratch| {
+            let mut visit = EventVisit::new(scratch, meta, at);
+            event.record(&mut visit);
+            let update = visit.update;
+            if let Some(state) = span.extensions_mut().get_mut::<Slot>() {
+                state.add_event_from(scratch, update, &recorder.limits);
+            }
+        });
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        if self.live().is_none() {
+        if !self.activate || self.live().is_none() {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
@@ -470,6 +499,9 @@ where
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        if !self.activate {
+            return;
+        }
         let key = (self.id, id.into_u64());
         let guard = GUARDS
             .try_with(|g| {

@@ -34,6 +34,16 @@ const REANCHOR: Duration = Duration::from_secs(1);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// What is known of the installed sampler, so the layer can skip work.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SamplerHints {
+    /// It follows a local parent's decision (ParentBased with its default
+    /// local branches): a child's decision needs no sampler call.
+    pub(crate) follows_local_parent: bool,
+    /// It may read attributes (unknown samplers are assumed to).
+    pub(crate) reads_attributes: bool,
+}
+
 /// Locks, recovering from a poisoned lock (the data are plain buffers).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -82,6 +92,8 @@ struct Anchor {
 #[derive(Debug)]
 struct Drain {
     scopes: HashMap<&'static str, InstrumentationScope>,
+    /// The scope of the last span converted (most spans share a few targets).
+    last_scope: Option<(&'static str, InstrumentationScope)>,
     spare: Vec<Box<SpanState>>,
     anchor: Anchor,
 }
@@ -91,9 +103,10 @@ struct Drain {
 pub(crate) struct Recorder {
     id: u64,
     pub(crate) sampler: Arc<dyn ShouldSample>,
-    /// The sampler follows a local parent's decision (ParentBased with its
-    /// default local branches), so a child's decision needs no sampler call.
+    /// See [`SamplerHints`].
     pub(crate) follows_local_parent: bool,
+    /// The sampler may read attributes (else none are built for it).
+    pub(crate) sampler_reads_attributes: bool,
     pub(crate) limits: SpanLimits,
     pub(crate) clock: quanta::Clock,
     processors: Vec<Arc<dyn SpanProcessor>>,
@@ -121,7 +134,7 @@ impl std::fmt::Debug for Recorder {
 impl Recorder {
     pub(crate) fn new(
         sampler: Arc<dyn ShouldSample>,
-        follows_local_parent: bool,
+        hints: SamplerHints,
         limits: SpanLimits,
         processors: Vec<Arc<dyn SpanProcessor>>,
         counters: Arc<Counters>,
@@ -135,7 +148,8 @@ impl Recorder {
         Recorder {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             sampler,
-            follows_local_parent,
+            follows_local_parent: hints.follows_local_parent,
+            sampler_reads_attributes: hints.reads_attributes,
             limits,
             clock,
             processors,
@@ -144,6 +158,7 @@ impl Recorder {
             buffers: Mutex::new((Vec::new(), false)),
             drain: Mutex::new(Drain {
                 scopes: HashMap::new(),
+                last_scope: None,
                 spare: Vec::new(),
                 anchor,
             }),
@@ -228,9 +243,7 @@ impl Recorder {
     /// recorded, or one another copy of the layer already owns).
     pub(crate) fn give_back(&self, mut state: Box<SpanState>) {
         state.cx = None;
-        state.attributes.clear();
-        state.events.clear();
-        state.links.clear();
+        state.clear_data();
         state.sc = opentelemetry::trace::SpanContext::NONE;
         let mut state = Some(state);
         let _ = self.with_local(|local| {
@@ -368,19 +381,36 @@ impl Recorder {
         }
     }
 
-    /// Moves a closed span's data out of its box (leaving it empty) into `SpanData`.
+    /// Builds the `SpanData` of a closed span, leaving its box empty (with
+    /// the capacity of its buffers) for reuse.
     fn convert(&self, drain: &mut Drain, state: &mut SpanState) -> SpanData {
         let anchor = drain.anchor;
-        let scope = drain
-            .scopes
-            .entry(state.target)
-            .or_insert_with(|| InstrumentationScope::builder(state.target).build())
-            .clone();
-        let events = std::mem::take(&mut state.events)
-            .into_iter()
+        let scope = match &drain.last_scope {
+            Some((target, scope)) if std::ptr::eq(*target, state.target) => scope.clone(),
+            _ => {
+                let scope = drain
+                    .scopes
+                    .entry(state.target)
+                    .or_insert_with(|| InstrumentationScope::builder(state.target).build())
+                    .clone();
+                drain.last_scope = Some((state.target, scope.clone()));
+                scope
+            }
+        };
+        let text = state.text.as_str();
+        let events = state
+            .events
+            .iter()
             .map(|e| {
                 let at = e.wall.unwrap_or_else(|| self.wall(anchor, e.at));
-                Event::new(e.name, at, e.attributes, e.dropped)
+                let attributes = state
+                    .event_attrs
+                    .get(e.attrs.0 as usize..e.attrs.1 as usize)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| a.to_key_value(text))
+                    .collect();
+                Event::new(e.name.to_cow(text), at, attributes, e.dropped)
             })
             .collect();
         let mut span_events = SpanEvents::default();
@@ -389,21 +419,23 @@ impl Recorder {
         let mut span_links = SpanLinks::default();
         span_links.links = std::mem::take(&mut state.links);
         span_links.dropped_count = state.dropped_links;
-        SpanData {
+        let data = SpanData {
             span_context: std::mem::replace(&mut state.sc, opentelemetry::trace::SpanContext::NONE),
             parent_span_id: state.parent_span_id,
             parent_span_is_remote: state.parent_is_remote,
             span_kind: state.kind.clone(),
-            name: std::mem::take(&mut state.name),
+            name: state.name.to_cow(text),
             start_time: self.wall(anchor, state.start),
             end_time: self.wall(anchor, state.end.max(state.start)),
-            attributes: std::mem::take(&mut state.attributes),
+            attributes: state.attrs.iter().map(|a| a.to_key_value(text)).collect(),
             dropped_attributes_count: state.dropped_attributes,
             events: span_events,
             links: span_links,
             status: std::mem::replace(&mut state.status, opentelemetry::trace::Status::Unset),
             instrumentation_scope: scope,
-        }
+        };
+        state.clear_data();
+        data
     }
 
     /// Stops the recorder thread, drains what is buffered and refuses (and

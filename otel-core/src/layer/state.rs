@@ -11,7 +11,7 @@ use opentelemetry::trace::{Link, SpanContext, SpanId, SpanKind, Status, TraceCon
 use opentelemetry::{Context, Key, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::SpanLimits;
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use tracing_core::field::{Field, Visit};
 use tracing_core::{Level, Metadata};
@@ -25,14 +25,132 @@ const STATUS_DESCRIPTION_FIELD: &str = "otel.status_description";
 const EXCEPTION_MESSAGE: &str = "exception.message";
 const EXCEPTION_STACKTRACE: &str = "exception.stacktrace";
 
+/// A string of a span waiting for conversion.
+#[derive(Debug, Clone)]
+pub(crate) enum Str {
+    Static(&'static str),
+    /// A range of the span's `text` buffer.
+    Text(u32, u32),
+    Owned(Cow<'static, str>),
+}
+
+/// An attribute value waiting for conversion: integers, floats and booleans
+/// as they are, text in the span's `text` buffer.
+#[derive(Debug, Clone)]
+pub(crate) enum Val {
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    Str(Str),
+    /// Built already (error chains, values given through the extension trait).
+    Other(Value),
+}
+
+/// An attribute waiting for conversion.
+#[derive(Debug, Clone)]
+pub(crate) struct Attr {
+    pub(crate) key: Key,
+    pub(crate) val: Val,
+}
+
+/// Appends `s` to `text`, as a range (or owned, past what a range can address).
+fn push_text(text: &mut String, s: &str) -> Str {
+    let start = text.len();
+    match u32::try_from(start + s.len()) {
+        Ok(end) => {
+            text.push_str(s);
+            Str::Text(start as u32, end)
+        }
+        Err(_) => Str::Owned(Cow::Owned(s.to_owned())),
+    }
+}
+
+/// Appends `value`'s `Debug` output to `text`.
+fn push_debug(text: &mut String, value: &dyn fmt::Debug) -> Str {
+    let start = text.len();
+    let _ = write!(text, "{value:?}");
+    match u32::try_from(text.len()) {
+        Ok(end) => Str::Text(start as u32, end),
+        Err(_) => {
+            let owned = text[start..].to_owned();
+            text.truncate(start);
+            Str::Owned(Cow::Owned(owned))
+        }
+    }
+}
+
+impl Str {
+    fn as_str<'a>(&'a self, text: &'a str) -> &'a str {
+        match self {
+            Str::Static(s) => s,
+            Str::Text(a, b) => text.get(*a as usize..*b as usize).unwrap_or_default(),
+            Str::Owned(s) => s,
+        }
+    }
+
+    /// The owned string, for `SpanData`.
+    pub(crate) fn to_cow(&self, text: &str) -> Cow<'static, str> {
+        match self {
+            Str::Static(s) => Cow::Borrowed(s),
+            Str::Owned(s) => s.clone(),
+            Str::Text(..) => Cow::Owned(self.as_str(text).to_owned()),
+        }
+    }
+
+    /// This string moved from `from` into `to` (text ranges are copied).
+    fn rebase(&self, from: &str, to: &mut String) -> Str {
+        match self {
+            Str::Text(..) => push_text(to, self.as_str(from)),
+            other => other.clone(),
+        }
+    }
+}
+
+impl Val {
+    /// The OpenTelemetry value, for `SpanData`.
+    pub(crate) fn to_value(&self, text: &str) -> Value {
+        match self {
+            Val::I64(v) => Value::I64(*v),
+            Val::F64(v) => Value::F64(*v),
+            Val::Bool(v) => Value::Bool(*v),
+            Val::Str(Str::Static(s)) => Value::String(StringValue::from(*s)),
+            Val::Str(s) => Value::String(StringValue::from(s.to_cow(text))),
+            Val::Other(v) => v.clone(),
+        }
+    }
+
+    fn rebase(&self, from: &str, to: &mut String) -> Val {
+        match self {
+            Val::Str(s) => Val::Str(s.rebase(from, to)),
+            other => other.clone(),
+        }
+    }
+}
+
+impl Attr {
+    /// The attribute as a `KeyValue`.
+    pub(crate) fn to_key_value(&self, text: &str) -> KeyValue {
+        KeyValue::new(self.key.clone(), self.val.to_value(text))
+    }
+
+    fn from_key_value(kv: KeyValue) -> Attr {
+        Attr {
+            key: kv.key,
+            val: Val::Other(kv.value),
+        }
+    }
+}
+
 /// A span this layer records (or, when `recording` is false, only gives an
 /// identity so its children and outgoing requests carry the trace's context).
 ///
 /// It is boxed, and the box is reused: it lives in the span's registry
 /// extensions until the span closes, then its pointer moves to the hand-off
-/// buffer; the recorder thread converts it to `SpanData` and gives the empty
-/// box back to the thread that made it, so a span costs no allocation of its
-/// own and its memory stays with its thread.
+/// buffer; the recorder thread converts it to `SpanData` (allocating the
+/// strings and vectors there) and gives the emptied box, with the capacity of
+/// its buffers, back to the thread that made it. Recording a span and its
+/// fields and events therefore allocates nothing on the caller's thread once
+/// the pool is warm.
 #[derive(Debug)]
 pub(crate) struct SpanState {
     /// The layer instance that made it (a second copy of the layer ignores it).
@@ -49,16 +167,20 @@ pub(crate) struct SpanState {
     /// entries, such as baggage, this span's context will carry).
     pub(crate) own_cx: bool,
     pub(crate) cx: Option<Context>,
-    pub(crate) name: Cow<'static, str>,
+    pub(crate) name: Str,
     pub(crate) kind: SpanKind,
     pub(crate) status: Status,
     pub(crate) target: &'static str,
     /// Clock readings (raw ticks), converted to wall time off the caller's thread.
     pub(crate) start: u64,
     pub(crate) end: u64,
-    pub(crate) attributes: Vec<KeyValue>,
+    /// Text of names and values (ranges in `Str::Text`).
+    pub(crate) text: String,
+    pub(crate) attrs: Vec<Attr>,
     pub(crate) dropped_attributes: u32,
     pub(crate) events: Vec<PendingEvent>,
+    /// Attributes of all events (each event holds its range).
+    pub(crate) event_attrs: Vec<Attr>,
     pub(crate) dropped_events: u32,
     pub(crate) links: Vec<Link>,
     pub(crate) dropped_links: u32,
@@ -76,38 +198,49 @@ impl SpanState {
             started: false,
             own_cx: false,
             cx: None,
-            name: Cow::Borrowed(""),
+            name: Str::Static(""),
             kind: SpanKind::Internal,
             status: Status::Unset,
             target: "",
             start: 0,
             end: 0,
-            attributes: Vec::new(),
+            text: String::new(),
+            attrs: Vec::new(),
             dropped_attributes: 0,
             events: Vec::new(),
+            event_attrs: Vec::new(),
             dropped_events: 0,
             links: Vec::new(),
             dropped_links: 0,
         }
     }
 
-    /// Starts a new span in this (empty) state.
-    pub(crate) fn reset(&mut self, owner: u64, meta: &'static Metadata<'static>, start: u64, fields: usize) {
+    /// Starts a new span in this state (which is empty: fresh, converted or
+    /// given back), keeping the capacity of its buffers.
+    pub(crate) fn reset(&mut self, owner: u64, meta: &'static Metadata<'static>, start: u64) {
         self.owner = owner;
         self.parent_is_remote = false;
         self.recording = false;
         self.started = false;
         self.own_cx = false;
-        self.name = Cow::Borrowed(meta.name());
+        self.name = Str::Static(meta.name());
         self.kind = SpanKind::Internal;
         self.status = Status::Unset;
         self.target = meta.target();
         self.start = start;
         self.end = 0;
+    }
+
+    /// Forgets fields, events and links (keeping capacity).
+    pub(crate) fn clear_data(&mut self) {
+        self.text.clear();
+        self.attrs.clear();
+        self.events.clear();
+        self.event_attrs.clear();
+        self.links.clear();
         self.dropped_attributes = 0;
         self.dropped_events = 0;
         self.dropped_links = 0;
-        self.attributes.reserve_exact(fields);
     }
 
     /// This span's context (built on first use), marking it started.
@@ -121,28 +254,31 @@ impl SpanState {
         self.cx.clone().unwrap_or_default()
     }
 
-    /// Adds or replaces an attribute, within the limit.
-    pub(crate) fn set_attribute(&mut self, kv: KeyValue, limits: &SpanLimits) {
-        if let Some(existing) = self.attributes.iter_mut().find(|a| a.key == kv.key) {
-            *existing = kv;
-        } else {
-            self.push_attribute(kv, limits);
-        }
+    /// The attributes as `KeyValue`s (for a sampler that reads them).
+    pub(crate) fn key_values(&self) -> Vec<KeyValue> {
+        self.attrs.iter().map(|a| a.to_key_value(&self.text)).collect()
     }
 
-    /// Adds an attribute known to be new, within the limit.
-    fn push_attribute(&mut self, kv: KeyValue, limits: &SpanLimits) {
-        if self.attributes.len() < limits.max_attributes_per_span as usize {
-            self.attributes.push(kv);
+    /// Adds or replaces an attribute, within the limit.
+    pub(crate) fn set_attribute(&mut self, attr: Attr, limits: &SpanLimits) {
+        if let Some(existing) = self.attrs.iter_mut().find(|a| a.key == attr.key) {
+            *existing = attr;
+        } else if self.attrs.len() < limits.max_attributes_per_span as usize {
+            self.attrs.push(attr);
         } else {
             self.dropped_attributes += 1;
         }
     }
 
-    /// Applies what a visit of span fields (in `Span::record`) found.
-    pub(crate) fn apply(&mut self, update: SpanUpdate, limits: &SpanLimits) {
+    /// Sets (or replaces) an attribute given as a `KeyValue`.
+    pub(crate) fn set_key_value(&mut self, kv: KeyValue, limits: &SpanLimits) {
+        self.set_attribute(Attr::from_key_value(kv), limits);
+    }
+
+    /// Applies what a visit of span fields (in `Span::record`) found in `scratch`.
+    pub(crate) fn apply(&mut self, scratch: &Scratch, update: SpanUpdate, limits: &SpanLimits) {
         if let Some(name) = update.name {
-            self.name = name;
+            self.name = name.rebase(&scratch.text, &mut self.text);
         }
         if let Some(kind) = update.kind {
             self.kind = kind;
@@ -150,23 +286,77 @@ impl SpanState {
         if let Some(status) = update.status.resolve() {
             self.status = status;
         }
-        for kv in update.attributes {
-            self.set_attribute(kv, limits);
+        for attr in &scratch.attrs {
+            let val = attr.val.rebase(&scratch.text, &mut self.text);
+            self.set_attribute(
+                Attr {
+                    key: attr.key.clone(),
+                    val,
+                },
+                limits,
+            );
         }
     }
 
-    /// Adds an event, within the limits.
-    pub(crate) fn add_event(&mut self, mut event: PendingEvent, limits: &SpanLimits) {
+    /// Adds an event whose name and attributes were visited into `scratch`.
+    pub(crate) fn add_event_from(&mut self, scratch: &Scratch, event: EventUpdate, limits: &SpanLimits) {
+        if let Some(status) = event.error {
+            self.status = status;
+        } else if event.level_error && self.status == Status::Unset {
+            self.status = Status::error("");
+        }
+        for kv in event.span_attributes {
+            self.set_key_value(kv, limits);
+        }
         if self.events.len() >= limits.max_events_per_span as usize {
             self.dropped_events += 1;
             return;
         }
         let max = limits.max_attributes_per_event as usize;
-        if event.attributes.len() > max {
-            event.dropped += (event.attributes.len() - max) as u32;
-            event.attributes.truncate(max);
+        let kept = scratch.attrs.len().min(max);
+        let start = self.event_attrs.len() as u32;
+        for attr in &scratch.attrs[..kept] {
+            let val = attr.val.rebase(&scratch.text, &mut self.text);
+            self.event_attrs.push(Attr {
+                key: attr.key.clone(),
+                val,
+            });
         }
-        self.events.push(event);
+        let name = event.name.rebase(&scratch.text, &mut self.text);
+        self.events.push(PendingEvent {
+            name,
+            at: event.at,
+            wall: None,
+            attrs: (start, self.event_attrs.len() as u32),
+            dropped: (scratch.attrs.len() - kept) as u32,
+        });
+    }
+
+    /// Adds an event given through the extension trait.
+    pub(crate) fn add_event(
+        &mut self,
+        name: Cow<'static, str>,
+        at: u64,
+        wall: Option<std::time::SystemTime>,
+        attributes: Vec<KeyValue>,
+        limits: &SpanLimits,
+    ) {
+        if self.events.len() >= limits.max_events_per_span as usize {
+            self.dropped_events += 1;
+            return;
+        }
+        let max = limits.max_attributes_per_event as usize;
+        let dropped = attributes.len().saturating_sub(max) as u32;
+        let start = self.event_attrs.len() as u32;
+        self.event_attrs
+            .extend(attributes.into_iter().take(max).map(Attr::from_key_value));
+        self.events.push(PendingEvent {
+            name: Str::Owned(name),
+            at,
+            wall,
+            attrs: (start, self.event_attrs.len() as u32),
+            dropped,
+        });
     }
 
     /// Adds a link, within the limits.
@@ -182,16 +372,6 @@ impl SpanState {
         }
         self.links.push(link);
     }
-}
-
-/// Where span fields go: straight into a new span's state at creation (no
-/// lock is held and the span is not shared yet), or into a [`SpanUpdate`]
-/// applied afterwards for `Span::record`.
-pub(crate) trait FieldSink {
-    fn set_name(&mut self, name: Cow<'static, str>);
-    fn set_kind(&mut self, kind: SpanKind);
-    fn status(&mut self) -> &mut StatusFields;
-    fn attribute(&mut self, kv: KeyValue);
 }
 
 /// `otel.status_code` and `otel.status_message`, combined once all fields are seen.
@@ -212,128 +392,165 @@ impl StatusFields {
     }
 }
 
-/// Fields at creation, written into the state with its limits.
-pub(crate) struct NewSpan<'a> {
-    pub(crate) state: &'a mut SpanState,
-    pub(crate) limits: &'a SpanLimits,
-    pub(crate) status: StatusFields,
+/// Text and attributes visited before they are copied into a span (for
+/// `Span::record` and events, whose fields are read without holding the
+/// span's lock). One per thread, reused.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    pub(crate) text: String,
+    pub(crate) attrs: Vec<Attr>,
 }
 
-impl FieldSink for NewSpan<'_> {
-    fn set_name(&mut self, name: Cow<'static, str>) {
-        self.state.name = name;
-    }
-    fn set_kind(&mut self, kind: SpanKind) {
-        self.state.kind = kind;
-    }
-    fn status(&mut self) -> &mut StatusFields {
-        &mut self.status
-    }
-    fn attribute(&mut self, kv: KeyValue) {
-        self.state.push_attribute(kv, self.limits);
-    }
+thread_local! {
+    static SCRATCH: Cell<Scratch> = const {
+        Cell::new(Scratch {
+            text: String::new(),
+            attrs: Vec::new(),
+        })
+    };
 }
 
-impl NewSpan<'_> {
-    /// Sets the status the fields gave.
-    pub(crate) fn finish(self) {
-        if let Some(status) = self.status.resolve() {
-            self.state.status = status;
-        }
-    }
+/// Runs `f` with this thread's scratch, emptied. The buffers are taken out
+/// while `f` runs, so a re-entered call works on fresh ones.
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let mut scratch = SCRATCH.try_with(Cell::take).unwrap_or_default();
+    scratch.text.clear();
+    scratch.attrs.clear();
+    let out = f(&mut scratch);
+    let _ = SCRATCH.try_with(|c| c.set(scratch));
+    out
 }
 
-/// The fields of one `Span::record` call, applied to the span afterwards.
+/// Where field values go while a span's fields are visited.
+pub(crate) struct SpanVisit<'a> {
+    text: &'a mut String,
+    attrs: &'a mut Vec<Attr>,
+    /// Attributes at most (at creation, the span limit; the rest are counted).
+    max: usize,
+    pub(crate) dropped: u32,
+    pub(crate) update: SpanUpdate,
+}
+
+/// What span fields set besides attributes.
 #[derive(Debug, Default)]
 pub(crate) struct SpanUpdate {
-    pub(crate) name: Option<Cow<'static, str>>,
+    pub(crate) name: Option<Str>,
     pub(crate) kind: Option<SpanKind>,
     pub(crate) status: StatusFields,
-    pub(crate) attributes: Vec<KeyValue>,
 }
 
-impl FieldSink for SpanUpdate {
-    fn set_name(&mut self, name: Cow<'static, str>) {
-        self.name = Some(name);
+impl<'a> SpanVisit<'a> {
+    /// Visits into a new span's own buffers, within its attribute limit.
+    pub(crate) fn into_state(state: &'a mut SpanState, limits: &SpanLimits) -> Self {
+        SpanVisit {
+            text: &mut state.text,
+            attrs: &mut state.attrs,
+            max: limits.max_attributes_per_span as usize,
+            dropped: 0,
+            update: SpanUpdate::default(),
+        }
     }
-    fn set_kind(&mut self, kind: SpanKind) {
-        self.kind = Some(kind);
-    }
-    fn status(&mut self) -> &mut StatusFields {
-        &mut self.status
-    }
-    fn attribute(&mut self, kv: KeyValue) {
-        self.attributes.push(kv);
-    }
-}
 
-/// Visits span fields into a [`FieldSink`].
-pub(crate) struct SpanFields<'a, T: FieldSink>(pub(crate) &'a mut T);
+    /// Visits into a scratch (for `Span::record`); limits apply when applied.
+    pub(crate) fn into_scratch(scratch: &'a mut Scratch) -> Self {
+        SpanVisit {
+            text: &mut scratch.text,
+            attrs: &mut scratch.attrs,
+            max: usize::MAX,
+            dropped: 0,
+            update: SpanUpdate::default(),
+        }
+    }
 
-impl<T: FieldSink> SpanFields<'_, T> {
+    fn push(&mut self, key: &'static str, val: Val) {
+        if self.attrs.len() < self.max {
+            self.attrs.push(Attr {
+                key: Key::from_static_str(key),
+                val,
+            });
+        } else {
+            self.dropped += 1;
+        }
+    }
+
     fn special(&mut self, field: &Field, text: &dyn Fn() -> String) -> bool {
         match field.name() {
-            NAME_FIELD => self.0.set_name(Cow::Owned(text())),
+            NAME_FIELD => self.update.name = Some(push_text(self.text, &text())),
             KIND_FIELD => {
                 if let Some(kind) = kind_from(&text()) {
-                    self.0.set_kind(kind);
+                    self.update.kind = Some(kind);
                 }
             }
-            STATUS_CODE_FIELD => self.0.status().code = Some(text()),
-            STATUS_MESSAGE_FIELD | STATUS_DESCRIPTION_FIELD => self.0.status().message = Some(text()),
+            STATUS_CODE_FIELD => self.update.status.code = Some(text()),
+            STATUS_MESSAGE_FIELD | STATUS_DESCRIPTION_FIELD => self.update.status.message = Some(text()),
             _ => return false,
         }
         true
     }
 }
 
-impl<T: FieldSink> Visit for SpanFields<'_, T> {
+fn is_special(name: &str) -> bool {
+    name.starts_with("otel.")
+        && matches!(
+            name,
+            NAME_FIELD | KIND_FIELD | STATUS_CODE_FIELD | STATUS_MESSAGE_FIELD | STATUS_DESCRIPTION_FIELD
+        )
+}
+
+impl Visit for SpanVisit<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.attribute(KeyValue::new(field.name(), value));
+        self.push(field.name(), Val::F64(value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.attribute(KeyValue::new(field.name(), value));
+        self.push(field.name(), Val::I64(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         match i64::try_from(value) {
-            Ok(v) => self.0.attribute(KeyValue::new(field.name(), v)),
-            Err(_) => self
-                .0
-                .attribute(KeyValue::new(field.name(), Value::String(debug_string(&value)))),
+            Ok(v) => self.push(field.name(), Val::I64(v)),
+            Err(_) => {
+                let s = push_debug(self.text, &value);
+                self.push(field.name(), Val::Str(s));
+            }
         }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.attribute(KeyValue::new(field.name(), value));
+        self.push(field.name(), Val::Bool(value));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if !self.special(field, &|| value.to_owned()) {
-            self.0
-                .attribute(KeyValue::new(field.name(), Value::String(owned(value))));
+        if is_special(field.name()) && self.special(field, &|| value.to_owned()) {
+            return;
         }
+        let s = push_text(self.text, value);
+        self.push(field.name(), Val::Str(s));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         let message = value.to_string();
         let chain = source_chain(value);
-        self.0.attribute(KeyValue::new(EXCEPTION_MESSAGE, message.clone()));
-        self.0
-            .attribute(KeyValue::new(EXCEPTION_STACKTRACE, Value::Array(chain.clone().into())));
-        self.0.attribute(KeyValue::new(field.name(), message));
-        self.0.attribute(KeyValue::new(
-            Key::new(format!("{}.chain", field.name())),
-            Value::Array(chain.into()),
-        ));
+        let m = push_text(self.text, &message);
+        self.push(EXCEPTION_MESSAGE, Val::Str(m.clone()));
+        self.push(EXCEPTION_STACKTRACE, Val::Other(Value::Array(chain.clone().into())));
+        self.push(field.name(), Val::Str(m));
+        if self.attrs.len() < self.max {
+            self.attrs.push(Attr {
+                key: Key::new(format!("{}.chain", field.name())),
+                val: Val::Other(Value::Array(chain.into())),
+            });
+        } else {
+            self.dropped += 1;
+        }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if !self.special(field, &|| format!("{value:?}")) {
-            self.0
-                .attribute(KeyValue::new(field.name(), Value::String(debug_string(value))));
+        if is_special(field.name()) && self.special(field, &|| format!("{value:?}")) {
+            return;
         }
+        let s = push_debug(self.text, value);
+        self.push(field.name(), Val::Str(s));
     }
 }
 
@@ -350,37 +567,14 @@ pub(crate) struct Inherited;
 /// An event waiting for its span to close.
 #[derive(Debug)]
 pub(crate) struct PendingEvent {
-    pub(crate) name: Cow<'static, str>,
+    pub(crate) name: Str,
     /// Clock reading when the event happened...
     pub(crate) at: u64,
     /// ...unless the caller gave a wall-clock time.
     pub(crate) wall: Option<std::time::SystemTime>,
-    pub(crate) attributes: Vec<KeyValue>,
+    /// Its attributes: a range of the span's `event_attrs`.
+    pub(crate) attrs: (u32, u32),
     pub(crate) dropped: u32,
-}
-
-thread_local! {
-    /// Formatting buffer for `Debug` values, so each value costs one exact allocation.
-    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
-/// `format!("{value:?}")` into a boxed string of exactly the right size.
-fn debug_string(value: &dyn fmt::Debug) -> StringValue {
-    SCRATCH.with(|s| match s.try_borrow_mut() {
-        Ok(mut buf) => {
-            buf.clear();
-            let _ = write!(buf, "{value:?}");
-            StringValue::from(buf.as_str().to_owned())
-        }
-        // A Debug impl that formats another field through us: fall back.
-        Err(_) => StringValue::from(format!("{value:?}")),
-    })
-}
-
-/// An owned copy (`to_owned` allocates exactly the length, so the conversion
-/// to a boxed string does not reallocate).
-fn owned(value: &str) -> StringValue {
-    StringValue::from(value.to_owned())
 }
 
 fn kind_from(s: &str) -> Option<SpanKind> {
@@ -417,11 +611,12 @@ fn source_chain(err: &(dyn std::error::Error + 'static)) -> Vec<StringValue> {
     chain
 }
 
-/// What the fields of an event say: the event itself, and what it changes on
-/// its span (an error status, `exception.*` attributes).
+/// What an event's fields say: its name (its attributes went to the scratch),
+/// and what it changes on its span (an error status, `exception.*` attributes).
 #[derive(Debug)]
 pub(crate) struct EventUpdate {
-    pub(crate) event: PendingEvent,
+    pub(crate) name: Str,
+    pub(crate) at: u64,
     /// The event is at ERROR level (an error status when none is set yet).
     pub(crate) level_error: bool,
     /// An `error` field: the span's status, replacing what it had.
@@ -430,108 +625,119 @@ pub(crate) struct EventUpdate {
     named: bool,
 }
 
-impl EventUpdate {
+/// Visits an event's fields into a scratch.
+pub(crate) struct EventVisit<'a> {
+    scratch: &'a mut Scratch,
+    pub(crate) update: EventUpdate,
+}
+
+impl<'a> EventVisit<'a> {
     /// An event of `meta` at `at`: `level` and `target` attributes, then its fields.
-    pub(crate) fn new(meta: &'static Metadata<'static>, at: u64) -> Self {
-        let mut attributes = Vec::with_capacity(meta.fields().len() + 2);
-        attributes.push(KeyValue::new("level", meta.level().as_str()));
-        attributes.push(KeyValue::new("target", meta.target()));
-        EventUpdate {
-            event: PendingEvent {
-                name: Cow::Borrowed(""),
+    pub(crate) fn new(scratch: &'a mut Scratch, meta: &'static Metadata<'static>, at: u64) -> Self {
+        scratch.attrs.push(Attr {
+            key: Key::from_static_str("level"),
+            val: Val::Str(Str::Static(meta.level().as_str())),
+        });
+        scratch.attrs.push(Attr {
+            key: Key::from_static_str("target"),
+            val: Val::Str(Str::Static(meta.target())),
+        });
+        EventVisit {
+            scratch,
+            update: EventUpdate {
+                name: Str::Static(meta.name()),
                 at,
-                wall: None,
-                attributes,
-                dropped: 0,
+                level_error: *meta.level() == Level::ERROR,
+                error: None,
+                span_attributes: Vec::new(),
+                named: false,
             },
-            level_error: *meta.level() == Level::ERROR,
-            error: None,
-            span_attributes: Vec::new(),
-            named: false,
         }
     }
 
-    /// Names an unnamed event after its metadata.
-    pub(crate) fn finish(mut self, meta: &'static Metadata<'static>) -> Self {
-        if !self.named {
-            self.event.name = Cow::Borrowed(meta.name());
-        }
-        self
+    fn push(&mut self, key: &'static str, val: Val) {
+        self.scratch.attrs.push(Attr {
+            key: Key::from_static_str(key),
+            val,
+        });
     }
 
     fn error_field(&mut self, text: String) {
-        self.error = Some(Status::error(text.clone()));
-        self.event.name = Cow::Borrowed("exception");
-        self.named = true;
-        self.event.attributes.push(KeyValue::new(EXCEPTION_MESSAGE, text));
+        let m = push_text(&mut self.scratch.text, &text);
+        self.update.error = Some(Status::error(text));
+        self.update.name = Str::Static("exception");
+        self.update.named = true;
+        self.push(EXCEPTION_MESSAGE, Val::Str(m));
     }
 }
 
-impl Visit for EventUpdate {
+impl Visit for EventVisit<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.event.attributes.push(KeyValue::new(field.name(), value));
+        self.push(field.name(), Val::F64(value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.event.attributes.push(KeyValue::new(field.name(), value));
+        self.push(field.name(), Val::I64(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         match i64::try_from(value) {
-            Ok(v) => self.event.attributes.push(KeyValue::new(field.name(), v)),
-            Err(_) => self
-                .event
-                .attributes
-                .push(KeyValue::new(field.name(), Value::String(debug_string(&value)))),
+            Ok(v) => self.push(field.name(), Val::I64(v)),
+            Err(_) => {
+                let s = push_debug(&mut self.scratch.text, &value);
+                self.push(field.name(), Val::Str(s));
+            }
         }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.event.attributes.push(KeyValue::new(field.name(), value));
+        self.push(field.name(), Val::Bool(value));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
             "message" => {
-                self.event.name = Cow::Owned(value.to_owned());
-                self.named = true;
+                self.update.name = push_text(&mut self.scratch.text, value);
+                self.update.named = true;
             }
-            "error" if !self.named => self.error_field(format!("{value:?}")),
-            name => self
-                .event
-                .attributes
-                .push(KeyValue::new(name, Value::String(owned(value)))),
+            "error" if !self.update.named => self.error_field(format!("{value:?}")),
+            name => {
+                let s = push_text(&mut self.scratch.text, value);
+                self.push(name, Val::Str(s));
+            }
         }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         let message = value.to_string();
         let chain = source_chain(value);
-        let attrs = &mut self.event.attributes;
-        attrs.push(KeyValue::new(EXCEPTION_MESSAGE, message.clone()));
-        attrs.push(KeyValue::new(EXCEPTION_STACKTRACE, Value::Array(chain.clone().into())));
-        self.span_attributes
-            .push(KeyValue::new(EXCEPTION_MESSAGE, message.clone()));
-        self.span_attributes
+        let m = push_text(&mut self.scratch.text, &message);
+        self.push(EXCEPTION_MESSAGE, Val::Str(m.clone()));
+        self.push(EXCEPTION_STACKTRACE, Val::Other(Value::Array(chain.clone().into())));
+        self.update
+            .span_attributes
+            .push(KeyValue::new(EXCEPTION_MESSAGE, message));
+        self.update
+            .span_attributes
             .push(KeyValue::new(EXCEPTION_STACKTRACE, Value::Array(chain.clone().into())));
-        attrs.push(KeyValue::new(field.name(), message));
-        attrs.push(KeyValue::new(
-            Key::new(format!("{}.chain", field.name())),
-            Value::Array(chain.into()),
-        ));
+        self.push(field.name(), Val::Str(m));
+        self.scratch.attrs.push(Attr {
+            key: Key::new(format!("{}.chain", field.name())),
+            val: Val::Other(Value::Array(chain.into())),
+        });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         match field.name() {
             "message" => {
-                self.event.name = Cow::Owned(debug_string(value).into());
-                self.named = true;
+                self.update.name = push_debug(&mut self.scratch.text, value);
+                self.update.named = true;
             }
-            "error" if !self.named => self.error_field(format!("{value:?}")),
-            name => self
-                .event
-                .attributes
-                .push(KeyValue::new(name, Value::String(debug_string(value)))),
+            "error" if !self.update.named => self.error_field(format!("{value:?}")),
+            name => {
+                let s = push_debug(&mut self.scratch.text, value);
+                self.push(name, Val::Str(s));
+            }
         }
     }
 }
@@ -564,15 +770,30 @@ mod tests {
     }
 
     #[test]
-    fn debug_strings_are_exact_and_reentrant() {
-        struct Nested;
-        impl fmt::Debug for Nested {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                // Formats through the same scratch buffer while it is borrowed.
-                f.write_str(debug_string(&"inner").as_str())
-            }
-        }
-        assert_eq!(debug_string(&42).as_str(), "42");
-        assert_eq!(debug_string(&Nested).as_str(), "\"inner\"");
+    fn text_ranges_convert_and_move_between_buffers() {
+        let mut a = String::new();
+        let s = push_text(&mut a, "hello");
+        let d = push_debug(&mut a, &42);
+        assert_eq!(s.as_str(&a), "hello");
+        assert_eq!(d.as_str(&a), "42");
+        let mut b = String::from("prefix");
+        let moved = s.rebase(&a, &mut b);
+        assert_eq!(moved.to_cow(&b), "hello");
+        assert_eq!(Val::Str(d).to_value(&a), Value::from("42"));
+        // A range past the buffer reads as empty, never panics.
+        assert_eq!(Str::Text(3, 99).as_str("ab"), "");
+    }
+
+    #[test]
+    fn scratch_is_reentrant() {
+        let outer = with_scratch(|s| {
+            s.text.push_str("outer");
+            with_scratch(|inner| {
+                assert!(inner.text.is_empty(), "a re-entered call gets a fresh scratch");
+                inner.text.push_str("inner");
+            });
+            s.text.clone()
+        });
+        assert_eq!(outer, "outer");
     }
 }
