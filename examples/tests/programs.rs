@@ -82,7 +82,7 @@ fn the_demo_keeps_error_and_slow_traces_and_shows_them() {
 
 #[test]
 fn the_examples_run() {
-    let cases: [(&str, &[&str]); 5] = [
+    let cases: [(&str, &[&str]); 6] = [
         (
             env!("CARGO_BIN_EXE_axum-server"),
             &[
@@ -106,6 +106,14 @@ fn the_examples_run() {
         (
             env!("CARGO_BIN_EXE_log-correlation"),
             &["\"trace_id\":", "\"message\":\"charging\"", "outside any span"],
+        ),
+        (
+            env!("CARGO_BIN_EXE_axum-server"),
+            // The handler's log line carries the continued trace's id.
+            &[
+                "INFO load product{id=7}",
+                "loading trace_id=4bf92f3577b34da6a3ce929d0e0e4736",
+            ],
         ),
         (
             env!("CARGO_BIN_EXE_tail-sampling"),
@@ -241,7 +249,7 @@ fn the_demo_names_bad_variables_on_stderr() {
 #[test]
 fn a_bad_variable_is_reported_without_a_subscriber() {
     let (_, out) = run_with_env(
-        env!("CARGO_BIN_EXE_axum-server"),
+        env!("CARGO_BIN_EXE_tail-sampling"),
         &[],
         &[("OTEL_TRACES_SAMPLER", "sometimes")],
     );
@@ -249,5 +257,19 @@ fn a_bad_variable_is_reported_without_a_subscriber() {
     assert!(
         stderr.contains("otel-core: OTEL_TRACES_SAMPLER=\"sometimes\" is not valid"),
         "{stderr}"
+    );
+}
+
+/// A service set up with `init` hears about a bad variable in its own log.
+#[test]
+fn a_bad_variable_is_logged_by_the_subscriber_init_installs() {
+    let (out, _) = run_with_env(
+        env!("CARGO_BIN_EXE_axum-server"),
+        &[],
+        &[("OTEL_TRACES_SAMPLER", "sometimes")],
+    );
+    assert!(
+        out.contains("WARN") && out.contains("OTEL_TRACES_SAMPLER=\"sometimes\" is not valid"),
+        "{out}"
     );
 }

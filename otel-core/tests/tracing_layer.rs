@@ -80,6 +80,7 @@ fn a_span_tree_with_typed_fields_events_and_status() {
             let _q = tracing::info_span!("SELECT products", otel.name = "SELECT shop.products").entered();
             // As `#[instrument(err)]` emits it: an `error` field, no message.
             tracing::error!(error = "connection reset");
+            tracing::warn!(error = "timed out", "retrying");
         }
         let late = tracing::info_span!("render", bytes = tracing::field::Empty);
         late.record("bytes", 512_i64);
@@ -128,15 +129,25 @@ fn a_span_tree_with_typed_fields_events_and_status() {
     let query = find(&spans, "SELECT shop.products");
     assert_eq!(query.parent_span_id, root.span_context.span_id());
     assert!(!query.parent_span_is_remote);
-    assert_eq!(query.status, Status::error("\"connection reset\""));
     let failed = &query.events.events[0];
     assert_eq!(failed.name, "exception");
     assert!(
         failed
             .attributes
             .iter()
-            .any(|kv| kv.key.as_str() == "exception.message")
+            .any(|kv| kv.key.as_str() == "exception.message" && kv.value == Value::from("connection reset"))
     );
+    // An `error` field beside a message: the message names the event, the
+    // error describes the span's status (the last error wins).
+    let retrying = &query.events.events[1];
+    assert_eq!(retrying.name, "retrying");
+    assert!(
+        retrying
+            .attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == "exception.message" && kv.value == Value::from("timed out"))
+    );
+    assert_eq!(query.status, Status::error("timed out"));
 
     let render = find(&spans, "render");
     assert_eq!(attr(render, "bytes"), Some(&Value::I64(1024)), "record replaces");

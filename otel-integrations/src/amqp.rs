@@ -205,7 +205,13 @@ impl Amqp {
         let span = self.tracer.with(|tracer| builder.start_with_context(tracer, &parent));
         let cx = parent.with_span(span);
 
-        let outcome = handler(delivery).with_context(cx.clone()).await;
+        // The handler is called with the consumer span current too: an
+        // `#[instrument]` async fn makes its span when called, not when polled.
+        let work = {
+            let _current = cx.clone().attach();
+            handler(delivery)
+        };
+        let outcome = work.with_context(cx.clone()).await;
         let span = cx.span();
         let settle = match outcome {
             Ok(settle) => settle,

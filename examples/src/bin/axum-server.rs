@@ -1,5 +1,7 @@
 //! An axum server traced by `HttpServerLayer`: one SERVER span per request,
-//! named from the route template, continuing the caller's trace.
+//! named from the route template, continuing the caller's trace; the
+//! handler's own work is an `#[instrument]` span inside it, and its log line
+//! carries the trace id.
 //!
 //! ```text
 //! cargo run -p examples --bin axum-server
@@ -19,16 +21,23 @@ use otel_integrations::http::HttpServerLayer;
 use std::time::Duration;
 
 async fn product(Path(id): Path<u32>) -> String {
-    // A child span of the request's span: the layer makes it current.
-    otel_core::in_span("load product", |_| format!("product {id}"))
+    load(id).await
+}
+
+/// A `tracing` span, child of the request's span (the layer makes it current).
+#[tracing::instrument(name = "load product")]
+async fn load(id: u32) -> String {
+    tracing::info!("loading");
+    format!("product {id}")
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The pipeline and the global subscriber (RUST_LOG, log lines with trace ids).
     let telemetry = otel_core::Telemetry::from_env()
         .with_service_name("catalog")
         .with_console_exporter()
-        .install()?;
+        .init()?;
 
     let app = Router::new()
         .route("/api/products/{id}", get(product))

@@ -42,6 +42,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 
 /// The seed documents' policies, with a latency threshold that suits a demo.
@@ -326,14 +327,6 @@ async fn run(args: Args) -> Result<(), String> {
         Box::new(TraceContextPropagator::new().with_random_flag_for_new_traces(true)),
         Box::new(BaggagePropagator::new()),
     ]));
-    // JSON logs with trace ids, captured to show the correlation at the end.
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::registry()
-        .with(otel_integrations::logs::json_layer().with_writer(move || writer.clone()))
-        .with(tracing_subscriber::filter::LevelFilter::INFO);
-    let _ = tracing::subscriber::set_global_default(subscriber);
-
     // One tail sampler for the whole scenario, as a sidecar would be.
     let group = TailSamplingGroup::from_config_yaml(POLICIES).map_err(|e| e.to_string())?;
     let otlp = args.otlp.as_ref();
@@ -346,6 +339,22 @@ async fn run(args: Args) -> Result<(), String> {
     for warning in gateway.handle.warnings() {
         eprintln!("demo: {warning}; using the default");
     }
+    // Each service's `tracing` spans go to its own pipeline (its module is its
+    // target); JSON logs with trace ids are captured to show the correlation
+    // at the end.
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            otel_core::logs::json_layer()
+                .with_writer(move || writer.clone())
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+        )
+        .with(shop::layer_for("gateway", &gateway.handle))
+        .with(shop::layer_for("auth", &auth.handle))
+        .with(shop::layer_for("product", &product.handle))
+        .with(shop::layer_for("order-worker", &worker.handle));
+    let _ = tracing::subscriber::set_global_default(subscriber);
     let provider = |s: &Service| {
         s.handle
             .provider()

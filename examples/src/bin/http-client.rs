@@ -13,19 +13,29 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry::trace::TraceContextExt;
-use otel_integrations::http::HttpClientLayer;
+use otel_integrations::http::{HttpClient, HttpClientLayer};
 use std::time::Duration;
 use tower::ServiceExt;
 use tower_layer::Layer;
+
+type Traced = HttpClient<Client<HttpConnector, Empty<bytes::Bytes>>>;
+
+#[tracing::instrument(skip(client))]
+async fn checkout(client: Traced, url: String) -> Result<String, Box<dyn std::error::Error>> {
+    let request = http::Request::get(url).body(Empty::new())?;
+    let response = client.oneshot(request).await?;
+    let echoed = response.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&echoed).into_owned())
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let telemetry = otel_core::Telemetry::from_env()
         .with_service_name("storefront")
         .with_console_exporter()
-        .install()?;
+        .init()?;
 
     let echo = Router::new().route(
         "/",
@@ -43,16 +53,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let client =
         HttpClientLayer::new().layer(Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>());
-    // The request is made inside a span: the client span is its child.
-    let parent = otel_core::span("checkout").start();
-    let request = http::Request::get(format!("http://{addr}/")).body(Empty::new())?;
-    let response = {
-        let _guard = parent.clone().attach();
-        client.oneshot(request).await?
-    };
-    let echoed = response.into_body().collect().await?.to_bytes();
-    println!("the server received traceparent {}", String::from_utf8_lossy(&echoed));
-    parent.span().end();
+    // The request is made inside a `tracing` span: the client span is its child.
+    let echoed = checkout(client, format!("http://{addr}/")).await?;
+    println!("the server received traceparent {echoed}");
     telemetry.shutdown(Duration::from_secs(5))?;
     Ok(())
 }

@@ -464,7 +464,7 @@ where
         with_scratch(|scratch| {
             let mut visit = EventVisit::new(scratch, meta, at);
             event.record(&mut visit);
-            let update = visit.update;
+            let update = visit.finish();
             if let Some(state) = span.extensions_mut().get_mut::<Slot>() {
                 state.add_event_from(scratch, update, &recorder.limits);
             }

@@ -5,7 +5,11 @@
 //! import change: `otel.name`, `otel.kind`, `otel.status_code`,
 //! `otel.status_message` (also its older `otel.status_description`); an
 //! `error` field on an event, or an event at ERROR level, marks the span as
-//! failed; `&dyn Error` values add `exception.*` attributes.
+//! failed; `&dyn Error` values add `exception.*` attributes. One difference:
+//! an event's `error` field sets the span's error description (and the
+//! event's `exception.message`) whether or not the event also has a message
+//! (tracing-opentelemetry reads it only from events without one, and keeps
+//! the `Debug` quotes of a string).
 
 use opentelemetry::trace::{Link, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _};
 use opentelemetry::{Context, Key, KeyValue, StringValue, Value};
@@ -623,6 +627,7 @@ pub(crate) struct EventUpdate {
     pub(crate) error: Option<Status>,
     pub(crate) span_attributes: Vec<KeyValue>,
     named: bool,
+    exception: bool,
 }
 
 /// Visits an event's fields into a scratch.
@@ -651,6 +656,7 @@ impl<'a> EventVisit<'a> {
                 error: None,
                 span_attributes: Vec::new(),
                 named: false,
+                exception: false,
             },
         }
     }
@@ -662,12 +668,22 @@ impl<'a> EventVisit<'a> {
         });
     }
 
+    /// An `error` field: the span fails with its text, and the event records
+    /// it as `exception.message` (an event without a message is named
+    /// `exception`, as the exception semantic conventions name it).
     fn error_field(&mut self, text: String) {
         let m = push_text(&mut self.scratch.text, &text);
         self.update.error = Some(Status::error(text));
-        self.update.name = Str::Static("exception");
-        self.update.named = true;
+        self.update.exception = true;
         self.push(EXCEPTION_MESSAGE, Val::Str(m));
+    }
+
+    /// Ends the visit: names an event that had no message.
+    pub(crate) fn finish(mut self) -> EventUpdate {
+        if !self.update.named && self.update.exception {
+            self.update.name = Str::Static("exception");
+        }
+        self.update
     }
 }
 
@@ -700,7 +716,7 @@ impl Visit for EventVisit<'_> {
                 self.update.name = push_text(&mut self.scratch.text, value);
                 self.update.named = true;
             }
-            "error" if !self.update.named => self.error_field(format!("{value:?}")),
+            "error" if !self.update.exception => self.error_field(value.to_owned()),
             name => {
                 let s = push_text(&mut self.scratch.text, value);
                 self.push(name, Val::Str(s));
@@ -733,7 +749,7 @@ impl Visit for EventVisit<'_> {
                 self.update.name = push_debug(&mut self.scratch.text, value);
                 self.update.named = true;
             }
-            "error" if !self.update.named => self.error_field(format!("{value:?}")),
+            "error" if !self.update.exception => self.error_field(format!("{value:?}")),
             name => {
                 let s = push_debug(&mut self.scratch.text, value);
                 self.push(name, Val::Str(s));
