@@ -513,3 +513,42 @@ fn consistent_probability_sampling_keeps_a_share_and_whole_traces() {
     let root = find(&spans, "root");
     assert_eq!(root.span_context.trace_state().get("ot"), Some("th:c"));
 }
+
+mod values {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Field values of any content and size arrive as they were given.
+        #[test]
+        fn any_field_value_round_trips(text in ".{0,300}", n in any::<i64>(), u in any::<u64>(), f in any::<f64>(), b in any::<bool>()) {
+            let (handle, exporter) = install();
+            traced(&handle, || {
+                let span = tracing::info_span!("values", text = text.as_str(), n, u, f, b, dbg = ?text, later = tracing::field::Empty);
+                span.record("later", text.as_str());
+                let _e = span.enter();
+                tracing::info!(text = text.as_str(), "{text}");
+            });
+            let spans = exporter.spans();
+            prop_assert_eq!(spans.len(), 1);
+            let s = &spans[0];
+            prop_assert_eq!(attr(s, "text"), Some(&Value::from(text.clone())));
+            prop_assert_eq!(attr(s, "later"), Some(&Value::from(text.clone())));
+            prop_assert_eq!(attr(s, "dbg"), Some(&Value::from(format!("{text:?}"))));
+            prop_assert_eq!(attr(s, "n"), Some(&Value::I64(n)));
+            let expected_u = i64::try_from(u).map_or_else(|_| Value::from(u.to_string()), Value::I64);
+            prop_assert_eq!(attr(s, "u"), Some(&expected_u));
+            prop_assert_eq!(attr(s, "b"), Some(&Value::Bool(b)));
+            match attr(s, "f") {
+                Some(Value::F64(v)) => prop_assert!(v.to_bits() == f.to_bits() || (v.is_nan() && f.is_nan())),
+                other => prop_assert!(false, "f: {other:?}"),
+            }
+            let event = &s.events.events[0];
+            prop_assert_eq!(event.name.as_ref(), text.as_str());
+            let event_text = event.attributes.iter().find(|kv| kv.key.as_str() == "text").map(|kv| &kv.value);
+            prop_assert_eq!(event_text, Some(&Value::from(text.clone())));
+        }
+    }
+}
