@@ -76,7 +76,10 @@ fn memory_stays_flat_under_a_steady_stream_of_spans() {
         // open). Most windows of 20 000 end exactly where they began; when the
         // recorder thread falls behind, the pool of span states grows, up to
         // its bound (the batch queue size per thread), and stays there.
-        assert!(net < 4 << 20, "memory grew by {net} bytes over 400 000 spans: {change:?}");
+        assert!(
+            net < 4 << 20,
+            "memory grew by {net} bytes over 400 000 spans: {change:?}"
+        );
         assert!(flat >= 10, "only {flat} of 20 windows ended flat: {change:?}");
     });
     assert_eq!(count.load(Ordering::Relaxed), 2 * 25 * 20_000);

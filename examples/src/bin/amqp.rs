@@ -13,9 +13,15 @@ use futures_util::StreamExt as _;
 use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use opentelemetry::trace::TraceContextExt;
 use otel_integrations::amqp::{Settle, process, publish};
 use std::time::Duration;
+use tracing::Instrument;
+
+#[tracing::instrument]
+async fn store_order(body: String) -> Result<Settle, std::io::Error> {
+    println!("stored {body}");
+    Ok(Settle::Ack)
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let telemetry = otel_core::Telemetry::from_env()
         .with_service_name("orders")
         .with_console_exporter()
-        .install()?;
+        .init()?;
     let channel = conn.create_channel().await?;
     let queue = format!("amqp-example-{}", std::process::id());
     let options = QueueDeclareOptions {
@@ -43,16 +49,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .queue_declare(queue.as_str().into(), options, FieldTable::default())
         .await?;
 
-    // Publish inside a request span.
-    let request = otel_core::span("POST /orders").start();
-    {
-        let _guard = request.clone().attach();
-        let properties = BasicProperties::default().with_message_id("order-1".into());
-        publish(&channel, "", &queue, Default::default(), b"{\"order\": 1}", properties)
-            .await?
-            .await?;
-    }
-    request.span().end();
+    // Publish inside a `tracing` span: the PRODUCER span is its child.
+    let properties = BasicProperties::default().with_message_id("order-1".into());
+    publish(&channel, "", &queue, Default::default(), b"{\"order\": 1}", properties)
+        .instrument(tracing::info_span!("place order"))
+        .await?
+        .await?;
 
     // Consume: the process span continues the publisher's trace.
     let mut consumer = channel
@@ -64,12 +66,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
     if let Some(Ok(delivery)) = consumer.next().await {
+        // The handler's `#[instrument]` span is a child of the CONSUMER span.
         let settled = process(&delivery, &queue, |d| {
-            let body = String::from_utf8_lossy(&d.data).into_owned();
-            async move {
-                otel_core::in_span("store order", |_| println!("stored {body}"));
-                Ok::<_, std::io::Error>(Settle::Ack)
-            }
+            store_order(String::from_utf8_lossy(&d.data).into_owned())
         })
         .await?;
         println!("settled: {settled:?}");

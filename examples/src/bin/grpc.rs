@@ -9,17 +9,39 @@
 //! The service is the demo's `shop.auth.Auth/Verify`; an expired token shows
 //! an UNAUTHENTICATED call (an error on the client span only).
 
-use opentelemetry::trace::TraceContextExt;
-use otel_integrations::grpc::GrpcClientLayer;
+use otel_integrations::grpc::{GrpcClient, GrpcClientLayer};
 use std::time::Duration;
 use tower_layer::Layer;
+
+/// Logs in with `token`: the client span of the call is this span's child.
+#[tracing::instrument(skip(traced))]
+async fn login(
+    traced: GrpcClient<tonic::transport::Channel>,
+    token: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let mut client = tonic::client::Grpc::new(traced);
+    client.ready().await?;
+    let reply = client
+        .unary(
+            tonic::Request::new(examples::shop::VerifyRequest {
+                token: token.to_owned(),
+            }),
+            http::uri::PathAndQuery::from_static("/shop.auth.Auth/Verify"),
+            tonic_prost::ProstCodec::<examples::shop::VerifyRequest, examples::shop::VerifyReply>::default(),
+        )
+        .await;
+    Ok(match reply {
+        Ok(r) => format!("verified as {}", r.into_inner().user),
+        Err(status) => format!("{:?} {}", status.code(), status.message()),
+    })
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let telemetry = otel_core::Telemetry::from_env()
         .with_service_name("grpc-example")
         .with_console_exporter()
-        .install()?;
+        .init()?;
     let provider = telemetry
         .provider()
         .cloned()
@@ -31,26 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let traced = GrpcClientLayer::new().layer(channel);
     for token in ["user-ada", "expired-1"] {
-        let cx = otel_core::span(format!("login {token}")).start();
-        let mut client = tonic::client::Grpc::new(traced.clone());
-        client.ready().await?;
-        let reply = {
-            let _guard = cx.clone().attach();
-            client
-                .unary(
-                    tonic::Request::new(examples::shop::VerifyRequest {
-                        token: token.to_owned(),
-                    }),
-                    http::uri::PathAndQuery::from_static("/shop.auth.Auth/Verify"),
-                    tonic_prost::ProstCodec::<examples::shop::VerifyRequest, examples::shop::VerifyReply>::default(),
-                )
-                .await
-        };
-        match reply {
-            Ok(r) => println!("{token}: verified as {}", r.into_inner().user),
-            Err(status) => println!("{token}: {:?} {}", status.code(), status.message()),
-        }
-        cx.span().end();
+        println!("{token}: {}", login(traced.clone(), token).await?);
     }
     telemetry.shutdown(Duration::from_secs(5))?;
     Ok(())

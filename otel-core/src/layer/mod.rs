@@ -1,5 +1,5 @@
 //! `tracing` spans as OpenTelemetry spans, straight into the installed
-//! pipeline: [`TracingLayer`], from [`TelemetryHandle::tracing_layer`], and
+//! pipeline: [`TracingLayer`], from [`TelemetryHandle::tracing_layer`](crate::TelemetryHandle::tracing_layer), and
 //! [`OpenTelemetrySpanExt`] on `tracing::Span`.
 //!
 //! ```
