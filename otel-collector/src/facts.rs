@@ -120,7 +120,8 @@ impl SpanFacts for SpanData {
     }
 
     fn trace_state_value(&self, key: &str) -> Option<Cow<'_, str>> {
-        self.span_context.trace_state().get(key).map(Cow::Borrowed)
+        // Also finds keys opentelemetry's TraceState holds only in carried form.
+        otel_propagation::tracestate::get(self.span_context.trace_state(), key).map(Cow::Borrowed)
     }
 
     fn encoded_len(&self) -> usize {

@@ -238,3 +238,43 @@ fn nan_and_infinities_in_json() {
     assert_eq!(attrs[0]["value"]["doubleValue"], "NaN");
     assert_eq!(attrs[1]["value"]["doubleValue"], "Infinity");
 }
+
+/// A tracestate key opentelemetry's `TraceState` cannot hold (carried inside
+/// it by the propagator) leaves in both encodings as the header carried it.
+#[test]
+fn carried_tracestate_members_are_encoded_as_sent() {
+    let header = "foo@bar@baz=1,bar=2,t@vvvvvvvvvvvvvvv=3";
+    let trace_state = otel_propagation::tracestate::parse_tracestate([header]).unwrap();
+    let span = SpanData {
+        span_context: SpanContext::new(
+            TraceId::from(1),
+            SpanId::from(2),
+            TraceFlags::SAMPLED,
+            false,
+            trace_state,
+        ),
+        parent_span_id: SpanId::INVALID,
+        parent_span_is_remote: false,
+        span_kind: SpanKind::Internal,
+        name: "x".into(),
+        start_time: UNIX_EPOCH,
+        end_time: UNIX_EPOCH,
+        attributes: vec![],
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status: Status::Unset,
+        instrumentation_scope: InstrumentationScope::builder("s").build(),
+    };
+    let resource = resource();
+    let proto = Encoder::new(&resource)
+        .encode(std::slice::from_ref(&span), Encoding::Protobuf)
+        .to_vec();
+    let decoded = ExportTraceServiceRequest::decode(proto.as_slice()).unwrap();
+    assert_eq!(decoded.resource_spans[0].scope_spans[0].spans[0].trace_state, header);
+    let json = Encoder::new(&resource)
+        .encode(std::slice::from_ref(&span), Encoding::Json)
+        .to_vec();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceState"], header);
+}

@@ -124,7 +124,7 @@ pub(crate) fn put_attributes(buf: &mut Vec<u8>, attributes: &[KeyValue]) {
 
 fn put_trace_state(buf: &mut Vec<u8>, ts: &TraceState) {
     let mut first = true;
-    for (k, v) in ts {
+    for (k, v) in otel_propagation::tracestate::members(ts) {
         if first {
             buf.extend_from_slice(b",\"traceState\":\"");
             first = false;
@@ -134,7 +134,7 @@ fn put_trace_state(buf: &mut Vec<u8>, ts: &TraceState) {
         // Keys and values are printable ASCII without '"' or '\' issues except
         // possibly '"' and '\' in values; escape them the same way.
         let mut s = String::with_capacity(k.len() + v.len() + 1);
-        s.push_str(k);
+        s.push_str(&k);
         s.push('=');
         s.push_str(v);
         let mut escaped = Vec::with_capacity(s.len() + 2);

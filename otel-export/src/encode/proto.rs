@@ -70,7 +70,7 @@ pub(crate) fn attributes_len(field: u32, attributes: &[KeyValue]) -> usize {
 fn trace_state_len(ts: &TraceState) -> usize {
     let mut n = 0;
     let mut members = 0;
-    for (k, v) in ts {
+    for (k, v) in otel_propagation::tracestate::members(ts) {
         n += k.len() + v.len() + 1;
         members += 1;
     }
@@ -232,7 +232,7 @@ fn put_trace_state(buf: &mut Vec<u8>, field: u32, ts: &TraceState) {
         return;
     }
     put_len_header(buf, field, len);
-    for (i, (k, v)) in ts.into_iter().enumerate() {
+    for (i, (k, v)) in otel_propagation::tracestate::members(ts).enumerate() {
         if i > 0 {
             buf.push(b',');
         }
