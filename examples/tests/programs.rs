@@ -37,12 +37,12 @@ fn run_with_env(exe: &str, args: &[&str], env: &[(&str, &str)]) -> (String, Outp
 
 #[test]
 fn the_demo_keeps_error_and_slow_traces_and_shows_them() {
-    let (out, _) = run(env!("CARGO_BIN_EXE_demo"), &["--requests", "150"]);
+    let (out, _) = run(env!("CARGO_BIN_EXE_demo"), &["--requests", "300"]);
     for expected in [
         "gateway",
         "auth",
         "product",
-        "sent 150 requests",
+        "sent 300 requests",
         "errors          voted to keep",
         "slow-traces     voted to keep",
         "(an error):",
@@ -51,6 +51,11 @@ fn the_demo_keeps_error_and_slow_traces_and_shows_them() {
         "[product] SELECT shop.products  ERROR: no such table",
         "[product] cache.get",
         "\"trace_id\":",
+        // Which service and operation made it slow, or failed.
+        "culprit: product: product 9",
+        "; error in product: SELECT shop.products: no such table: archived_products",
+        "bottlenecks, kept traces",
+        "bottlenecks, all traces seen (",
         "summary",
     ] {
         assert!(

@@ -17,9 +17,10 @@
 //! assert!(tree.contains("└── auth.verify"));
 //! ```
 
-use opentelemetry::trace::{SpanId, TraceId};
+use opentelemetry::trace::TraceId;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use otel_export::analysis::SpanNode;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -67,81 +68,65 @@ impl SpanExporter for InMemoryExporter {
     }
 }
 
-/// A duration as the tree shows it: `150ms`, `2.5ms`, `850µs`, `1.25s`.
+/// A duration as the tree shows it: `150ms`, `2.5ms`, `850µs`, `1.25s` (the
+/// format every tree of the crate family uses).
 pub fn format_duration(d: Duration) -> String {
-    let us = d.as_micros();
-    if us >= 1_000_000 {
-        format!("{:.2}s", d.as_secs_f64())
-    } else if us >= 10_000 {
-        format!("{}ms", (us + 500) / 1000)
-    } else if us >= 1_000 {
-        format!("{:.1}ms", us as f64 / 1000.0)
-    } else {
-        format!("{us}µs")
-    }
+    otel_export::analysis::format_duration(d)
 }
 
-fn duration(s: &SpanData) -> Duration {
-    s.end_time.duration_since(s.start_time).unwrap_or_default()
-}
-
-/// Renders the spans of one trace as an indented tree with durations,
-/// children ordered by start time:
+/// Renders the spans of one trace as an indented tree, children ordered by
+/// start time. Each line has the span's duration and self time (the time no
+/// child covers), `*` marks the spans on the critical path (the chain of work
+/// that determined the trace's latency, see [`otel_export::analysis`]), and a
+/// last line names the culprit:
 ///
 /// ```text
-/// GET /api/products  150ms
-/// ├── auth.verify  20ms
-/// └── product.list  100ms
-///     ├── SELECT products  40ms
-///     └── cache.get  5ms
+/// GET /api/products  150ms (self 30ms) *
+/// ├── auth.verify  20ms (self 20ms) *
+/// └── product.list  100ms (self 60ms) *
+///     ├── SELECT products  40ms (self 40ms) *
+///     └── cache.get  5.0ms (self 5.0ms)
+/// culprit: product.list 40% of 150ms on the critical path
 /// ```
 ///
 /// Spans whose parent is not among `spans` (a remote parent, or one not kept)
-/// are shown as roots. `label` can decorate each line (e.g. with the service name).
+/// are shown as roots.
 pub fn render_trace(spans: &[SpanData], trace_id: TraceId) -> String {
     render_trace_with(spans, trace_id, |s| s.name.to_string())
 }
 
 /// [`render_trace`] with a custom label per span.
 pub fn render_trace_with(spans: &[SpanData], trace_id: TraceId, label: impl Fn(&SpanData) -> String) -> String {
-    let trace: Vec<&SpanData> = spans.iter().filter(|s| s.span_context.trace_id() == trace_id).collect();
-    let ids: HashSet<SpanId> = trace.iter().map(|s| s.span_context.span_id()).collect();
-    let mut roots: Vec<&SpanData> = trace
-        .iter()
-        .copied()
-        .filter(|s| !ids.contains(&s.parent_span_id))
-        .collect();
-    roots.sort_by_key(|s| s.start_time);
-    let mut out = String::new();
-    for root in roots {
-        out.push_str(&format!("{}  {}\n", label(root), format_duration(duration(root))));
-        children(&trace, root.span_context.span_id(), "", &label, &mut out);
-    }
-    out
+    render_trace_with_services(spans, trace_id, |_| "", label)
 }
 
-fn children(trace: &[&SpanData], parent: SpanId, prefix: &str, label: &dyn Fn(&SpanData) -> String, out: &mut String) {
-    let mut kids: Vec<&SpanData> = trace.iter().copied().filter(|s| s.parent_span_id == parent).collect();
-    kids.sort_by_key(|s| s.start_time);
-    let n = kids.len();
-    for (i, kid) in kids.into_iter().enumerate() {
-        let last = i + 1 == n;
-        out.push_str(&format!(
-            "{prefix}{}{}  {}\n",
-            if last { "└── " } else { "├── " },
-            label(kid),
-            format_duration(duration(kid))
-        ));
-        let deeper = format!("{prefix}{}", if last { "    " } else { "│   " });
-        children(trace, kid.span_context.span_id(), &deeper, label, out);
-    }
+/// [`render_trace`] for spans of several services: each line is labelled
+/// `[service] name`, and the culprit line names the service.
+pub fn render_trace_by_service<'a>(
+    spans: &'a [SpanData],
+    trace_id: TraceId,
+    service: impl Fn(&SpanData) -> &'a str,
+) -> String {
+    render_trace_with_services(spans, trace_id, &service, |s| format!("[{}] {}", service(s), s.name))
+}
+
+/// [`render_trace_by_service`] with a custom label per span.
+pub fn render_trace_with_services<'a>(
+    spans: &'a [SpanData],
+    trace_id: TraceId,
+    service: impl Fn(&SpanData) -> &'a str,
+    label: impl Fn(&SpanData) -> String,
+) -> String {
+    let trace: Vec<&SpanData> = spans.iter().filter(|s| s.span_context.trace_id() == trace_id).collect();
+    let nodes: Vec<SpanNode<'_>> = trace.iter().map(|s| SpanNode::from_span_data(s, service(s))).collect();
+    otel_export::analysis::render_tree(&nodes, |i| label(trace[i]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use opentelemetry::InstrumentationScope;
-    use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceFlags, TraceState};
+    use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState};
     use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
     use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -180,11 +165,12 @@ mod tests {
             span(4, 3, "SELECT products", 35, 40),
         ];
         let expected = "\
-GET /api/products  150ms
-├── auth.verify  20ms
-└── product.list  100ms
-    ├── SELECT products  40ms
-    └── cache.get  5.0ms
+GET /api/products  150ms (self 30ms) *
+├── auth.verify  20ms (self 20ms) *
+└── product.list  100ms (self 60ms) *
+    ├── SELECT products  40ms (self 40ms) *
+    └── cache.get  5.0ms (self 5.0ms)
+culprit: product.list 40% of 150ms on the critical path
 ";
         assert_eq!(render_trace(&spans, TraceId::from(1)), expected);
         let _ = SystemTime::now();

@@ -45,6 +45,7 @@
 //! See [`Counters`]: spans enqueued, exported, dropped (queue full), failed,
 //! rejected by the receiver (partial success), and retries.
 
+pub mod analysis;
 pub mod config;
 mod counters;
 pub mod encode;

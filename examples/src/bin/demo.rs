@@ -33,8 +33,9 @@ use opentelemetry::trace::{SpanId, Status, TraceId};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SimpleSpanProcessor, Span, SpanData, SpanProcessor};
 use otel_collector::TailSamplingGroup;
-use otel_core::testing::{InMemoryExporter, format_duration, render_trace_with};
+use otel_core::testing::{InMemoryExporter, format_duration, render_trace_with_services};
 use otel_core::{Telemetry, TelemetryHandle};
+use otel_export::analysis::{Bottlenecks, SpanNode};
 use otel_export::{BatchSpanProcessor, OtlpExporterBuilder, Protocol};
 use otel_propagation::{BaggagePropagator, CompositePropagator, TraceContextPropagator};
 use std::collections::{HashMap, HashSet};
@@ -166,6 +167,8 @@ struct Service {
     name: &'static str,
     handle: TelemetryHandle,
     kept: InMemoryExporter,
+    /// Every span, before tail sampling (for the unbiased bottleneck summary).
+    all: InMemoryExporter,
 }
 
 fn otlp_processor(otlp: &Otlp) -> Result<BatchSpanProcessor, String> {
@@ -189,14 +192,21 @@ fn service(name: &'static str, group: &TailSamplingGroup, otlp: Option<&Otlp>) -
         print: SimpleSpanProcessor::new(kept.clone()),
         otlp: otlp.map(otlp_processor).transpose()?,
     };
+    let all = InMemoryExporter::default();
     let handle = Telemetry::from_env()
         .with_service_name(name)
         .with_globals(false)
         .without_exporter()
         .with_span_processor(group.processor(tee))
+        .with_span_processor(SimpleSpanProcessor::new(all.clone()))
         .install()
         .map_err(|e| format!("{name}: {e}"))?;
-    Ok(Service { name, handle, kept })
+    Ok(Service {
+        name,
+        handle,
+        kept,
+        all,
+    })
 }
 
 /// Captured log output.
@@ -290,6 +300,23 @@ async fn traffic(gateway: std::net::SocketAddr, n: usize, orders: bool) -> Outco
         .ok()
         .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
         .unwrap_or_default()
+}
+
+/// The bottleneck summary of `spans`, trace by trace.
+fn bottlenecks(spans: &[SpanData], service_of: &HashMap<SpanId, &'static str>) -> Bottlenecks {
+    let mut by_trace: HashMap<TraceId, Vec<&SpanData>> = HashMap::new();
+    for s in spans {
+        by_trace.entry(s.span_context.trace_id()).or_default().push(s);
+    }
+    let mut summary = Bottlenecks::default();
+    for trace in by_trace.values() {
+        let nodes: Vec<SpanNode<'_>> = trace
+            .iter()
+            .map(|s| SpanNode::from_span_data(s, service_of.get(&s.span_context.span_id()).copied().unwrap_or("?")))
+            .collect();
+        summary.record(&nodes);
+    }
+    summary
 }
 
 fn main() -> ExitCode {
@@ -521,16 +548,43 @@ async fn run(args: Args) -> Result<(), String> {
     for (t, why) in &shown {
         println!();
         println!("trace {t} ({why}):");
-        let tree = render_trace_with(&spans, *t, |s| {
-            let svc = service_of.get(&s.span_context.span_id()).copied().unwrap_or("?");
+        let service = |s: &SpanData| service_of.get(&s.span_context.span_id()).copied().unwrap_or("?");
+        let tree = render_trace_with_services(&spans, *t, service, |s| {
             let status = match &s.status {
                 Status::Error { description } if description.is_empty() => "  ERROR".to_owned(),
                 Status::Error { description } => format!("  ERROR: {description}"),
                 _ => String::new(),
             };
-            format!("[{svc}] {}{status}", s.name)
+            format!("[{}] {}{status}", service(s), s.name)
         });
         for line in tree.lines() {
+            println!("  {line}");
+        }
+    }
+    println!();
+    println!("  (* on the critical path: the chain of work that set the trace's latency)");
+
+    // Where the time goes across traces: the kept ones, and every one seen
+    // (what the tail sampler kept is biased toward errors and slow traces).
+    let mut all_spans: Vec<SpanData> = Vec::new();
+    let mut all_service: HashMap<SpanId, &'static str> = HashMap::new();
+    for s in services {
+        for span in s.all.spans() {
+            all_service.insert(span.span_context.span_id(), s.name);
+            all_spans.push(span);
+        }
+    }
+    for (title, set, service_map) in [
+        ("kept traces", &spans, &service_of),
+        ("all traces seen", &all_spans, &all_service),
+    ] {
+        let summary = bottlenecks(set, service_map);
+        println!();
+        println!(
+            "bottlenecks, {title} ({} traces; path share: of all time on critical paths):",
+            summary.traces()
+        );
+        for line in summary.render_text(6).lines() {
             println!("  {line}");
         }
     }
