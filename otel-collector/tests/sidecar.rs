@@ -1139,7 +1139,7 @@ service:
     eventually("debug output", Duration::from_secs(10), || {
         std::fs::read_to_string(dir.join("a.out"))
             .unwrap_or_default()
-            .contains("POST /signup [signup] 120.0 ms")
+            .contains("[signup] POST /signup  120ms")
     });
     let m = scrape(metrics);
     assert_eq!(metric(&m, "otelcol_receiver_accepted_spans", &[]), 1.0);

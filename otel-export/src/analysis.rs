@@ -461,6 +461,16 @@ pub fn format_duration(d: Duration) -> String {
 /// culprit: product: SELECT shop.products 98% of 606ms on the critical path
 /// ```
 pub fn render_tree(spans: &[SpanNode<'_>], label: impl Fn(usize) -> String) -> String {
+    render_tree_with(spans, label, |_| Vec::new())
+}
+
+/// [`render_tree`] with lines of detail under each span (attributes, say),
+/// indented below its line.
+pub fn render_tree_with(
+    spans: &[SpanNode<'_>],
+    label: impl Fn(usize) -> String,
+    details: impl Fn(usize) -> Vec<String>,
+) -> String {
     let analysis = analyze(spans);
     let t = tree(spans);
     let mut out = String::new();
@@ -486,6 +496,9 @@ pub fn render_tree(spans: &[SpanNode<'_>], label: impl Fn(usize) -> String) -> S
                 _ => "",
             }
         );
+        for line in details(i) {
+            let _ = writeln!(out, "{deeper}  · {line}");
+        }
         let mut kids = t.children[i].clone();
         kids.sort_by_key(|&c| spans[c].start);
         let last = kids.len().saturating_sub(1);

@@ -333,23 +333,15 @@ impl Exporter for FileExporter {
     }
 }
 
-fn fmt_duration(nanos: u64) -> String {
-    let ns = nanos as f64;
-    if ns >= 1e9 {
-        format!("{:.2} s", ns / 1e9)
-    } else if ns >= 1e6 {
-        format!("{:.1} ms", ns / 1e6)
-    } else {
-        format!("{:.0} µs", ns / 1e3)
-    }
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Renders the spans of one batch as trees, one per trace.
+/// Renders the spans of one batch as trees, one per trace, with the shared
+/// renderer: durations, self times, the critical path marked and the
+/// culprit named (see `otel_export::analysis`); `detailed` adds attributes.
 pub(crate) fn render_trees(spans: &[SpanRec], detailed: bool) -> String {
+    use otel_export::analysis::{SpanNode, format_duration, render_tree_with};
     let views: Vec<(SpanView<'_>, &SpanRec)> = spans.iter().filter_map(|s| s.view().ok().map(|v| (v, s))).collect();
     let mut traces: Vec<[u8; 16]> = Vec::new();
     for (v, _) in &views {
@@ -357,78 +349,87 @@ pub(crate) fn render_trees(spans: &[SpanRec], detailed: bool) -> String {
             traces.push(v.trace_id);
         }
     }
+    let service_of = |rec: &SpanRec| {
+        crate::sidecar::wire::keyvalues(&rec.scope.resource.bytes, 1)
+            .find(|(k, _)| *k == "service.name")
+            .map(|(_, val)| match crate::sidecar::wire::any_value(val) {
+                crate::facts::AttrValue::Str(s) => s.to_owned(),
+                _ => String::new(),
+            })
+            .unwrap_or_default()
+    };
     let mut out = String::new();
     for t in traces {
         let members: Vec<&(SpanView<'_>, &SpanRec)> = views.iter().filter(|(v, _)| v.trace_id == t).collect();
-        let start = members.iter().map(|(v, _)| v.start).min().unwrap_or(0);
-        let end = members.iter().map(|(v, _)| v.end).max().unwrap_or(0);
-        let errors = members
+        let services: Vec<String> = members.iter().map(|(_, rec)| service_of(rec)).collect();
+        let nodes: Vec<SpanNode<'_>> = members
             .iter()
-            .filter(|(v, _)| v.status == crate::facts::StatusCode::Error)
-            .count();
+            .zip(&services)
+            .map(|((v, _), service)| {
+                let node = SpanNode::new(
+                    u64::from_be_bytes(v.span_id),
+                    u64::from_be_bytes(v.parent_span_id),
+                    service.as_str(),
+                    v.name,
+                    v.start,
+                    v.end,
+                );
+                if v.status == crate::facts::StatusCode::Error {
+                    node.failed(v.status_message)
+                } else {
+                    node
+                }
+            })
+            .collect();
+        let start = nodes.iter().map(|n| n.start).min().unwrap_or(0);
+        let end = nodes.iter().map(|n| n.end).max().unwrap_or(0);
+        let errors = nodes.iter().filter(|n| n.error.is_some()).count();
         out.push_str(&format!(
             "trace {} ({} spans, {}{})\n",
             hex(&t),
             members.len(),
-            fmt_duration(end.saturating_sub(start)),
+            format_duration(std::time::Duration::from_nanos(end.saturating_sub(start))),
             if errors > 0 {
                 format!(", {errors} with errors")
             } else {
                 String::new()
             }
         ));
-        let ids: Vec<[u8; 8]> = members.iter().map(|(v, _)| v.span_id).collect();
-        // Roots: no parent, or a parent not in this batch.
-        let mut stack: Vec<(usize, usize)> = members
-            .iter()
-            .enumerate()
-            .filter(|(_, (v, _))| v.parent_span_id == [0; 8] || !ids.contains(&v.parent_span_id))
-            .map(|(i, _)| (i, 0))
-            .collect();
-        stack.sort_by_key(|(i, _)| std::cmp::Reverse(members[*i].0.start));
-        let mut seen = vec![false; members.len()];
-        while let Some((i, depth)) = stack.pop() {
-            if std::mem::replace(&mut seen[i], true) {
-                continue;
-            }
-            let (v, rec) = members[i];
-            let service = crate::sidecar::wire::keyvalues(&rec.scope.resource.bytes, 1)
-                .find(|(k, _)| *k == "service.name")
-                .map(|(_, val)| match crate::sidecar::wire::any_value(val) {
-                    crate::facts::AttrValue::Str(s) => s.to_owned(),
-                    _ => String::new(),
-                })
-                .unwrap_or_default();
-            let status = match v.status {
-                crate::facts::StatusCode::Error if v.status_message.is_empty() => "  ERROR".to_owned(),
-                crate::facts::StatusCode::Error => format!("  ERROR: {}", v.status_message),
-                _ => String::new(),
-            };
-            out.push_str(&format!(
-                "{}{} [{}] {}{}\n",
-                "  ".repeat(depth + 1),
-                v.name,
-                service,
-                fmt_duration(v.end.saturating_sub(v.start)),
-                status
-            ));
-            if detailed {
-                for (k, val) in v.attributes() {
-                    let shown = match crate::sidecar::wire::any_value(val) {
-                        crate::facts::AttrValue::Str(s) => format!("{s:?}"),
-                        crate::facts::AttrValue::Int(i) => i.to_string(),
-                        crate::facts::AttrValue::Double(d) => d.to_string(),
-                        crate::facts::AttrValue::Bool(b) => b.to_string(),
-                        crate::facts::AttrValue::Other => "(complex)".into(),
-                    };
-                    out.push_str(&format!("{}  · {k} = {shown}\n", "  ".repeat(depth + 1)));
+        let tree = render_tree_with(
+            &nodes,
+            |i| {
+                let n = &nodes[i];
+                let status = match &n.error {
+                    Some(d) if d.is_empty() => "  ERROR".to_owned(),
+                    Some(d) => format!("  ERROR: {d}"),
+                    None => String::new(),
+                };
+                format!("[{}] {}{status}", n.service, n.name)
+            },
+            |i| {
+                if !detailed {
+                    return Vec::new();
                 }
-            }
-            let mut children: Vec<usize> = (0..members.len())
-                .filter(|j| !seen[*j] && members[*j].0.parent_span_id == v.span_id && *j != i)
-                .collect();
-            children.sort_by_key(|j| std::cmp::Reverse(members[*j].0.start));
-            stack.extend(children.into_iter().map(|j| (j, depth + 1)));
+                members[i]
+                    .0
+                    .attributes()
+                    .map(|(k, val)| {
+                        let shown = match crate::sidecar::wire::any_value(val) {
+                            crate::facts::AttrValue::Str(s) => format!("{s:?}"),
+                            crate::facts::AttrValue::Int(i) => i.to_string(),
+                            crate::facts::AttrValue::Double(d) => d.to_string(),
+                            crate::facts::AttrValue::Bool(b) => b.to_string(),
+                            crate::facts::AttrValue::Other => "(complex)".into(),
+                        };
+                        format!("{k} = {shown}")
+                    })
+                    .collect()
+            },
+        );
+        for line in tree.lines() {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
         }
     }
     out
