@@ -12,10 +12,12 @@
 //! ```
 //! use std::time::Duration;
 //!
-//! // `from_env` reads the OTEL_* variables; the console exporter prints each
-//! // span (leave it out to export OTLP to OTEL_EXPORTER_OTLP_ENDPOINT).
+//! // `from_env` reads the OTEL_* variables; here spans are printed instead of
+//! // exported (drop both lines to export OTLP to OTEL_EXPORTER_OTLP_ENDPOINT,
+//! // or keep only the second to do both).
 //! let telemetry = otel_core::Telemetry::from_env()
 //!     .with_service_name("checkout")
+//!     .without_exporter()
 //!     .with_console_exporter()
 //!     .install()
 //!     .expect("valid OTEL_* settings");

@@ -138,6 +138,7 @@ pub struct TelemetryBuilder {
     shutdown_timeout: Duration,
     log_format: LogFormat,
     log_filter: Option<String>,
+    console: bool,
 }
 
 impl fmt::Debug for TelemetryBuilder {
@@ -173,6 +174,7 @@ impl Telemetry {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             log_format: LogFormat::default(),
             log_filter: None,
+            console: false,
         }
     }
 
@@ -245,16 +247,17 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Also prints spans to stdout.
+    /// Also prints each span to stdout, beside the exporters configured in
+    /// code or by `OTEL_TRACES_EXPORTER` (OTLP by default). To print only, add
+    /// [`without_exporter`](Self::without_exporter) too. Defaults to off.
     pub fn with_console_exporter(mut self) -> Self {
-        self.exporters
-            .get_or_insert_with(Vec::new)
-            .push(ExporterChoice::Console);
+        self.console = true;
         self
     }
 
     /// Exports nothing (spans still reach processors added with
-    /// [`with_span_processor`](Self::with_span_processor)).
+    /// [`with_span_processor`](Self::with_span_processor), and the console
+    /// with [`with_console_exporter`](Self::with_console_exporter)).
     pub fn without_exporter(mut self) -> Self {
         self.exporters = Some(vec![ExporterChoice::None]);
         self
@@ -454,11 +457,14 @@ impl TelemetryBuilder {
             None if read_env => BatchConfig::from_env_reader(&mut env)?,
             None => BatchConfig::default(),
         };
-        let exporters = match self.exporters {
+        let mut exporters = match self.exporters {
             Some(e) => e,
             None if read_env => exporters_from_env(&mut env)?,
             None => vec![ExporterChoice::Otlp(None)],
         };
+        if self.console && !exporters.iter().any(|e| matches!(e, ExporterChoice::Console)) {
+            exporters.push(ExporterChoice::Console);
+        }
         let propagator: BoxedPropagator = match self.propagator {
             Some(p) => p,
             None => {

@@ -245,3 +245,25 @@ fn every_bad_variable_is_a_clear_error_in_strict_mode() {
     .unwrap_err();
     assert_eq!(err.variable(), "OTEL_TRACES_SAMPLER_ARG");
 }
+
+/// The console exporter is added beside the configured exporter, not instead of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_exporter_prints_beside_otlp() {
+    let (addr, received) = common::http_sink().await;
+    let endpoint = format!("http://{addr}");
+    let handle = tokio::task::spawn_blocking(move || {
+        let handle = Telemetry::from_env()
+            .with_env_lookup(move |k| (k == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| endpoint.clone()))
+            .with_console_exporter()
+            .with_globals(false)
+            .install()
+            .unwrap();
+        handle.tracer("t").in_span("printed and exported", |_| {});
+        handle.shutdown(Duration::from_secs(10)).unwrap();
+        handle
+    })
+    .await
+    .unwrap();
+    assert_eq!(received.span_count(), 1);
+    assert_eq!(handle.counters().snapshot().exported, 1);
+}

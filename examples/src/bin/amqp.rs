@@ -37,6 +37,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let telemetry = otel_core::Telemetry::from_env()
         .with_service_name("orders")
+        // Print the spans (and export nothing else) for this example.
+        .without_exporter()
         .with_console_exporter()
         .init()?;
     let channel = conn.create_channel().await?;

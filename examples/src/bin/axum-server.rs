@@ -36,6 +36,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The pipeline and the global subscriber (RUST_LOG, log lines with trace ids).
     let telemetry = otel_core::Telemetry::from_env()
         .with_service_name("catalog")
+        // Print the spans (and export nothing else) for this example.
+        .without_exporter()
         .with_console_exporter()
         .init()?;
 

@@ -40,6 +40,8 @@ async fn login(
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let telemetry = otel_core::Telemetry::from_env()
         .with_service_name("grpc-example")
+        // Print the spans (and export nothing else) for this example.
+        .without_exporter()
         .with_console_exporter()
         .init()?;
     let provider = telemetry

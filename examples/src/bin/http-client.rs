@@ -34,6 +34,8 @@ async fn checkout(client: Traced, url: String) -> Result<String, Box<dyn std::er
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let telemetry = otel_core::Telemetry::from_env()
         .with_service_name("storefront")
+        // Print the spans (and export nothing else) for this example.
+        .without_exporter()
         .with_console_exporter()
         .init()?;
 

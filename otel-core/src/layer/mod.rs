@@ -7,6 +7,7 @@
 //!
 //! let telemetry = otel_core::Telemetry::builder()
 //!     .with_service_name("checkout")
+//!     .without_exporter()
 //!     .with_console_exporter()
 //!     .install()
 //!     .expect("valid settings");
