@@ -211,6 +211,11 @@ service:
     let kept = kept_spans(&out);
     assert!(kept > 0, "{out}");
     assert_eq!(accepted("http"), kept, "every kept span arrived over HTTP:\n{out}");
+    assert!(
+        out.contains(&format!("  export        {kept} kept spans delivered to http://{http}"))
+            && out.contains(", 0 not delivered"),
+        "{out}"
+    );
 
     let full = format!("http://{grpc}");
     let (out, _) = tokio::task::spawn_blocking(move || {
@@ -228,6 +233,26 @@ service:
     let kept = kept_spans(&out);
     assert!(kept > 0, "{out}");
     assert_eq!(accepted("grpc"), kept, "every kept span arrived over gRPC:\n{out}");
+
+    // The gRPC port with the default protocol (HTTP): nothing arrives, and
+    // the summary says so, with what to change.
+    let wrong = format!("http://{grpc}");
+    let (out, _) = tokio::task::spawn_blocking(move || {
+        run_with_env(
+            env!("CARGO_BIN_EXE_demo"),
+            &["--requests", "30"],
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", &wrong)],
+        )
+    })
+    .await
+    .unwrap();
+    let kept = kept_spans(&out);
+    assert!(
+        out.contains(&format!("  export        0 kept spans delivered to http://{grpc}"))
+            && out.contains(&format!(", {kept} not delivered (last error: "))
+            && out.contains("set OTEL_EXPORTER_OTLP_PROTOCOL=grpc"),
+        "{out}"
+    );
     collector.shutdown(std::time::Duration::from_secs(5)).await;
 }
 

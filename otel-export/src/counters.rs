@@ -1,5 +1,6 @@
 //! Counters a user can read: where every span went.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Span and request counters shared by a [`BatchSpanProcessor`](crate::BatchSpanProcessor)
@@ -19,6 +20,7 @@ pub struct Counters {
     pub(crate) rejected: AtomicU64,
     pub(crate) retries: AtomicU64,
     pub(crate) send_failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
 }
 
 /// A point-in-time copy of [`Counters`].
@@ -57,6 +59,18 @@ impl Counters {
             rejected: get(&self.rejected),
             retries: get(&self.retries),
             send_failed: get(&self.send_failed),
+        }
+    }
+
+    /// Why the last export that gave up failed (after its retries), if one
+    /// did: an error worth showing a user ("is this the gRPC port?").
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().map_or(None, |e| e.clone())
+    }
+
+    pub(crate) fn set_last_error(&self, error: &str) {
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(error.to_owned());
         }
     }
 

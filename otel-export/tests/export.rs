@@ -340,3 +340,34 @@ fn retries_exhausted_are_counted_when_nothing_listens() {
     let c = counters.snapshot();
     assert_eq!((c.retries, c.failed, c.send_failed, c.exported), (2, 4, 4, 0));
 }
+
+/// The wrong protocol for a port fails at once, and the error says what to change.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_wrong_protocol_for_a_port_fails_fast_and_says_why() {
+    let (grpc_addr, grpc_received) = grpc_sink().await;
+    let (http_addr, http_received) = http_sink().await;
+    for (protocol, addr, hint) in [
+        (Protocol::HttpProtobuf, grpc_addr, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc"),
+        (Protocol::Grpc, http_addr, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"),
+    ] {
+        let endpoint = match protocol {
+            Protocol::Grpc => format!("http://{addr}"),
+            _ => format!("http://{addr}/v1/traces"),
+        };
+        let (provider, counters) = pipeline(
+            OtlpExporter::builder()
+                .with_protocol(protocol)
+                .with_endpoint(endpoint)
+                .with_retry(fast_retry()),
+        );
+        emit(&provider, 10);
+        let started = Instant::now();
+        shutdown(provider).await;
+        let c = counters.snapshot();
+        assert_eq!((c.send_failed, c.retries), (10, 0), "{protocol:?}: {c:?}");
+        let error = counters.last_error().unwrap();
+        assert!(error.contains(hint), "{protocol:?}: {error}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{protocol:?}: no retries");
+    }
+    assert_eq!(grpc_received.span_count() + http_received.span_count(), 0);
+}

@@ -36,7 +36,7 @@ use otel_collector::TailSamplingGroup;
 use otel_core::testing::{InMemoryExporter, format_duration, render_trace_with_services};
 use otel_core::{Telemetry, TelemetryHandle};
 use otel_export::analysis::{Bottlenecks, SpanNode};
-use otel_export::{BatchSpanProcessor, OtlpExporterBuilder, Protocol};
+use otel_export::{BatchSpanProcessor, Counters, OtlpExporterBuilder, Protocol};
 use otel_propagation::{BaggagePropagator, CompositePropagator, TraceContextPropagator};
 use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
@@ -169,10 +169,14 @@ struct Service {
     kept: InMemoryExporter,
     /// Every span, before tail sampling (for the unbiased bottleneck summary).
     all: InMemoryExporter,
+    /// What the OTLP export of kept spans did.
+    export: Arc<Counters>,
 }
 
-fn otlp_processor(otlp: &Otlp) -> Result<BatchSpanProcessor, String> {
-    let mut builder = OtlpExporterBuilder::from_env().map_err(|e| e.to_string())?;
+fn otlp_processor(otlp: &Otlp, counters: Arc<Counters>) -> Result<BatchSpanProcessor, String> {
+    let mut builder = OtlpExporterBuilder::from_env()
+        .map_err(|e| e.to_string())?
+        .with_counters(counters.clone());
     if let Otlp::Flag(url) = otlp {
         builder = builder.with_endpoint(url.clone());
     }
@@ -183,14 +187,15 @@ fn otlp_processor(otlp: &Otlp) -> Result<BatchSpanProcessor, String> {
         builder = builder.with_protocol(if grpc { Protocol::Grpc } else { Protocol::HttpProtobuf });
     }
     let exporter = builder.build().map_err(|e| e.to_string())?;
-    Ok(BatchSpanProcessor::builder(exporter).build())
+    Ok(BatchSpanProcessor::builder(exporter).with_counters(counters).build())
 }
 
 fn service(name: &'static str, group: &TailSamplingGroup, otlp: Option<&Otlp>) -> Result<Service, String> {
     let kept = InMemoryExporter::default();
+    let export = Arc::new(Counters::new());
     let tee = Tee {
         print: SimpleSpanProcessor::new(kept.clone()),
-        otlp: otlp.map(otlp_processor).transpose()?,
+        otlp: otlp.map(|o| otlp_processor(o, export.clone())).transpose()?,
     };
     let all = InMemoryExporter::default();
     let handle = Telemetry::from_env()
@@ -206,6 +211,7 @@ fn service(name: &'static str, group: &TailSamplingGroup, otlp: Option<&Otlp>) -
         handle,
         kept,
         all,
+        export,
     })
 }
 
@@ -655,11 +661,23 @@ async fn run(args: Args) -> Result<(), String> {
         "  decisions     {:.0} ms after a trace's first span on average (early once the root ended)",
         delay
     );
-    println!("  done in       {}", format_duration(started.elapsed()));
-
     for s in services {
         let _ = s.handle.shutdown(Duration::from_secs(5));
     }
+    if let Some(o) = otlp {
+        // After shutdown, every kept span has been sent or given up on.
+        let (mut delivered, mut lost, mut error) = (0, 0, None);
+        for s in services {
+            let c = s.export.snapshot();
+            delivered += c.exported.saturating_sub(c.rejected);
+            // `failed` (the processor's count) includes what the exporter gave up on.
+            lost += c.dropped + c.failed + c.rejected;
+            error = error.or_else(|| s.export.last_error());
+        }
+        let error = error.map_or_else(String::new, |e| format!(" (last error: {e})"));
+        println!("  export        {delivered} kept spans delivered to {o}, {lost} not delivered{error}");
+    }
+    println!("  done in       {}", format_duration(started.elapsed()));
     if let Some((_, conn)) = settled {
         let _ = conn.close(200, "demo done".into()).await;
     }

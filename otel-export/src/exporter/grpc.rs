@@ -98,6 +98,38 @@ fn retryable(code: Code, has_retry_info: bool) -> bool {
     ) || (code == Code::ResourceExhausted && has_retry_info)
 }
 
+/// Whether a gRPC call failed because the peer speaks HTTP/1.1 only (an
+/// OTLP/HTTP port): after a connection-level failure, one HTTP/1.1 request to
+/// the same address tells (only on failure, so its cost does not matter).
+async fn is_http1_peer(status: &tonic::Status, endpoint: &str, timeout: std::time::Duration) -> bool {
+    if status.code() != tonic::Code::Unknown && status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let Ok(uri) = endpoint.parse::<http::Uri>() else {
+        return false;
+    };
+    if uri.scheme_str() != Some("http") {
+        return false;
+    }
+    let Some(authority) = uri.authority() else {
+        return false;
+    };
+    let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
+    let probe = async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET / HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 8];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(head.starts_with(b"HTTP/1."))
+    };
+    matches!(
+        tokio::time::timeout(timeout.min(std::time::Duration::from_secs(2)), probe).await,
+        Ok(Some(true))
+    )
+}
+
 /// One attempt.
 pub(crate) async fn send(channel: Channel, settings: &Settings, body: Bytes) -> Attempt {
     let mut grpc = tonic::client::Grpc::new(channel);
@@ -129,7 +161,21 @@ pub(crate) async fn send(channel: Channel, settings: &Settings, body: Bytes) -> 
         Ok(response) => Attempt::Sent(partial_success_proto(response.get_ref())),
         Err(status) => {
             let delay = grpc_retry_delay(status.details());
-            let reason = format!("gRPC {:?}: {}", status.code(), status.message());
+            let mut reason = format!("gRPC {:?}: {}", status.code(), status.message());
+            let mut next = std::error::Error::source(&status);
+            while let Some(e) = next {
+                reason.push_str(": ");
+                reason.push_str(&e.to_string());
+                next = e.source();
+            }
+            // An HTTP/1.1-only server (an OTLP/HTTP port) answers an HTTP/2
+            // preface with an HTTP/1 error: h2 sees a malformed frame. It
+            // will not change on retry.
+            if is_http1_peer(&status, &settings.endpoint, settings.timeout).await {
+                return Attempt::Failed(format!(
+                    "{reason}: the server does not speak HTTP/2 (gRPC); is this the OTLP/HTTP port (4318)? set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"
+                ));
+            }
             if retryable(status.code(), delay.is_some()) {
                 Attempt::Retryable { after: delay, reason }
             } else {

@@ -62,6 +62,34 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Result<Vec<rustls::pki_types::Certificate
         .map_err(|e| format!("invalid PEM certificate: {e}"))
 }
 
+/// An error and its sources, as one line.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        next = s.source();
+    }
+    text
+}
+
+/// Whether the server answered with something other than HTTP/1.x (a parse
+/// error of the response, or a connection closed mid-message by a server that
+/// read our request as a broken HTTP/2 preface).
+fn not_http1(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && (h.is_parse() || h.is_parse_status() || h.is_incomplete_message())
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
 /// Whether an HTTP status may succeed if tried again (OTLP/HTTP's list).
 fn retryable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
@@ -95,9 +123,18 @@ pub(crate) async fn send(client: &HttpClient, settings: &Settings, body: Bytes) 
             };
         }
         Ok(Err(e)) => {
+            // An answer that is not HTTP/1.1 at all: an HTTP/2-only server,
+            // most likely an OTLP/gRPC port. It will not change on retry.
+            if not_http1(&e) {
+                return Attempt::Failed(format!(
+                    "HTTP request to {} failed: {}: the server does not speak HTTP/1.1; is this the OTLP/gRPC port (4317)? set OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+                    settings.endpoint,
+                    chain(&e)
+                ));
+            }
             return Attempt::Retryable {
                 after: None,
-                reason: format!("HTTP request failed: {e}"),
+                reason: format!("HTTP request to {} failed: {}", settings.endpoint, chain(&e)),
             };
         }
         Ok(Ok(r)) => r,

@@ -668,13 +668,16 @@ impl Inner {
                 }
                 Attempt::Failed(reason) => {
                     Counters::add(&self.counters.send_failed, spans);
+                    self.counters.set_last_error(&reason);
                     return Err(reason);
                 }
                 Attempt::Retryable { after, reason } => {
                     let delay = after.unwrap_or_else(|| jitter(backoff));
                     if attempt >= retry.max_attempts || started.elapsed() + delay > retry.max_elapsed {
                         Counters::add(&self.counters.send_failed, spans);
-                        return Err(format!("{reason} (gave up after {attempt} attempts)"));
+                        let reason = format!("{reason} (gave up after {attempt} attempts)");
+                        self.counters.set_last_error(&reason);
+                        return Err(reason);
                     }
                     Counters::add(&self.counters.retries, 1);
                     tracing::debug!(target: "otel_export", "retrying in {delay:?}: {reason}");
