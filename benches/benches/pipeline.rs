@@ -13,7 +13,7 @@ use benches::{Pair, print_ratios};
 use criterion::{Criterion, criterion_group};
 use opentelemetry::trace::{Span as _, TraceContextExt, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::SdkTracer;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,7 +130,6 @@ fn bench_pipeline(c: &mut Criterion, p: &Pipeline) {
 }
 
 fn pipelines(c: &mut Criterion) {
-    use opentelemetry_otlp::WithExportConfig;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -166,21 +165,7 @@ fn pipelines(c: &mut Criterion) {
     };
 
     let (addr, sink) = runtime.block_on(benches::sink::start());
-    let provider = {
-        let _guard = runtime.enter();
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(format!("http://{addr}"))
-            .build()
-            .expect("valid endpoint");
-        let config = opentelemetry_sdk::trace::BatchConfigBuilder::default()
-            .with_max_queue_size(2 * CHUNK as usize)
-            .build();
-        let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
-            .with_batch_config(config)
-            .build();
-        SdkTracerProvider::builder().with_span_processor(processor).build()
-    };
+    let provider = benches::sdk_otlp_provider(&runtime, addr, 2 * CHUNK as usize);
     let p = provider.clone();
     let sdk = Pipeline {
         name: "sdk",

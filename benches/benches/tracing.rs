@@ -188,24 +188,7 @@ fn main() {
 
     // tracing-opentelemetry over opentelemetry_sdk + opentelemetry-otlp.
     let (addr, sdk_sink) = runtime.block_on(benches::sink::start());
-    let provider = {
-        use opentelemetry_otlp::WithExportConfig;
-        let _guard = runtime.enter();
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(format!("http://{addr}"))
-            .build()
-            .expect("valid endpoint");
-        let config = opentelemetry_sdk::trace::BatchConfigBuilder::default()
-            .with_max_queue_size(4 * FLUSH_EVERY as usize)
-            .build();
-        let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
-            .with_batch_config(config)
-            .build();
-        opentelemetry_sdk::trace::SdkTracerProvider::builder()
-            .with_span_processor(processor)
-            .build()
-    };
+    let provider = benches::sdk_otlp_provider(&runtime, addr, 4 * FLUSH_EVERY as usize);
     let p = provider.clone();
     let s = sdk_sink.clone();
     let to_sdk = Side {

@@ -84,6 +84,36 @@ pub fn fmt_ns(ns: f64) -> String {
     }
 }
 
+/// The peer pipeline the benches compare with: opentelemetry_sdk's
+/// `BatchSpanProcessor` (queue of `max_queue_size`) and opentelemetry-otlp's
+/// gRPC exporter to `addr`, built on `runtime` (which it needs).
+///
+/// # Panics
+///
+/// When the endpoint is invalid (benches only).
+pub fn sdk_otlp_provider(
+    runtime: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    max_queue_size: usize,
+) -> opentelemetry_sdk::trace::SdkTracerProvider {
+    use opentelemetry_otlp::WithExportConfig;
+    let _guard = runtime.enter();
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("http://{addr}"))
+        .build()
+        .expect("valid endpoint");
+    let config = opentelemetry_sdk::trace::BatchConfigBuilder::default()
+        .with_max_queue_size(max_queue_size)
+        .build();
+    let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+        .with_batch_config(config)
+        .build();
+    opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .build()
+}
+
 pub mod loadgen;
 pub mod paired;
 pub mod sink;

@@ -95,6 +95,15 @@ pub fn render_trace(spans: &[SpanData], trace_id: TraceId) -> String {
     render_trace_with(spans, trace_id, |s| s.name.to_string())
 }
 
+/// The lines of a rendered tree without durations, self times and the culprit
+/// line: its shape, for tests (`["GET /api", "└── SELECT"]`).
+pub fn tree_shape(tree: &str) -> Vec<&str> {
+    tree.lines()
+        .filter(|l| !l.starts_with("culprit: "))
+        .map(|l| l.rsplit_once("  ").map_or(l, |(label, _)| label))
+        .collect()
+}
+
 /// [`render_trace`] with a custom label per span.
 pub fn render_trace_with(spans: &[SpanData], trace_id: TraceId, label: impl Fn(&SpanData) -> String) -> String {
     render_trace_with_services(spans, trace_id, |_| "", label)

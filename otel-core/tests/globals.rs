@@ -5,7 +5,7 @@
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue, global};
 use otel_core::spans::{FutureSpanExt, span};
-use otel_core::testing::{InMemoryExporter, render_trace};
+use otel_core::testing::{InMemoryExporter, render_trace, tree_shape};
 use otel_core::{Telemetry, TelemetryHandle, in_span, record_error};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -72,12 +72,7 @@ fn helpers_build_one_trace() {
     let spans = exporter.spans();
     let trace = spans[0].span_context.trace_id();
     let tree = render_trace(&spans, trace);
-    let names: Vec<&str> = tree
-        .lines()
-        // The last line names the culprit.
-        .filter(|l| !l.starts_with("culprit: "))
-        .map(|l| l.rsplit_once("  ").map_or(l, |(n, _)| n))
-        .collect();
+    let names = tree_shape(&tree);
     assert_eq!(
         names,
         [

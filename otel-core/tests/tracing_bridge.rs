@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use otel_core::Telemetry;
-use otel_core::testing::{InMemoryExporter, render_trace};
+use otel_core::testing::{InMemoryExporter, render_trace, tree_shape};
 use tracing_subscriber::layer::SubscriberExt;
 
 #[test]
@@ -34,12 +34,7 @@ fn tracing_spans_become_one_trace() {
     let trace = spans[0].span_context.trace_id();
     assert!(spans.iter().all(|s| s.span_context.trace_id() == trace));
     let tree = render_trace(&spans, trace);
-    let lines: Vec<&str> = tree
-        .lines()
-        // The last line names the culprit.
-        .filter(|l| !l.starts_with("culprit: "))
-        .map(|l| l.rsplit_once("  ").map_or(l, |(name, _)| name))
-        .collect();
+    let lines = tree_shape(&tree);
     assert_eq!(
         lines,
         ["GET /api/products", "├── SELECT products", "└── cache.get"],

@@ -8,7 +8,7 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_sdk::trace::{SimpleSpanProcessor, SpanData, SpanLimits};
-use otel_core::testing::{InMemoryExporter, render_trace};
+use otel_core::testing::{InMemoryExporter, render_trace, tree_shape};
 use otel_core::{OpenTelemetrySpanExt, SetParentError, Telemetry, TelemetryHandle};
 use std::time::Duration;
 use tracing_subscriber::layer::SubscriberExt;
@@ -92,12 +92,7 @@ fn a_span_tree_with_typed_fields_events_and_status() {
     let trace = spans[0].span_context.trace_id();
     assert!(spans.iter().all(|s| s.span_context.trace_id() == trace));
     let tree = render_trace(&spans, trace);
-    let names: Vec<&str> = tree
-        .lines()
-        // The last line names the culprit.
-        .filter(|l| !l.starts_with("culprit: "))
-        .map(|l| l.rsplit_once("  ").map_or(l, |(n, _)| n))
-        .collect();
+    let names = tree_shape(&tree);
     assert_eq!(
         names,
         ["GET /api/products", "├── SELECT shop.products", "└── render"],

@@ -13,7 +13,7 @@ use hyper_util::rt::TokioExecutor;
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_sdk::trace::{SimpleSpanProcessor, SpanData};
 use otel_core::Telemetry;
-use otel_core::testing::{InMemoryExporter, render_trace};
+use otel_core::testing::{InMemoryExporter, render_trace, tree_shape};
 use otel_integrations::http::{HttpClientLayer, HttpServerLayer};
 use std::net::SocketAddr;
 
@@ -131,12 +131,7 @@ async fn three_hops_make_one_trace() {
     let trace = spans[0].span_context.trace_id();
     assert!(spans.iter().all(|s| s.span_context.trace_id() == trace), "one trace");
     let tree = render_trace(&spans, trace);
-    let names: Vec<&str> = tree
-        .lines()
-        // The last line names the culprit.
-        .filter(|l| !l.starts_with("culprit: "))
-        .map(|l| l.rsplit_once("  ").map_or(l, |(n, _)| n))
-        .collect();
+    let names = tree_shape(&tree);
     assert_eq!(
         names,
         [
