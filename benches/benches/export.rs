@@ -78,7 +78,6 @@ struct Pipeline {
 
 fn end_to_end(c: &mut Criterion) {
     use opentelemetry::trace::TracerProvider as _;
-    use opentelemetry_otlp::WithExportConfig;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -109,24 +108,7 @@ fn end_to_end(c: &mut Criterion) {
     // The SDK's: its BatchSpanProcessor and opentelemetry-otlp over tonic (built
     // inside a Tokio runtime, which it requires).
     let (addr, sink) = runtime.block_on(benches::sink::start());
-    let sdk_provider = {
-        let _guard = runtime.enter();
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(format!("http://{addr}"))
-            .build()
-            .expect("valid endpoint");
-        let config = opentelemetry_sdk::trace::BatchConfigBuilder::default()
-            .with_max_queue_size(K)
-            .build();
-        let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
-            .with_batch_config(config)
-            .build();
-        opentelemetry_sdk::trace::SdkTracerProvider::builder()
-            .with_resource(resource)
-            .with_span_processor(processor)
-            .build()
-    };
+    let sdk_provider = benches::sdk_otlp_provider_for(&runtime, addr, K, resource);
     let mut sdk = Pipeline {
         provider: sdk_provider,
         sink,

@@ -96,6 +96,25 @@ pub fn sdk_otlp_provider(
     addr: std::net::SocketAddr,
     max_queue_size: usize,
 ) -> opentelemetry_sdk::trace::SdkTracerProvider {
+    sdk_otlp_provider_for(
+        runtime,
+        addr,
+        max_queue_size,
+        opentelemetry_sdk::Resource::builder().build(),
+    )
+}
+
+/// [`sdk_otlp_provider`] with a resource.
+///
+/// # Panics
+///
+/// When the endpoint is invalid (benches only).
+pub fn sdk_otlp_provider_for(
+    runtime: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    max_queue_size: usize,
+    resource: opentelemetry_sdk::Resource,
+) -> opentelemetry_sdk::trace::SdkTracerProvider {
     use opentelemetry_otlp::WithExportConfig;
     let _guard = runtime.enter();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -110,6 +129,7 @@ pub fn sdk_otlp_provider(
         .with_batch_config(config)
         .build();
     opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_resource(resource)
         .with_span_processor(processor)
         .build()
 }

@@ -49,35 +49,7 @@ impl<'a> PairedGroup<'a> {
     /// `a / b` ratio for [`print_paired`]. The chunks alternate which routine
     /// runs first, so neither always finds the caches as the other left them.
     pub fn bench(&mut self, name: &str, mut a: impl FnMut(), mut b: impl FnMut()) -> &mut Self {
-        let id = format!("{}/{name}", self.name);
-        self.group.bench_function(name, |bencher| {
-            bencher.iter_custom(|iters| {
-                let mut ratios = Vec::with_capacity(iters.div_ceil(CHUNK) as usize);
-                let (mut total_a, mut total_b) = (Duration::ZERO, Duration::ZERO);
-                let mut left = iters;
-                let mut a_first = true;
-                while left > 0 {
-                    let n = left.min(CHUNK);
-                    let (ta, tb) = if a_first {
-                        let ta = time(n, &mut a);
-                        (ta, time(n, &mut b))
-                    } else {
-                        let tb = time(n, &mut b);
-                        (time(n, &mut a), tb)
-                    };
-                    if !tb.is_zero() {
-                        ratios.push(ta.as_secs_f64() / tb.as_secs_f64());
-                    }
-                    total_a += ta;
-                    total_b += tb;
-                    left -= n;
-                    a_first = !a_first;
-                }
-                record(&id, ratios, total_a, total_b, iters);
-                total_a + total_b
-            })
-        });
-        self
+        self.bench_timed(name, |n| time(n, &mut a), |n| time(n, &mut b))
     }
 
     /// Like [`bench`](Self::bench), for routines that run `n` iterations and
