@@ -549,3 +549,19 @@ mod values {
         }
     }
 }
+
+#[test]
+fn spans_made_where_telemetry_is_suppressed_are_not_recorded() {
+    // The exporter's own threads run with telemetry suppressed, so the spans
+    // their HTTP and gRPC client libraries make are not exported again.
+    let (handle, exporter) = install();
+    traced(&handle, || {
+        {
+            let _quiet = Context::enter_telemetry_suppressed_scope();
+            drop(tracing::info_span!("inside an exporter").entered());
+        }
+        drop(tracing::info_span!("application").entered());
+    });
+    let names: Vec<String> = exporter.spans().iter().map(|s| s.name.to_string()).collect();
+    assert_eq!(names, ["application"]);
+}

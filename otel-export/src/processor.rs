@@ -393,6 +393,9 @@ fn worker_thread<E: SpanExporter + 'static>(
     shared: Arc<Shared>,
     config: BatchConfig,
 ) {
+    // Whatever exporting does (HTTP and gRPC client internals that emit
+    // `tracing` spans) is not traced itself: no feedback loop.
+    let _quiet = opentelemetry::Context::enter_telemetry_suppressed_scope();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -98,38 +98,6 @@ fn retryable(code: Code, has_retry_info: bool) -> bool {
     ) || (code == Code::ResourceExhausted && has_retry_info)
 }
 
-/// Whether a gRPC call failed because the peer speaks HTTP/1.1 only (an
-/// OTLP/HTTP port): after a connection-level failure, one HTTP/1.1 request to
-/// the same address tells (only on failure, so its cost does not matter).
-async fn is_http1_peer(status: &tonic::Status, endpoint: &str, timeout: std::time::Duration) -> bool {
-    if status.code() != tonic::Code::Unknown && status.code() != tonic::Code::Unavailable {
-        return false;
-    }
-    let Ok(uri) = endpoint.parse::<http::Uri>() else {
-        return false;
-    };
-    if uri.scheme_str() != Some("http") {
-        return false;
-    }
-    let Some(authority) = uri.authority() else {
-        return false;
-    };
-    let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
-    let probe = async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let request = format!("GET / HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut head = [0u8; 8];
-        stream.read_exact(&mut head).await.ok()?;
-        Some(head.starts_with(b"HTTP/1."))
-    };
-    matches!(
-        tokio::time::timeout(timeout.min(std::time::Duration::from_secs(2)), probe).await,
-        Ok(Some(true))
-    )
-}
-
 /// One attempt.
 pub(crate) async fn send(channel: Channel, settings: &Settings, body: Bytes) -> Attempt {
     let mut grpc = tonic::client::Grpc::new(channel);
@@ -171,7 +139,10 @@ pub(crate) async fn send(channel: Channel, settings: &Settings, body: Bytes) -> 
             // An HTTP/1.1-only server (an OTLP/HTTP port) answers an HTTP/2
             // preface with an HTTP/1 error: h2 sees a malformed frame. It
             // will not change on retry.
-            if is_http1_peer(&status, &settings.endpoint, settings.timeout).await {
+            let connection_level = matches!(status.code(), tonic::Code::Unknown | tonic::Code::Unavailable);
+            if connection_level
+                && super::peer_protocol(&settings.endpoint, settings.timeout).await == Some(super::Peer::Http1)
+            {
                 return Attempt::Failed(format!(
                     "{reason}: the server does not speak HTTP/2 (gRPC); is this the OTLP/HTTP port (4318)? set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"
                 ));

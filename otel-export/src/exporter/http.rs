@@ -123,9 +123,13 @@ pub(crate) async fn send(client: &HttpClient, settings: &Settings, body: Bytes) 
             };
         }
         Ok(Err(e)) => {
-            // An answer that is not HTTP/1.1 at all: an HTTP/2-only server,
-            // most likely an OTLP/gRPC port. It will not change on retry.
-            if not_http1(&e) {
+            // An answer that is not HTTP/1.1 at all, or a connection the
+            // server dropped: an HTTP/2-only server (most likely an OTLP/gRPC
+            // port) does both, and says so to a probe. It will not change on
+            // retry.
+            if not_http1(&e)
+                || super::peer_protocol(&settings.endpoint, settings.timeout).await == Some(super::Peer::Http2)
+            {
                 return Attempt::Failed(format!(
                     "HTTP request to {} failed: {}: the server does not speak HTTP/1.1; is this the OTLP/gRPC port (4317)? set OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
                     settings.endpoint,

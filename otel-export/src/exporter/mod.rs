@@ -690,6 +690,54 @@ impl Inner {
     }
 }
 
+/// What a server at an endpoint speaks, as far as a failed export needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// Answers HTTP/1.1 (an OTLP/HTTP port).
+    Http1,
+    /// Opens with an HTTP/2 SETTINGS frame (an OTLP/gRPC port).
+    Http2,
+}
+
+/// Sends one HTTP/1.1 request to a plain-`http` endpoint's address and reads
+/// the first bytes of the answer. Used only after an export failed, to name
+/// a protocol mismatch; `None` when it cannot tell.
+pub(crate) async fn peer_protocol(endpoint: &str, timeout: Duration) -> Option<Peer> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let uri = endpoint.parse::<::http::Uri>().ok()?;
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let authority = uri.authority()?.clone();
+    let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
+    let probe = async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET / HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+        // An HTTP/2 server may close on the bad preface before reading it all.
+        let _ = stream.write_all(request.as_bytes()).await;
+        let mut head = [0u8; 9];
+        let mut read = 0;
+        while read < head.len() {
+            match stream.read(&mut head[read..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+        if head[..read].starts_with(b"HTTP/1.") {
+            Some(Peer::Http1)
+        } else if read == head.len() && head[3] == 0x04 && head[5..9] == [0, 0, 0, 0] {
+            // Frame header: 3-byte length, type 4 (SETTINGS), flags, stream 0.
+            Some(Peer::Http2)
+        } else {
+            None
+        }
+    };
+    tokio::time::timeout(timeout.min(Duration::from_secs(2)), probe)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// `d` scaled by a random factor in [0.8, 1.2].
 fn jitter(d: Duration) -> Duration {
     use std::hash::{BuildHasher, RandomState};

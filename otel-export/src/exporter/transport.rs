@@ -28,6 +28,9 @@ impl Transport {
         std::thread::Builder::new()
             .name("otel-otlp-transport".into())
             .spawn(move || {
+                // Requests made here are not traced (their client libraries'
+                // spans would be exported, and traced again).
+                let _quiet = opentelemetry::Context::enter_telemetry_suppressed_scope();
                 // Runs spawned requests until told to stop (or the exporter is gone).
                 let _ = runtime.block_on(stopped);
                 // In-flight requests are cancelled with the runtime, here on this thread.
