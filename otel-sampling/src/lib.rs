@@ -27,6 +27,13 @@
 //! correctly. Decisions that are not probability decisions (rate limiting, a
 //! parent without a threshold, a dropped parent) erase `th`.
 //!
+//! # Composable samplers
+//!
+//! [`composable`] has the specification's `CompositeSampler` and the
+//! built-in `ComposableSampler`s (always on/off, probability, parent
+//! threshold, rule based, annotating), working on the same thresholds and
+//! `ot=th`; that module says which form to use when.
+//!
 //! # Environment
 //!
 //! [`sampler_from_env`] reads `OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG`
@@ -34,6 +41,7 @@
 //! [`parse_sampler`] return errors naming the variable, the value and what is
 //! accepted. See [`ACCEPTED_SAMPLERS`] for the names.
 
+pub mod composable;
 mod env;
 pub mod ot;
 mod parent;
@@ -43,6 +51,10 @@ mod rate_limited;
 mod rules;
 pub mod threshold;
 
+pub use composable::{
+    ComposableAlwaysOff, ComposableAlwaysOn, ComposableAnnotating, ComposableParentThreshold, ComposableProbability,
+    ComposableRuleBased, ComposableSampler, CompositeSampler, SamplingIntent,
+};
 pub use env::{
     ACCEPTED_SAMPLERS, DEFAULT_SAMPLER, DEFAULT_TRACES_PER_SECOND, OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG,
     SamplerConfigError, lenient, parse_sampler, sampler_from_env, sampler_from_env_strict, sampler_or_default,
