@@ -368,3 +368,82 @@ async fn each_service_can_have_its_own_tracer_provider() {
     assert_eq!(b[0].instrumentation_scope.name(), "otel-integrations");
     let _ = (front.tracer("x"), back.shutdown());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filters_and_hooks_shape_the_server_spans() {
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::TraceContextExt;
+    let _g = GLOBALS.lock().await;
+    let (_handle, exporter) = install();
+    // The handler answers with the trace id current while it runs.
+    let current_trace = || async {
+        let cx = opentelemetry::Context::current();
+        let id = cx.span().span_context().trace_id().to_string();
+        ([("x-cache", "hit")], id)
+    };
+    let app = serve(
+        Router::new()
+            .route("/healthz", get(current_trace))
+            .route("/orders", get(current_trace))
+            .route(
+                "/slow-down",
+                get(|| async { (http::StatusCode::TOO_MANY_REQUESTS, "later") }),
+            )
+            .layer(
+                HttpServerLayer::new()
+                    .with_filter(|req| req.uri.path() != "/healthz")
+                    .with_request_attributes(|req| {
+                        req.headers
+                            .get("x-tenant")
+                            .and_then(|v| v.to_str().ok())
+                            .map(|t| vec![KeyValue::new("app.tenant", t.to_owned())])
+                            .unwrap_or_default()
+                    })
+                    .with_response_attributes(|_, headers| {
+                        headers
+                            .get("x-cache")
+                            .and_then(|v| v.to_str().ok())
+                            .map(|c| vec![KeyValue::new("app.cache", c.to_owned())])
+                            .unwrap_or_default()
+                    })
+                    .with_error_statuses(|s| s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS),
+            ),
+    )
+    .await;
+    let c = client();
+    let (status, health_trace) = get_text(&c, format!("http://{app}/healthz")).await;
+    assert_eq!(status, 200);
+    let req = http::Request::get(format!("http://{app}/orders"))
+        .header("x-tenant", "acme")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = c.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(get_text(&c, format!("http://{app}/slow-down")).await.0, 429);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let spans = exporter.spans();
+    let servers: Vec<&SpanData> = spans.iter().filter(|s| s.span_kind == SpanKind::Server).collect();
+    assert!(
+        servers.iter().all(|s| s.name != "GET /healthz"),
+        "filtered requests get no span: {:?}",
+        servers.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    // The filtered handler still ran in the caller's context.
+    let health_client = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Client && attr(s, "url.full").is_some_and(|u| u.ends_with("/healthz")))
+        .unwrap();
+    assert_eq!(health_trace, health_client.span_context.trace_id().to_string());
+
+    let orders = servers.iter().find(|s| s.name == "GET /orders").unwrap();
+    assert_eq!(attr(orders, "app.tenant").as_deref(), Some("acme"));
+    assert_eq!(attr(orders, "app.cache").as_deref(), Some("hit"));
+    assert_eq!(attr(orders, "http.route").as_deref(), Some("/orders"));
+    assert_eq!(orders.status, Status::Unset);
+
+    let slow = servers.iter().find(|s| s.name == "GET /slow-down").unwrap();
+    assert!(matches!(slow.status, Status::Error { .. }), "429 is an error by choice");
+    assert_eq!(attr(slow, "error.type").as_deref(), Some("429"));
+    assert_eq!(attr(slow, "app.tenant"), None);
+}

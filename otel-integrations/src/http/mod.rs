@@ -29,7 +29,10 @@ mod server;
 
 pub use body::TracedBody;
 pub use client::{HttpClient, HttpClientLayer, inject_context};
-pub use server::{HttpServer, HttpServerLayer, ResponseFuture, RouteFn};
+pub use server::{
+    ErrorStatusFn, FilterFn, HttpServer, HttpServerLayer, RequestAttributesFn, ResponseAttributesFn, ResponseFuture,
+    RouteFn,
+};
 
 /// The instrumentation scope of the spans this module creates.
 pub const TRACER_NAME: &str = crate::tracer::SCOPE;

@@ -20,6 +20,14 @@ use tower_service::Service;
 /// Maps a request to its route template (`/users/{id}`), for services that are
 /// not axum routers. Must return a template, never the raw path.
 pub type RouteFn = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync>;
+/// Whether a request gets a span (see [`HttpServerLayer::with_filter`]).
+pub type FilterFn = Arc<dyn Fn(&http::request::Parts) -> bool + Send + Sync>;
+/// Attributes from a request, known when the span starts.
+pub type RequestAttributesFn = Arc<dyn Fn(&http::request::Parts) -> Vec<KeyValue> + Send + Sync>;
+/// Attributes from a response's status and headers.
+pub type ResponseAttributesFn = Arc<dyn Fn(http::StatusCode, &http::HeaderMap) -> Vec<KeyValue> + Send + Sync>;
+/// Whether a response status makes the span an error.
+pub type ErrorStatusFn = Arc<dyn Fn(http::StatusCode) -> bool + Send + Sync>;
 
 #[derive(Clone)]
 pub(crate) struct ServerConfig {
@@ -27,6 +35,10 @@ pub(crate) struct ServerConfig {
     pub(crate) propagation: Propagation,
     pub(crate) grpc: bool,
     pub(crate) tracer: TracerSource,
+    pub(crate) filter: Option<FilterFn>,
+    pub(crate) on_request: Option<RequestAttributesFn>,
+    pub(crate) on_response: Option<ResponseAttributesFn>,
+    pub(crate) is_error: Option<ErrorStatusFn>,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -36,6 +48,10 @@ impl fmt::Debug for ServerConfig {
             .field("propagation", &self.propagation)
             .field("grpc", &self.grpc)
             .field("tracer", &self.tracer)
+            .field("filter", &self.filter.is_some())
+            .field("on_request", &self.on_request.is_some())
+            .field("on_response", &self.on_response.is_some())
+            .field("is_error", &self.is_error.is_some())
             .finish()
     }
 }
@@ -61,6 +77,10 @@ impl HttpServerLayer {
                 propagation: Propagation::Global,
                 grpc: false,
                 tracer: TracerSource::Global,
+                filter: None,
+                on_request: None,
+                on_response: None,
+                is_error: None,
             }),
         }
     }
@@ -72,6 +92,48 @@ impl HttpServerLayer {
         route: impl Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         Arc::make_mut(&mut self.config).route = Some(Arc::new(route));
+        self
+    }
+
+    /// Which requests get a span: those for which `filter` returns true (for
+    /// example, not health and metrics probes). The others pass through
+    /// untouched, with the caller's context current. Defaults to every request.
+    ///
+    /// ```
+    /// use otel_integrations::http::HttpServerLayer;
+    ///
+    /// let layer = HttpServerLayer::new()
+    ///     .with_filter(|req| !matches!(req.uri.path(), "/healthz" | "/readyz" | "/metrics"));
+    /// # drop(layer);
+    /// ```
+    pub fn with_filter(mut self, filter: impl Fn(&http::request::Parts) -> bool + Send + Sync + 'static) -> Self {
+        Arc::make_mut(&mut self.config).filter = Some(Arc::new(filter));
+        self
+    }
+
+    /// Adds attributes from each request, at the span's start (so samplers see
+    /// them), after the semantic-convention ones. Defaults to none.
+    pub fn with_request_attributes(
+        mut self,
+        attributes: impl Fn(&http::request::Parts) -> Vec<KeyValue> + Send + Sync + 'static,
+    ) -> Self {
+        Arc::make_mut(&mut self.config).on_request = Some(Arc::new(attributes));
+        self
+    }
+
+    /// Adds attributes from each response's status and headers. Defaults to none.
+    pub fn with_response_attributes(
+        mut self,
+        attributes: impl Fn(http::StatusCode, &http::HeaderMap) -> Vec<KeyValue> + Send + Sync + 'static,
+    ) -> Self {
+        Arc::make_mut(&mut self.config).on_response = Some(Arc::new(attributes));
+        self
+    }
+
+    /// Which response statuses make the span an error. Defaults to 5xx (the
+    /// semantic conventions: a 4xx is the client's error, not the server's).
+    pub fn with_error_statuses(mut self, is_error: impl Fn(http::StatusCode) -> bool + Send + Sync + 'static) -> Self {
+        Arc::make_mut(&mut self.config).is_error = Some(Arc::new(is_error));
         self
     }
 
@@ -101,6 +163,10 @@ impl HttpServerLayer {
                 propagation,
                 grpc: true,
                 tracer: TracerSource::Global,
+                filter: None,
+                on_request: None,
+                on_response: None,
+                is_error: None,
             }),
         }
     }
@@ -200,12 +266,31 @@ where
     fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
         let parent = self.config.propagation.extract(&HeaderExtractor(&parts.headers));
+        if let Some(filter) = &self.config.filter
+            && !filter(&parts)
+        {
+            // No span; the caller's context is still current for the handler.
+            let future = {
+                let _guard = parent.clone().attach();
+                self.inner.call(http::Request::from_parts(parts, body))
+            };
+            return ResponseFuture {
+                inner: future,
+                cx: Some(parent),
+                grpc: None,
+                config: None,
+                traced: false,
+            };
+        }
 
-        let (name, attributes) = if self.config.grpc {
+        let (name, mut attributes) = if self.config.grpc {
             grpc_span(&parts)
         } else {
             http_span(&parts, self.config.route.as_ref())
         };
+        if let Some(on_request) = &self.config.on_request {
+            attributes.extend(on_request(&parts));
+        }
         let span = self.config.tracer.with(|tracer| {
             tracer
                 .span_builder(name)
@@ -224,6 +309,8 @@ where
             inner: future,
             cx: Some(cx),
             grpc: self.config.grpc.then_some(GrpcRole::Server),
+            config: Some(self.config.clone()),
+            traced: true,
         }
     }
 }
@@ -308,6 +395,10 @@ pin_project_lite::pin_project! {
         pub(crate) inner: F,
         pub(crate) cx: Option<Context>,
         pub(crate) grpc: Option<GrpcRole>,
+        pub(crate) config: Option<Arc<ServerConfig>>,
+        // False for requests the filter passed through: `cx` is the caller's
+        // context, current while the inner service runs, and nothing is recorded.
+        pub(crate) traced: bool,
     }
 }
 
@@ -330,7 +421,8 @@ where
         let Poll::Ready(result) = polled else {
             return Poll::Pending;
         };
-        let Some(cx) = this.cx.take() else {
+        let cx = this.cx.take().filter(|_| *this.traced);
+        let Some(cx) = cx else {
             // Polled after completion: nothing left to record.
             return Poll::Ready(result.map(|r| r.map(|b| TracedBody::new(b, Context::new(), None, true))));
         };
@@ -342,9 +434,17 @@ where
                     None => {
                         let span = cx.span();
                         span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status)));
-                        if status >= 500 {
+                        let config = this.config.as_deref();
+                        let failed = match config.and_then(|c| c.is_error.as_ref()) {
+                            Some(is_error) => is_error(response.status()),
+                            None => status >= 500,
+                        };
+                        if failed {
                             span.set_status(Status::error(format!("HTTP {status}")));
                             span.set_attribute(KeyValue::new("error.type", status.to_string()));
+                        }
+                        if let Some(on_response) = config.and_then(|c| c.on_response.as_ref()) {
+                            span.set_attributes(on_response(response.status(), response.headers()));
                         }
                     }
                     Some(role) => {
