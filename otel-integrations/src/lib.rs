@@ -12,6 +12,10 @@
 //!
 //! - `http` (default): [`http::HttpServerLayer`] (axum 0.8, hyper, any tower
 //!   service) and [`http::HttpClientLayer`].
+//! - `axum` (default): route templates from axum's `MatchedPath` and
+//!   `client.address` from its `ConnectInfo`. Without it, hyper-only services
+//!   build without axum and name routes with `HttpServerLayer::with_route_fn`.
+//! - `reqwest`: [`reqwest::TracingMiddleware`], a CLIENT span per reqwest request.
 //! - `grpc`: [`grpc::GrpcServerLayer`] and [`grpc::GrpcClientLayer`] for tonic.
 //! - `amqp`: [`amqp::publish`] and [`amqp::process`] for lapin.
 //! - `tracing`: [`logs`], trace ids in tracing-subscriber's `fmt` output
@@ -53,5 +57,7 @@ pub mod logs {
 }
 #[cfg(any(feature = "http", feature = "amqp"))]
 mod propagation;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
 #[cfg(any(feature = "http", feature = "amqp"))]
 mod tracer;

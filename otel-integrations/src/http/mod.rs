@@ -26,13 +26,19 @@
 mod body;
 mod client;
 mod server;
+mod url;
 
 pub use body::TracedBody;
-pub use client::{HttpClient, HttpClientLayer, inject_context};
+#[cfg(feature = "reqwest")]
+pub(crate) use client::{ClientConfig, Target, client_options, record_failure};
+pub use client::{
+    ClientFilterFn, ClientFuture, ClientRequest, ClientRequestAttributesFn, HttpClient, HttpClientLayer, inject_context,
+};
 pub use server::{
     ErrorStatusFn, FilterFn, HttpServer, HttpServerLayer, RequestAttributesFn, ResponseAttributesFn, ResponseFuture,
     RouteFn,
 };
+pub use url::QueryValues;
 
 /// The instrumentation scope of the spans this module creates.
 pub const TRACER_NAME: &str = crate::tracer::SCOPE;

@@ -225,17 +225,32 @@ fn server_address(parts: &http::request::Parts) -> Option<(String, Option<u16>)>
     Some((auth.host().to_owned(), auth.port_u16()))
 }
 
-/// `client.address`: the first `X-Forwarded-For` hop, else the peer from axum's `ConnectInfo`.
+/// `client.address`: the first `X-Forwarded-For` hop, else the peer from
+/// axum's `ConnectInfo` (feature `axum`).
 fn client_address(parts: &http::request::Parts) -> Option<String> {
     if let Some(xff) = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
         && let Some(first) = xff.split(',').next().map(str::trim).filter(|s| !s.is_empty())
     {
         return Some(first.to_owned());
     }
-    parts
+    #[cfg(feature = "axum")]
+    if let Some(ci) = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|ci| ci.0.ip().to_string())
+    {
+        return Some(ci.0.ip().to_string());
+    }
+    None
+}
+
+/// The route template: axum's `MatchedPath` (feature `axum`), else the
+/// service's route function.
+fn route_template(parts: &http::request::Parts, route_fn: Option<&RouteFn>) -> Option<String> {
+    #[cfg(feature = "axum")]
+    if let Some(matched) = parts.extensions.get::<axum::extract::MatchedPath>() {
+        return Some(matched.as_str().to_owned());
+    }
+    route_fn.and_then(|f| f(parts))
 }
 
 /// What a gRPC request's path says: (`package.Service/Method`, service, method).
@@ -317,11 +332,7 @@ where
 
 fn http_span(parts: &http::request::Parts, route_fn: Option<&RouteFn>) -> (Cow<'static, str>, Vec<KeyValue>) {
     let (method, known) = method_name(&parts.method);
-    let route = parts
-        .extensions
-        .get::<axum::extract::MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .or_else(|| route_fn.and_then(|f| f(parts)));
+    let route = route_template(parts, route_fn);
     let mut attributes = Vec::with_capacity(10);
     attributes.push(KeyValue::new("http.request.method", method));
     if !known {
