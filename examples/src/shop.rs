@@ -58,20 +58,17 @@ async fn listen() -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
     Ok((listener, addr))
 }
 
-/// A CLIENT span for a database call, following the database semantic
-/// conventions (the query text is the parameterised statement, so it holds
-/// no values). A macro, so the span's target is the calling service's module.
+/// A CLIENT span for a call to the shop's SQLite database: `otel_core::db_span!`
+/// (the database semantic conventions, the query text sanitised). A macro, so
+/// the span's target is the calling service's module.
 macro_rules! db_span {
     ($operation:literal, $collection:literal, $query:expr) => {
-        tracing::info_span!(
-            "db",
-            otel.name = concat!($operation, " shop.", $collection),
-            otel.kind = "client",
-            db.system.name = "sqlite",
-            db.namespace = "shop",
-            db.operation.name = $operation,
-            db.collection.name = $collection,
-            db.query.text = $query,
+        otel_core::db_span!(
+            system = "sqlite",
+            namespace = "shop",
+            operation = $operation,
+            collection = $collection,
+            query = $query,
         )
     };
 }
@@ -536,11 +533,11 @@ pub mod worker {
             tracing::warn!("payment declined");
             return Err(format!("payment declined for order {id}"));
         }
-        let result = db_span!("INSERT", "orders", "INSERT INTO orders (id, user) VALUES (?1, ?2)").in_scope(|| {
-            db.lock().unwrap_or_else(PoisonError::into_inner).execute(
-                "INSERT OR REPLACE INTO orders (id, user) VALUES (?1, ?2)",
-                rusqlite::params![id, order["user"].as_str().unwrap_or("")],
-            )
+        const STORE_ORDER: &str = "INSERT OR REPLACE INTO orders (id, user) VALUES (?1, ?2)";
+        let result = db_span!("INSERT", "orders", STORE_ORDER).in_scope(|| {
+            db.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .execute(STORE_ORDER, rusqlite::params![id, order["user"].as_str().unwrap_or("")])
         });
         result.map_err(|e| e.to_string())?;
         tracing::info!("order stored");

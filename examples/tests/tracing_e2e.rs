@@ -250,11 +250,17 @@ fn tracing_spans_cross_http_grpc_and_amqp_as_one_trace_each() {
     child_of(cache, product);
     assert_eq!(cache["attributes"]["cache.hit"], false);
     assert_eq!(cache["attributes"]["cache.key"], "product:3");
-    let query = span(&spans, "product", "SELECT shop.products");
+    let query = span(&spans, "product", "SELECT products");
     child_of(query, product);
     assert_eq!(query["kind"], "CLIENT");
     assert_eq!(query["attributes"]["db.system.name"], "sqlite");
     assert_eq!(query["attributes"]["db.collection.name"], "products");
+    assert_eq!(query["attributes"]["db.operation.name"], "SELECT");
+    assert_eq!(query["attributes"]["db.namespace"], "shop");
+    assert_eq!(
+        query["attributes"]["db.query.text"],
+        "SELECT name, price_cents FROM products WHERE id = ?1"
+    );
     assert_eq!(query["status"], "ERROR");
     assert!(
         query["status_message"]
@@ -288,7 +294,7 @@ fn tracing_spans_cross_http_grpc_and_amqp_as_one_trace_each() {
         let handle = span(&spans, "order-worker", "handle_order");
         child_of(handle, process);
         assert_eq!(handle["events"][0]["name"], "order stored");
-        let insert = span(&spans, "order-worker", "INSERT shop.orders");
+        let insert = span(&spans, "order-worker", "INSERT orders");
         child_of(insert, handle);
         assert_eq!(insert["kind"], "CLIENT");
     }

@@ -48,6 +48,7 @@
 //! - `testing`: [`testing::InMemoryExporter`] and [`testing::render_trace`].
 
 mod console;
+pub mod db;
 pub mod env;
 pub mod layer;
 mod limits;
@@ -73,6 +74,8 @@ pub use opentelemetry;
 pub use opentelemetry_sdk;
 /// Semantic-convention attribute names.
 pub use opentelemetry_semantic_conventions as semconv;
+/// The `tracing` crate our layer records (and [`db_span!`] expands to).
+pub use tracing;
 /// The `tracing` subscriber crate our layers plug into.
 pub use tracing_subscriber;
 /// The sibling crates, for their settings types.

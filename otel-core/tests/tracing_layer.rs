@@ -565,3 +565,54 @@ fn spans_made_where_telemetry_is_suppressed_are_not_recorded() {
     let names: Vec<String> = exporter.spans().iter().map(|s| s.name.to_string()).collect();
     assert_eq!(names, ["application"]);
 }
+
+#[test]
+fn db_span_follows_the_database_conventions() {
+    let (handle, exporter) = install();
+    let id = 7;
+    traced(&handle, || {
+        let _request = tracing::info_span!("load order").entered();
+        let query = format!("SELECT total FROM orders WHERE id = {id} AND owner = 'alice'");
+        otel_core::db_span!(
+            system = "postgresql",
+            namespace = "shop",
+            operation = "SELECT",
+            collection = "orders",
+            query = &query,
+            server.address = "db.internal",
+        )
+        .in_scope(|| tracing::error!(error = "connection reset", "query failed"));
+        otel_core::db_span!(
+            system = "sqlite",
+            operation = "DELETE",
+            collection = "carts",
+            query = "DELETE FROM carts WHERE id = ?1",
+        )
+        .in_scope(|| {});
+    });
+    let spans = exporter.spans();
+    let select = find(&spans, "SELECT orders");
+    assert_eq!(select.span_kind, SpanKind::Client);
+    assert_eq!(select.parent_span_id, find(&spans, "load order").span_context.span_id());
+    let text = |s: &SpanData, k: &str| attr(s, k).map(|v| v.as_str().into_owned());
+    assert_eq!(text(select, "db.system.name").as_deref(), Some("postgresql"));
+    assert_eq!(text(select, "db.namespace").as_deref(), Some("shop"));
+    assert_eq!(text(select, "db.operation.name").as_deref(), Some("SELECT"));
+    assert_eq!(text(select, "db.collection.name").as_deref(), Some("orders"));
+    assert_eq!(
+        text(select, "db.query.text").as_deref(),
+        Some("SELECT total FROM orders WHERE id = ? AND owner = ?"),
+        "literals never reach the span"
+    );
+    assert_eq!(text(select, "server.address").as_deref(), Some("db.internal"));
+    assert!(
+        matches!(select.status, Status::Error { .. }),
+        "an error event fails the span"
+    );
+    let delete = find(&spans, "DELETE carts");
+    assert_eq!(attr(delete, "db.namespace"), None);
+    assert_eq!(
+        text(delete, "db.query.text").as_deref(),
+        Some("DELETE FROM carts WHERE id = ?1")
+    );
+}
