@@ -64,8 +64,8 @@ pub use layer::{OpenTelemetrySpanExt, SetParentError, TracingLayer};
 pub use limits::ValueLengthLimit;
 pub use spans::{FutureSpanExt, in_span, record_error, span};
 pub use telemetry::{
-    DEFAULT_LOG_FILTER, DEFAULT_SHUTDOWN_TIMEOUT, InstallError, LogFormat, RUST_LOG, Telemetry, TelemetryBuilder,
-    TelemetryHandle,
+    DEFAULT_LOG_FILTER, DEFAULT_SHUTDOWN_TIMEOUT, InstallError, LogFormat, RUST_LOG, ShutdownError, ShutdownReport,
+    Telemetry, TelemetryBuilder, TelemetryHandle,
 };
 
 /// The OpenTelemetry API this crate is built on.

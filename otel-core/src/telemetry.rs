@@ -899,31 +899,131 @@ impl TelemetryHandle {
         }
     }
 
-    /// Exports everything ended so far and stops, within `timeout`.
+    /// Exports everything ended so far and stops, within `timeout`, and says
+    /// how the export went over the pipeline's life: spans delivered, spans
+    /// left undelivered (dropped from a full queue, failed, rejected), the last
+    /// export error. Check [`ShutdownReport::undelivered`]: a shutdown that
+    /// finished in time can still have lost spans to an unreachable receiver.
     ///
     /// # Errors
     ///
-    /// When the deadline passes first, or shutdown already happened.
-    pub fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
+    /// When the deadline passes first or an export fails while flushing
+    /// (the error carries the report), or shutdown already happened.
+    pub fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport, ShutdownError> {
         if self.shut_down.swap(true, Ordering::SeqCst) {
-            return Err(opentelemetry_sdk::error::OTelSdkError::AlreadyShutdown);
+            return Err(ShutdownError {
+                error: opentelemetry_sdk::error::OTelSdkError::AlreadyShutdown,
+                report: self.report(),
+            });
         }
         if let Some(r) = &self.recorder {
             r.shutdown();
         }
-        match &self.provider {
+        let result = match &self.provider {
             Some(p) => p.shutdown_with_timeout(timeout),
             None => Ok(()),
+        };
+        let report = self.report();
+        match result {
+            Ok(()) => Ok(report),
+            Err(error) => Err(ShutdownError { error, report }),
         }
+    }
+
+    /// How the export has gone so far (what [`shutdown`](Self::shutdown) returns).
+    pub fn report(&self) -> ShutdownReport {
+        let c = self.counters.snapshot();
+        // Accepted into the queue and not confirmed: failed, or still queued
+        // or in flight; plus never queued (dropped), plus refused by the receiver.
+        let unconfirmed = c.enqueued.saturating_sub(c.exported);
+        ShutdownReport {
+            exported: c.exported.saturating_sub(c.rejected),
+            undelivered: c.dropped + unconfirmed + c.rejected,
+            last_error: self.counters.last_error(),
+        }
+    }
+}
+
+/// What the pipeline delivered over its life, from our batch processor and
+/// OTLP exporter's counters (spans given to processors of your own are not
+/// counted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Spans the receiver accepted.
+    pub exported: u64,
+    /// Spans that never reached the receiver: dropped (queue full, or still
+    /// queued when the deadline passed), in failed exports, or rejected by the
+    /// receiver.
+    pub undelivered: u64,
+    /// Why the last export that gave up failed.
+    pub last_error: Option<String>,
+}
+
+impl ShutdownReport {
+    /// True when no span was lost.
+    pub fn is_complete(&self) -> bool {
+        self.undelivered == 0
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} spans exported, {} undelivered", self.exported, self.undelivered)?;
+        if let Some(e) = &self.last_error {
+            write!(f, " (last error: {e})")?;
+        }
+        Ok(())
+    }
+}
+
+/// A shutdown that did not finish cleanly, with what was delivered until then.
+#[derive(Debug)]
+pub struct ShutdownError {
+    error: opentelemetry_sdk::error::OTelSdkError,
+    report: ShutdownReport,
+}
+
+impl ShutdownError {
+    /// The export counts at the time of the failure.
+    pub fn report(&self) -> &ShutdownReport {
+        &self.report
+    }
+
+    /// True when the pipeline had already been shut down.
+    pub fn is_already_shut_down(&self) -> bool {
+        matches!(self.error, opentelemetry_sdk::error::OTelSdkError::AlreadyShutdown)
+    }
+
+    /// True when the deadline passed before everything was exported.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.error, opentelemetry_sdk::error::OTelSdkError::Timeout(_))
+    }
+}
+
+impl fmt::Display for ShutdownError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "telemetry shutdown: {}; {}", self.error, self.report)
+    }
+}
+
+impl std::error::Error for ShutdownError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
     }
 }
 
 impl Drop for TelemetryHandle {
     fn drop(&mut self) {
-        if !self.shut_down.load(Ordering::SeqCst)
-            && let Err(e) = self.shutdown(self.shutdown_timeout)
-        {
-            tracing::warn!(target: "otel_core", "telemetry shutdown on drop: {e}");
+        if self.shut_down.load(Ordering::SeqCst) {
+            return;
+        }
+        match self.shutdown(self.shutdown_timeout) {
+            Err(e) => tracing::warn!(target: "otel_core", "telemetry shutdown on drop: {e}"),
+            Ok(report) if !report.is_complete() => {
+                tracing::warn!(target: "otel_core", "telemetry shutdown on drop: {report}");
+            }
+            Ok(_) => {}
         }
     }
 }

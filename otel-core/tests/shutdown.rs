@@ -57,8 +57,16 @@ fn no_runtime() {
     let (endpoint, received, _stop) = receiver();
     let handle = install(endpoint);
     work(&handle);
-    handle.shutdown(Duration::from_secs(20)).unwrap();
+    let report = handle.shutdown(Duration::from_secs(20)).unwrap();
     assert_eq!(received.span_count(), N);
+    assert_eq!(report.exported, N as u64);
+    assert!(report.is_complete(), "{report}");
+    assert!(
+        handle
+            .shutdown(Duration::from_secs(1))
+            .unwrap_err()
+            .is_already_shut_down()
+    );
 }
 
 #[test]
@@ -117,7 +125,16 @@ fn shutdown_meets_its_deadline_when_the_receiver_is_down() {
             let handle = install(format!("http://127.0.0.1:{port}"));
             work(&handle);
             let started = Instant::now();
-            assert!(handle.shutdown(Duration::from_secs(1)).is_err());
+            // Whether the deadline or the failed export comes first, the
+            // answer says that nothing arrived, and why.
+            let report = match handle.shutdown(Duration::from_secs(1)) {
+                Ok(report) => report,
+                Err(e) => e.report().clone(),
+            };
             assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+            assert_eq!(report.exported, 0);
+            assert!(!report.is_complete());
+            assert!(report.undelivered > 0, "{report}");
+            assert_eq!(handle.report().exported, 0);
         });
 }
