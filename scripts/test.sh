@@ -109,8 +109,28 @@ cargo fmt --all -- --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo doc --workspace --no-deps (warnings are errors)"
-RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --workspace --no-deps --all-features --quiet
+step "lean feature sets build without warnings"
+# What users get with default features off: no transport, one transport, no axum.
+cargo clippy -p otel-export --no-default-features -- -D warnings
+cargo clippy -p otel-export --no-default-features --features http -- -D warnings
+cargo clippy -p otel-export --no-default-features --features grpc,tls -- -D warnings
+cargo clippy -p otel-core --no-default-features -- -D warnings
+cargo clippy -p otel-integrations --no-default-features --features http -- -D warnings
+cargo clippy -p otel-collector --no-default-features -- -D warnings
+
+step "cargo doc --workspace --no-deps, as docs.rs builds it (warnings are errors)"
+RUSTDOC="$PWD/scripts/rustdoc-docsrs" RUSTDOCFLAGS="${RUSTDOCFLAGS:-} --cfg docsrs -D warnings" \
+    cargo doc --workspace --no-deps --all-features --quiet
+# Every feature-gated item says its feature.
+doc_dir=${CARGO_TARGET_DIR:-target}/doc
+for page in otel_integrations/reqwest/index.html:reqwest otel_integrations/grpc/index.html:grpc \
+    otel_integrations/amqp/index.html:amqp otel_export/struct.RawCodec.html:grpc \
+    otel_collector/sidecar/index.html:sidecar otel_core/testing/index.html:testing; do
+    file=$doc_dir/${page%%:*}
+    feature=${page##*:}
+    grep -q "Available on <strong>crate feature <code>$feature</code></strong> only" "$file" ||
+        die "$file does not show that it needs the \`$feature\` feature"
+done
 
 ensure_rabbitmq
 ensure_python

@@ -303,3 +303,90 @@ fn a_bad_variable_is_logged_by_the_subscriber_init_installs() {
         "{out}"
     );
 }
+
+/// The README's quick start is `examples/src/bin/quickstart.rs`, word for word;
+/// run as a user would, one request makes one trace across the server, the
+/// handler, the database span, the reqwest call and the service it called.
+#[test]
+fn the_readme_quick_start_runs_and_makes_one_trace() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let source = include_str!("../src/bin/quickstart.rs");
+    let readme = include_str!("../../README.md");
+    assert!(
+        readme.contains(source),
+        "README.md's quick start differs from examples/src/bin/quickstart.rs"
+    );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quickstart"))
+        .env("ADDR", "127.0.0.1:0")
+        .env("OTEL_TRACES_EXPORTER", "console")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "GET /api/orders/7 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("order 7: tea, 3 in stock\n"), "{response}");
+
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(out.status.success(), "{:?}: {rest}", out.status);
+    assert!(!rest.contains("undelivered"), "{rest}");
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Console lines: `name kind duration status trace=… span=… parent=… attrs`.
+    let find = |prefix: &str| -> (String, String, String, String) {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no span {prefix:?} in:\n{stdout}"));
+        let field = |key: &str| {
+            line.split(' ')
+                .find_map(|w| w.strip_prefix(key))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        (field("trace="), field("span="), field("parent="), line.to_owned())
+    };
+    let server = find("GET /api/orders/{id} Server");
+    let handler = find("order Internal");
+    let query = find("SELECT orders Client");
+    let call = find("GET Client");
+    let inventory = find("GET /stock/{item} Server");
+    let stock = find("stock Internal");
+    for span in [&handler, &query, &call, &inventory, &stock] {
+        assert_eq!(span.0, server.0, "one trace: {}", span.3);
+    }
+    assert_eq!(handler.2, server.1);
+    assert_eq!(query.2, handler.1);
+    assert_eq!(call.2, handler.1);
+    assert_eq!(inventory.2, call.1, "the context crossed the reqwest hop");
+    assert_eq!(stock.2, inventory.1);
+    assert!(
+        query.3.contains("db.query.text=SELECT item FROM orders WHERE id = ?1"),
+        "{}",
+        query.3
+    );
+}

@@ -47,6 +47,7 @@
 //!   `rate_allocation` share what the allocations leave;
 //! - `rate_limiting` admits a trace when the second's total stays at or
 //!   below `spans_per_second`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod engine;

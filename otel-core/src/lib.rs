@@ -46,6 +46,7 @@
 //! # Features
 //!
 //! - `testing`: [`testing::InMemoryExporter`] and [`testing::render_trace`].
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod console;
 pub mod db;

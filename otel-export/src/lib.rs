@@ -40,15 +40,32 @@
 //! println!("{:?}", counters.snapshot());
 //! ```
 //!
+//! # Features
+//!
+//! - `http` (default): OTLP/HTTP, protobuf and JSON.
+//! - `grpc` (default): OTLP/gRPC, and [`RawCodec`] for forwarding.
+//! - `tls` (default): `https://` endpoints for either transport.
+//! - `zstd`: `OTEL_EXPORTER_OTLP_COMPRESSION=zstd` (gzip is always there).
+//!
+//! A setting that needs a feature this build lacks fails
+//! [`OtlpExporterBuilder::build`] with an error naming the feature.
+//! The JSON encoding is always built: it is our own code, with no dependency.
+//!
 //! # What is counted
 //!
 //! See [`Counters`]: spans enqueued, exported, dropped (queue full), failed,
 //! rejected by the receiver (partial success), and retries.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod analysis;
 pub mod config;
 mod counters;
 pub mod encode;
+// Builds without a transport or TLS leave parts of the shared code unused.
+#[cfg_attr(
+    not(all(feature = "http", feature = "grpc", feature = "tls")),
+    allow(dead_code, unused_mut, unused_imports)
+)]
 mod exporter;
 mod processor;
 pub mod wire;
@@ -62,8 +79,10 @@ pub use exporter::{
     OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE, OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_HEADERS, OTEL_EXPORTER_OTLP_TRACES_INSECURE,
     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, OtlpExporter, OtlpExporterBuilder, Protocol,
-    RawCodec, RawDecoder, RawEncoder, RetryPolicy,
+    RetryPolicy,
 };
+#[cfg(feature = "grpc")]
+pub use exporter::{RawCodec, RawDecoder, RawEncoder};
 pub use processor::{
     BatchConfig, BatchSpanProcessor, BatchSpanProcessorBuilder, DEFAULT_EXPORT_TIMEOUT, DEFAULT_MAX_CONCURRENT_EXPORTS,
     DEFAULT_MAX_EXPORT_BATCH_SIZE, DEFAULT_MAX_QUEUE_SIZE, DEFAULT_SCHEDULE_DELAY, OTEL_BSP_EXPORT_TIMEOUT,

@@ -42,6 +42,7 @@
 //! assert_eq!(response.status(), 200);
 //! # }
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "amqp")]
 pub mod amqp;

@@ -43,6 +43,7 @@
 //! yields no parent, so the next span starts a new trace, and its `tracestate`
 //! is ignored; an invalid `tracestate` is dropped without touching a valid
 //! `traceparent`; a malformed baggage member is skipped alone.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod b3;
 pub mod baggage;

@@ -40,6 +40,7 @@
 //! leniently, as the specification asks; [`sampler_from_env_strict`] and
 //! [`parse_sampler`] return errors naming the variable, the value and what is
 //! accepted. See [`ACCEPTED_SAMPLERS`] for the names.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod composable;
 mod env;

@@ -69,6 +69,11 @@ pub(crate) fn channel(settings: &Settings) -> Result<Channel, String> {
         .timeout(settings.timeout)
         .user_agent(super::USER_AGENT)
         .map_err(|e| format!("invalid user agent: {e}"))?;
+    #[cfg(not(feature = "tls"))]
+    if settings.endpoint.starts_with("https://") {
+        return Err("https endpoints need otel-export's `tls` feature".to_owned());
+    }
+    #[cfg(feature = "tls")]
     if settings.endpoint.starts_with("https://") {
         let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
         if let Some(pem) = &settings.ca_pem {
@@ -103,7 +108,10 @@ pub(crate) async fn send(channel: Channel, settings: &Settings, body: Bytes) -> 
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc = match settings.compression {
         Compression::Gzip => grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip),
+        #[cfg(feature = "zstd")]
         Compression::Zstd => grpc.send_compressed(tonic::codec::CompressionEncoding::Zstd),
+        #[cfg(not(feature = "zstd"))]
+        Compression::Zstd => return Attempt::Failed("zstd compression needs otel-export's `zstd` feature".to_owned()),
         Compression::None => grpc,
     };
     if let Err(e) = grpc.ready().await {

@@ -9,7 +9,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+#[cfg(feature = "tls")]
 pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+#[cfg(not(feature = "tls"))]
+pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// Largest response body read (a partial success or an error status).
 const MAX_RESPONSE: usize = 4 << 20;
@@ -20,46 +23,77 @@ pub(crate) fn client(settings: &Settings) -> Result<HttpClient, String> {
     http.set_nodelay(true);
     http.enforce_http(false);
     http.set_connect_timeout(Some(settings.timeout));
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(pem) = &settings.ca_pem {
-        for cert in rustls_pemfile_certs(pem)? {
-            roots.add(cert).map_err(|e| format!("invalid CA certificate: {e}"))?;
+    #[cfg(feature = "tls")]
+    let connector = tls::connector(settings, http)?;
+    #[cfg(not(feature = "tls"))]
+    let connector = {
+        if settings.endpoint.starts_with("https://") {
+            return Err("https endpoints need otel-export's `tls` feature".to_owned());
         }
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS configuration failed: {e}"))?
-        .with_root_certificates(roots);
-    let tls = match &settings.client_identity {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let certs = rustls_pemfile_certs(cert)?;
-            use rustls::pki_types::pem::PemObject;
-            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key)
-                .map_err(|e| format!("invalid client key: {e}"))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| format!("invalid client certificate: {e}"))?
-        }
+        http
     };
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).build(https))
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
-fn rustls_pemfile_certs(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
-    use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("invalid PEM certificate: {e}"))
+#[cfg(feature = "tls")]
+mod tls {
+    use super::Settings;
+    use hyper_util::client::legacy::connect::HttpConnector;
+
+    /// rustls with ring, the system's roots plus a configured CA, and a
+    /// client certificate when one is configured.
+    pub(super) fn connector(
+        settings: &Settings,
+        http: HttpConnector,
+    ) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(pem) = &settings.ca_pem {
+            for cert in pem_certs(pem)? {
+                roots.add(cert).map_err(|e| format!("invalid CA certificate: {e}"))?;
+            }
+        }
+        // The application's choice when it installed a process-wide provider
+        // (e.g. aws-lc-rs, for post-quantum key exchange); ring otherwise,
+        // which builds fast everywhere. rustls deprecates ring's provider
+        // only for its lack of post-quantum algorithms.
+        let provider = match rustls::crypto::CryptoProvider::get_default() {
+            Some(installed) => installed.clone(),
+            #[allow(deprecated)]
+            None => std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS configuration failed: {e}"))?
+            .with_root_certificates(roots);
+        let tls = match &settings.client_identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let certs = pem_certs(cert)?;
+                use rustls::pki_types::pem::PemObject;
+                let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key)
+                    .map_err(|e| format!("invalid client key: {e}"))?;
+                builder
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|e| format!("invalid client certificate: {e}"))?
+            }
+        };
+        Ok(hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http))
+    }
+
+    fn pem_certs(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("invalid PEM certificate: {e}"))
+    }
 }
 
 /// An error and its sources, as one line.

@@ -1,7 +1,10 @@
 //! The OTLP span exporter: gRPC, HTTP/protobuf and HTTP/JSON.
 
+#[cfg(feature = "grpc")]
 mod grpc;
+#[cfg(feature = "grpc")]
 pub use grpc::{RawCodec, RawDecoder, RawEncoder};
+#[cfg(feature = "http")]
 mod http;
 pub(crate) mod response;
 mod transport;
@@ -427,6 +430,36 @@ impl OtlpExporterBuilder {
         })
     }
 
+    /// What this build of the crate cannot do, said at build time rather than
+    /// at the first export.
+    fn check_features(&self, endpoint: &str) -> Result<(), ConfigError> {
+        let missing = |setting: &str, value: &str, feature: &str| {
+            ConfigError::new(
+                setting,
+                value,
+                format!("this build of otel-export lacks its `{feature}` feature; enable it in Cargo.toml"),
+            )
+        };
+        if self.protocol == Protocol::Grpc && !cfg!(feature = "grpc") {
+            return Err(missing(OTEL_EXPORTER_OTLP_PROTOCOL, "grpc", "grpc"));
+        }
+        if self.protocol != Protocol::Grpc && !cfg!(feature = "http") {
+            let value = if self.protocol == Protocol::HttpJson {
+                "http/json"
+            } else {
+                "http/protobuf"
+            };
+            return Err(missing(OTEL_EXPORTER_OTLP_PROTOCOL, value, "http"));
+        }
+        if endpoint.starts_with("https://") && !cfg!(feature = "tls") {
+            return Err(missing(OTEL_EXPORTER_OTLP_ENDPOINT, endpoint, "tls"));
+        }
+        if self.compression == Compression::Zstd && !cfg!(feature = "zstd") {
+            return Err(missing(OTEL_EXPORTER_OTLP_COMPRESSION, "zstd", "zstd"));
+        }
+        Ok(())
+    }
+
     /// Builds the exporter. No connection is made until the first export.
     ///
     /// # Errors
@@ -434,6 +467,7 @@ impl OtlpExporterBuilder {
     /// When the endpoint is not a usable URL.
     pub fn build(self) -> Result<OtlpExporter, ConfigError> {
         let endpoint = self.resolve_endpoint()?;
+        self.check_features(&endpoint)?;
         let settings = Settings {
             protocol: self.protocol,
             endpoint,
@@ -461,7 +495,9 @@ impl OtlpExporterBuilder {
 
 #[derive(Debug)]
 enum Client {
+    #[cfg(feature = "grpc")]
     Grpc(tonic::transport::Channel),
+    #[cfg(feature = "http")]
     Http(Box<http::HttpClient>),
 }
 
@@ -572,9 +608,12 @@ impl OtlpExporter {
                     .map(Bytes::from)
                     .map_err(|e| format!("gzip failed: {e}"))
             }
+            #[cfg(feature = "zstd")]
             Compression::Zstd => zstd::bulk::compress(&raw, 1)
                 .map(Bytes::from)
                 .map_err(|e| format!("zstd failed: {e}")),
+            #[cfg(not(feature = "zstd"))]
+            Compression::Zstd => Err("zstd compression needs otel-export's `zstd` feature".to_owned()),
         }
     }
 
@@ -630,8 +669,14 @@ impl Inner {
     fn client(&self) -> Result<&Client, String> {
         self.client
             .get_or_init(|| match self.settings.protocol {
+                #[cfg(feature = "grpc")]
                 Protocol::Grpc => grpc::channel(&self.settings).map(Client::Grpc),
-                _ => http::client(&self.settings).map(|c| Client::Http(Box::new(c))),
+                #[cfg(feature = "http")]
+                Protocol::HttpProtobuf | Protocol::HttpJson => {
+                    http::client(&self.settings).map(|c| Client::Http(Box::new(c)))
+                }
+                #[allow(unreachable_patterns)] // with both transports built in
+                other => Err(format!("{other:?} needs a transport feature of otel-export")),
             })
             .as_ref()
             .map_err(Clone::clone)
@@ -640,8 +685,15 @@ impl Inner {
     async fn send_once(&self, body: Bytes) -> Attempt {
         match self.client() {
             Err(e) => Attempt::Failed(e),
+            #[cfg(feature = "grpc")]
             Ok(Client::Grpc(channel)) => grpc::send(channel.clone(), &self.settings, body).await,
+            #[cfg(feature = "http")]
             Ok(Client::Http(client)) => http::send(client, &self.settings, body).await,
+            #[allow(unreachable_patterns)] // with a transport built in
+            Ok(_) => {
+                drop(body);
+                Attempt::Failed("no transport built in".to_owned())
+            }
         }
     }
 
