@@ -17,22 +17,21 @@ pub const KUBERNETES_VARIABLES: &[(&str, &str)] = &[
     ("K8S_CLUSTER_NAME", "k8s.cluster.name"),
 ];
 
+/// Percent-decodes `s`; `None` on a `%` without two hex digits after it or
+/// on a result that is not UTF-8 (the specification discards the whole
+/// variable then; the decoder itself passes such escapes through).
 fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = |c: u8| (c as char).to_digit(16);
-            let (h, l) = (hex(*b.get(i + 1)?)?, hex(*b.get(i + 2)?)?);
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
+    let well_formed = b.iter().enumerate().filter(|&(_, &c)| c == b'%').all(|(i, _)| {
+        b.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 /// Parses `OTEL_RESOURCE_ATTRIBUTES`: `key1=value1,key2=value2`, values
@@ -245,6 +244,8 @@ mod tests {
         assert!(parse_resource_attributes("novalue").is_err());
         assert!(parse_resource_attributes("=x").is_err());
         assert!(parse_resource_attributes("a=%zz").is_err());
+        assert!(parse_resource_attributes("a=50%").is_err(), "a truncated escape");
+        assert!(parse_resource_attributes("a=%FF").is_err(), "not UTF-8");
     }
 
     #[test]

@@ -26,6 +26,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Keeps every exported span in memory; clones share the spans.
+///
+/// Unlike opentelemetry_sdk's `InMemorySpanExporter` (feature `testing`), it
+/// keeps the spans when the provider shuts down (the SDK's clears them then,
+/// and only its own tests can ask it not to), so a test can shut the
+/// pipeline down, which flushes every processor, and then read what arrived.
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryExporter {
     spans: Arc<Mutex<Vec<SpanData>>>,

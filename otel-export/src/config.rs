@@ -180,34 +180,6 @@ impl<'a> EnvReader<'a> {
     }
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push(h << 4 | l);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Parses an `OTEL_EXPORTER_OTLP_HEADERS` value: `key1=value1,key2=value2`,
 /// values percent-decoded, whitespace around keys and values trimmed.
 ///
@@ -221,7 +193,12 @@ pub fn parse_headers(value: &str) -> Result<Vec<(String, String)>, String> {
             continue;
         }
         match member.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => out.push((k.trim().to_ascii_lowercase(), percent_decode(v.trim()))),
+            Some((k, v)) if !k.trim().is_empty() => out.push((
+                k.trim().to_ascii_lowercase(),
+                percent_encoding::percent_decode_str(v.trim())
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            )),
             _ => return Err(member.trim().to_owned()),
         }
     }

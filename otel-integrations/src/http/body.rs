@@ -45,27 +45,10 @@ pub(crate) fn grpc_status(headers: &http::HeaderMap) -> Option<(i64, Option<Stri
 /// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec); invalid
 /// escapes and non-UTF-8 results are kept as they came.
 fn percent_decode(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    match percent_encoding::percent_decode_str(raw).decode_utf8() {
+        Ok(text) => text.into_owned(),
+        Err(_) => raw.to_owned(),
     }
-    String::from_utf8(out).unwrap_or_else(|_| raw.to_owned())
 }
 
 #[cfg(test)]
