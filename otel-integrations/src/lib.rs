@@ -44,6 +44,10 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// The OpenTelemetry API our signatures use (`KeyValue`, propagators,
+/// tracer providers): name it from here and no second version is pulled.
+pub use opentelemetry;
+
 #[cfg(feature = "amqp")]
 pub mod amqp;
 #[cfg(feature = "grpc")]

@@ -31,6 +31,10 @@ use opentelemetry::context::FutureExt as _;
 use reqwest_middleware::{ClientWithMiddleware, Middleware, Next};
 use std::sync::Arc;
 
+/// The reqwest-middleware crate our middleware plugs into (its
+/// `ClientWithMiddleware` is what [`client`] returns).
+pub use reqwest_middleware;
+
 /// Wraps `client` with [`TracingMiddleware`] (default settings).
 pub fn client(client: ::reqwest::Client) -> ClientWithMiddleware {
     reqwest_middleware::ClientBuilder::new(client)
