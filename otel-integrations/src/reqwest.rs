@@ -19,10 +19,11 @@
 //! **Retries**: each attempt the middleware sees is its own span; attempts after
 //! the first carry `http.request.resend_count`. Add this middleware *after* a
 //! retry middleware (so it is closer to the network) to see every attempt.
-//! **Redirects** are followed inside reqwest, below any middleware: one span
-//! covers the hops, and `url.full` is the first URL. For a span per hop, build
-//! the client with `reqwest::redirect::Policy::none()` and follow redirects in
-//! a middleware added before this one.
+//! **Redirects**: reqwest follows them inside the client, below any
+//! middleware, so by default one span covers the hops and `url.full` is the
+//! first URL. For a span per hop, as the semantic conventions ask, build the
+//! client with `reqwest::redirect::Policy::none()` and let this middleware
+//! follow them: [`TracingMiddleware::with_redirects`].
 
 use crate::http::{ClientConfig, Target, TracedBody, client_options, record_failure};
 use http::Extensions;
@@ -46,6 +47,7 @@ pub fn client(client: ::reqwest::Client) -> ClientWithMiddleware {
 #[derive(Debug, Clone, Default)]
 pub struct TracingMiddleware {
     config: Arc<ClientConfig>,
+    max_redirects: u32,
 }
 
 impl TracingMiddleware {
@@ -56,16 +58,21 @@ impl TracingMiddleware {
     }
 
     client_options!();
-}
 
-/// How many times this request has been sent, kept in the middleware chain's
-/// extensions (which a retry middleware hands to every attempt).
-#[derive(Debug, Clone, Copy)]
-struct Sends(u32);
+    /// Follows up to `max` redirects itself, each hop its own CLIENT span
+    /// with `http.request.resend_count` (for clients built with
+    /// `reqwest::redirect::Policy::none()`; otherwise reqwest has followed
+    /// them before this middleware sees the response). 303, and 301/302 after
+    /// a POST, continue as GET without a body; 307/308 resend the request as
+    /// it was, when its body can be cloned (a streaming body stops at the
+    /// redirect). Credentials and cookies are not sent to another origin.
+    /// Defaults to 0: redirects are returned as they are.
+    pub fn with_redirects(mut self, max: u32) -> Self {
+        self.max_redirects = max;
+        self
+    }
 
-#[async_trait::async_trait]
-impl Middleware for TracingMiddleware {
-    async fn handle(
+    async fn send(
         &self,
         mut req: ::reqwest::Request,
         extensions: &mut Extensions,
@@ -101,6 +108,66 @@ impl Middleware for TracingMiddleware {
                 record_failure(&cx, &e, error_type);
                 Err(e)
             }
+        }
+    }
+}
+
+/// The request for the hop after `response`, if it is a redirect to follow.
+fn redirected(mut copy: ::reqwest::Request, response: &::reqwest::Response) -> Option<::reqwest::Request> {
+    use http::{Method, StatusCode, header};
+    let status = response.status();
+    let to_get = match status {
+        StatusCode::SEE_OTHER => copy.method() != Method::HEAD,
+        StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => copy.method() == Method::POST,
+        StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT => false,
+        _ => return None,
+    };
+    let location = response.headers().get(header::LOCATION)?.to_str().ok()?;
+    let next = response.url().join(location).ok()?;
+    if !matches!(next.scheme(), "http" | "https") {
+        return None;
+    }
+    if to_get {
+        *copy.method_mut() = Method::GET;
+        *copy.body_mut() = None;
+        for h in [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::CONTENT_ENCODING] {
+            copy.headers_mut().remove(h);
+        }
+    }
+    if next.origin() != copy.url().origin() {
+        for h in [header::AUTHORIZATION, header::PROXY_AUTHORIZATION, header::COOKIE] {
+            copy.headers_mut().remove(h);
+        }
+    }
+    *copy.url_mut() = next;
+    Some(copy)
+}
+
+/// How many times this request has been sent, kept in the middleware chain's
+/// extensions (which a retry middleware hands to every attempt).
+#[derive(Debug, Clone, Copy)]
+struct Sends(u32);
+
+#[async_trait::async_trait]
+impl Middleware for TracingMiddleware {
+    async fn handle(
+        &self,
+        req: ::reqwest::Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<::reqwest::Response> {
+        let mut req = req;
+        let mut hops = 0;
+        loop {
+            let copy = (hops < self.max_redirects).then(|| req.try_clone()).flatten();
+            let response = self.send(req, extensions, next.clone()).await?;
+            let Some(following) = copy.and_then(|copy| redirected(copy, &response)) else {
+                return Ok(response);
+            };
+            // Dropping the redirect's response ends its hop's span.
+            drop(response);
+            req = following;
+            hops += 1;
         }
     }
 }

@@ -261,3 +261,113 @@ async fn hooks_add_attributes_and_choose_errors() {
         format!("http://{app}/missing?page=2&sig=REDACTED")
     );
 }
+
+#[tokio::test]
+async fn redirects_followed_by_the_middleware_are_a_span_per_hop() {
+    let _g = GLOBALS.lock().await;
+    let (handle, exporter) = install();
+    let other = serve(
+        Router::new()
+            .route(
+                "/landing",
+                get(|headers: http::HeaderMap| async move {
+                    format!("authorization sent: {}", headers.contains_key("authorization"))
+                }),
+            )
+            .layer(HttpServerLayer::new()),
+    )
+    .await;
+    let app = serve(
+        Router::new()
+            .route(
+                "/old",
+                get(|| async { (http::StatusCode::FOUND, [("location", "/new")], "") }),
+            )
+            .route("/new", get(|| async { "moved here" }))
+            .route(
+                "/submit",
+                axum::routing::post(|| async { (http::StatusCode::SEE_OTHER, [("location", "/new")], "") }),
+            )
+            .route(
+                "/away",
+                get(move || async move {
+                    let to = format!("http://{other}/landing");
+                    (http::StatusCode::TEMPORARY_REDIRECT, [("location", to)], "")
+                }),
+            )
+            .route(
+                "/loop",
+                get(|| async { (http::StatusCode::FOUND, [("location", "/loop")], "") }),
+            )
+            .layer(HttpServerLayer::new()),
+    )
+    .await;
+    let client = ClientBuilder::new(
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    )
+    .with(TracingMiddleware::new().with_redirects(3))
+    .build();
+
+    let moved = client.get(format!("http://{app}/old")).send().await.unwrap();
+    assert_eq!(moved.url().path(), "/new");
+    assert_eq!(moved.text().await.unwrap(), "moved here");
+    let posted = client
+        .post(format!("http://{app}/submit"))
+        .body("form")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.text().await.unwrap(), "moved here", "303 continues as GET");
+    let away = client
+        .get(format!("http://{app}/away"))
+        .header("authorization", "Bearer secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(away.text().await.unwrap(), "authorization sent: false");
+    let looping = client.get(format!("http://{app}/loop")).send().await.unwrap();
+    assert_eq!(looping.status(), 302, "after 3 redirects the last answer is returned");
+    drop(looping);
+    handle.force_flush().unwrap();
+
+    let spans = exporter.spans();
+    let clients: Vec<&SpanData> = spans.iter().filter(|s| s.span_kind == SpanKind::Client).collect();
+    let hop = |path: &str| -> Vec<&SpanData> {
+        clients
+            .iter()
+            .copied()
+            .filter(|c| attr(c, "url.full").is_some_and(|u| u.ends_with(path)))
+            .collect()
+    };
+    let old = hop("/old")[0];
+    assert_eq!(attr(old, "http.response.status_code").as_deref(), Some("302"));
+    assert_eq!(attr(old, "http.request.resend_count"), None);
+    assert_eq!(old.status, Status::Unset, "a redirect is not an error");
+    let new = hop("/new");
+    assert_eq!(new.len(), 2, "from /old and from /submit");
+    assert!(
+        new.iter()
+            .all(|c| attr(c, "http.request.resend_count").as_deref() == Some("1"))
+    );
+    assert!(new.iter().all(|c| c.name == "GET"));
+    let submit = hop("/submit")[0];
+    assert_eq!(submit.name, "POST");
+    let landing = hop("/landing")[0];
+    assert_eq!(attr(landing, "http.request.resend_count").as_deref(), Some("1"));
+    // Each hop's server span is the child of that hop's client span.
+    let server_new: Vec<&SpanData> = spans.iter().filter(|s| s.name == "GET /new").collect();
+    for s in &server_new {
+        assert!(new.iter().any(|c| c.span_context.span_id() == s.parent_span_id));
+    }
+    let loops = hop("/loop");
+    assert_eq!(loops.len(), 4, "the first request and three redirects");
+    let mut counts: Vec<String> = loops
+        .iter()
+        .map(|c| attr(c, "http.request.resend_count").unwrap_or_default())
+        .collect();
+    counts.sort();
+    assert_eq!(counts, ["", "1", "2", "3"]);
+}
