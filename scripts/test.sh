@@ -115,6 +115,7 @@ cargo clippy -p otel-export --no-default-features -- -D warnings
 cargo clippy -p otel-export --no-default-features --features http -- -D warnings
 cargo clippy -p otel-export --no-default-features --features grpc,tls -- -D warnings
 cargo clippy -p otel-core --no-default-features -- -D warnings
+cargo clippy -p otel-sampling --no-default-features -- -D warnings
 cargo clippy -p otel-integrations --no-default-features --features http -- -D warnings
 cargo clippy -p otel-collector --no-default-features -- -D warnings
 

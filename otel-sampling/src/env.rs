@@ -119,7 +119,17 @@ fn rules_arg(arg: Option<&str>) -> Result<RuleBasedSampler, SamplerConfigError> 
     let parsed = if path.ends_with(".json") {
         RuleBasedSampler::from_json(&text)
     } else {
-        RuleBasedSampler::from_yaml(&text)
+        #[cfg(feature = "yaml")]
+        {
+            RuleBasedSampler::from_yaml(&text)
+        }
+        #[cfg(not(feature = "yaml"))]
+        {
+            return Err(arg_error(
+                path,
+                "a .json rules file (YAML rules need otel-sampling's `yaml` feature)",
+            ));
+        }
     };
     parsed.map_err(|e| arg_error(path, &format!("{ACCEPTED} ({e})")))
 }

@@ -40,6 +40,11 @@
 //! leniently, as the specification asks; [`sampler_from_env_strict`] and
 //! [`parse_sampler`] return errors naming the variable, the value and what is
 //! accepted. See [`ACCEPTED_SAMPLERS`] for the names.
+//!
+//! # Features
+//!
+//! - `yaml` (default): `RuleBasedSampler::from_yaml`, and YAML rules files
+//!   for `OTEL_TRACES_SAMPLER=rules` (JSON rules need no feature).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod composable;

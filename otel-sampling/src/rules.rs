@@ -221,6 +221,7 @@ impl RuleBasedSampler {
     ///
     /// When the YAML does not describe rules, or a regex, probability or rate is invalid;
     /// the message names the rule and the field.
+    #[cfg(feature = "yaml")]
     pub fn from_yaml(yaml: &str) -> Result<Self, RulesError> {
         // Through a JSON value, so YAML and JSON accept the same shapes
         // (`{ probability: 0.1 }` maps for the sampler variants).
@@ -235,7 +236,8 @@ impl RuleBasedSampler {
     ///
     /// # Errors
     ///
-    /// As [`from_yaml`](Self::from_yaml).
+    /// When the JSON does not describe rules, or a regex, probability or rate
+    /// is invalid; the message names the rule and the field.
     pub fn from_json(json: &str) -> Result<Self, RulesError> {
         let config: RulesConfig =
             serde_json::from_str(json).map_err(|e| RulesError(format!("invalid sampling rules: {e}")))?;
