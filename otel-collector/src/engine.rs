@@ -2,6 +2,7 @@
 //! (`SpanData` in-process, OTLP wire bytes in the sidecar).
 
 use crate::facts::{Attributes, SpanFacts};
+use crate::lock;
 use crate::policy::{Decision, Summary, View};
 use crate::predicate::ResourceMatch;
 use crate::settings::TailSamplingConfig;
@@ -10,7 +11,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,14 @@ pub trait TraceSink<T>: Send + Sync {
     /// The spans of a kept trace (or late spans of one), in arrival order.
     /// Called on the deciding thread; must not block.
     fn keep(&self, trace_id: [u8; 16], spans: Vec<T>, kept_by: KeptBy<'_>);
+
+    /// The spans of a trace decided not to keep (by policy, too large, or
+    /// pending at shutdown), for observers such as statistics over every
+    /// trace seen. Called on the deciding thread; must not block. By default
+    /// they are dropped.
+    fn not_kept(&self, trace_id: [u8; 16], spans: Vec<T>) {
+        let _ = (trace_id, spans);
+    }
 }
 
 impl<T, F> TraceSink<T> for F
@@ -322,15 +331,12 @@ struct Inner<T> {
     closed: AtomicBool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// A decided trace waiting to be handed to the sink (outside the shard lock).
-struct Kept<T> {
+struct Decided<T> {
     trace_id: [u8; 16],
     spans: Vec<T>,
-    policy: usize,
+    /// The policy that kept it; `None`: not kept.
+    policy: Option<usize>,
 }
 
 /// Builds a [`TailSampler`].
@@ -736,7 +742,7 @@ impl<T: Send + 'static> Inner<T> {
 
     /// Decides a trace removed from the buffer, under its shard's lock
     /// (so a span racing the decision finds the cached verdict).
-    fn conclude(&self, shard: &mut Shard<T>, key: u128, t: Trace<T>, now: u64, cause: Cause) -> Option<Kept<T>> {
+    fn conclude(&self, shard: &mut Shard<T>, key: u128, t: Trace<T>, now: u64, cause: Cause) -> Decided<T> {
         let stats = &self.stats;
         self.live.fetch_sub(1, Relaxed);
         let spans = t.spans.len() as u64;
@@ -775,29 +781,32 @@ impl<T: Send + 'static> Inner<T> {
             }
         };
         match verdict {
-            Some(policy) => {
+            Some(_) => {
                 shard.sampled.insert(key);
                 stats.traces_sampled.fetch_add(1, Relaxed);
                 stats.spans_sampled.fetch_add(spans, Relaxed);
-                Some(Kept {
-                    trace_id,
-                    spans: t.spans,
-                    policy,
-                })
             }
             None => {
                 shard.not_sampled.insert(key);
                 stats.traces_not_sampled.fetch_add(1, Relaxed);
                 stats.spans_not_sampled.fetch_add(spans, Relaxed);
-                None
             }
+        }
+        Decided {
+            trace_id,
+            spans: t.spans,
+            policy: verdict,
         }
     }
 
-    fn emit(&self, kept: Option<Kept<T>>) {
-        if let Some(k) = kept {
-            let name = self.cfg.policies.get(k.policy).map_or("", |p| p.name.as_str());
-            self.sink.keep(k.trace_id, k.spans, KeptBy::Policy(name));
+    fn emit(&self, decided: Decided<T>) {
+        match decided.policy {
+            Some(policy) => {
+                let name = self.cfg.policies.get(policy).map_or("", |p| p.name.as_str());
+                self.sink.keep(decided.trace_id, decided.spans, KeptBy::Policy(name));
+            }
+            None if !decided.spans.is_empty() => self.sink.not_kept(decided.trace_id, decided.spans),
+            None => {}
         }
     }
 
@@ -874,17 +883,17 @@ impl<T: Send + 'static> Inner<T> {
     fn decide_all(&self, cause: Cause) {
         let now = self.clock.now_ms();
         for shard in &self.shards {
-            let mut kept = Vec::new();
+            let mut decided = Vec::new();
             {
                 let mut g = lock(shard);
                 let g = &mut *g;
                 let traces: Vec<(u128, Trace<T>)> = g.live.drain().collect();
                 for (key, t) in traces {
-                    kept.extend(self.conclude(g, key, t, now, cause));
+                    decided.push(self.conclude(g, key, t, now, cause));
                 }
             }
-            for k in kept {
-                self.emit(Some(k));
+            for d in decided {
+                self.emit(d);
             }
         }
     }

@@ -51,6 +51,12 @@
 
 mod config;
 mod engine;
+
+/// Locks `m`, recovering the data of a poisoned lock: a panicking holder
+/// leaves buffers and counters that are still worth using.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 mod facts;
 mod hash;
 mod policy;

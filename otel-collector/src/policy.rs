@@ -4,6 +4,7 @@
 use crate::config::{At, ConfigError, child, get, get_bool, get_f64, get_i64, get_str, get_strings, get_u64};
 use crate::facts::StatusCode;
 use crate::hash::{DEFAULT_HASH_SALT, hash_trace_id, threshold};
+use crate::lock;
 use crate::predicate::{BoundedCache, Condition, Conditions, StrMatch};
 use regex::RegexSet;
 use serde_json::Value;
@@ -143,10 +144,6 @@ enum Kind {
 pub(crate) struct Policy {
     pub(crate) name: String,
     kind: Kind,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Policy {

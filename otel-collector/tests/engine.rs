@@ -648,6 +648,27 @@ policies: [{name: all, type: always_sample}]
     assert_eq!(s.too_large, 2);
     assert_eq!(s.late_spans_dropped, 0);
     assert_eq!(s.spans_not_sampled, 12);
+    let mut not_kept = rig.sink.not_kept.lock().unwrap().clone();
+    not_kept.sort();
+    assert_eq!(not_kept, [(tid(1), 11), (tid(2), 1)], "observers see what was not kept");
+}
+
+#[test]
+fn traces_not_kept_reach_the_sink_whole_and_once() {
+    let rig = Rig::new(ERRORS_ONLY);
+    rig.ingest(TSpan::new(tid(1), 1).root());
+    rig.ingest(TSpan::new(tid(1), 2).error());
+    for k in 1..=3 {
+        rig.ingest(TSpan::new(tid(2), k));
+    }
+    rig.advance_ms(1000);
+    assert_eq!(rig.sink.kept_ids(), [tid(1)]);
+    assert_eq!(*rig.sink.not_kept.lock().unwrap(), [(tid(2), 3)]);
+    // A late span of the dropped trace is dropped by the cache, not reported again.
+    rig.ingest(TSpan::new(tid(2), 4));
+    rig.advance_ms(1000);
+    assert_eq!(rig.sink.not_kept.lock().unwrap().len(), 1);
+    assert_eq!(rig.engine.stats().late_spans_dropped, 1);
 }
 
 #[test]

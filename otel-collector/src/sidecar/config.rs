@@ -176,6 +176,9 @@ pub enum ResolverConfig {
     },
 }
 
+/// How often the `debug` exporter prints the bottleneck summary by default.
+pub const DEFAULT_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
+
 /// An exporter.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExporterConfig {
@@ -190,6 +193,10 @@ pub enum ExporterConfig {
     Debug {
         /// `verbosity`: basic (one line per batch), normal (trees), detailed (trees with attributes).
         verbosity: String,
+        /// `summary_interval` (ours, not Go's): how often the bottleneck
+        /// summary of the tail samplers' traces is printed (and once at
+        /// shutdown); `None` (`0s`) for never. Defaults to 60 s.
+        summary_interval: Option<Duration>,
     },
     /// `loadbalancing` by trace id.
     LoadBalancing {
@@ -515,7 +522,12 @@ impl CollectorConfig {
                     ExporterConfig::File { path: p.to_owned() }
                 }
                 "debug" => {
-                    at.only_keys(&["verbosity", "sampling_initial", "sampling_thereafter"])?;
+                    at.only_keys(&[
+                        "verbosity",
+                        "sampling_initial",
+                        "sampling_thereafter",
+                        "summary_interval",
+                    ])?;
                     note_ignored(at, &["sampling_initial", "sampling_thereafter"], &mut warnings);
                     let verbosity = get_str(at, "verbosity")?.unwrap_or("normal").to_owned();
                     if !["basic", "normal", "detailed"].contains(&verbosity.as_str()) {
@@ -524,7 +536,15 @@ impl CollectorConfig {
                             format!("must be basic, normal or detailed, got {verbosity:?}"),
                         ));
                     }
-                    ExporterConfig::Debug { verbosity }
+                    let summary_interval = match get_duration(at, "summary_interval")? {
+                        None => Some(DEFAULT_SUMMARY_INTERVAL),
+                        Some(d) if d.is_zero() => None,
+                        Some(d) => Some(d),
+                    };
+                    ExporterConfig::Debug {
+                        verbosity,
+                        summary_interval,
+                    }
                 }
                 "loadbalancing" => parse_loadbalancing(at, &mut warnings)?,
                 _ => {

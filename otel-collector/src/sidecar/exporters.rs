@@ -1,10 +1,12 @@
 //! Exporters: OTLP (gRPC and HTTP) behind a bounded sending queue, an OTLP
 //! JSON file, a debug printer of trace trees, and load balancing by trace id.
 
+use super::bottlenecks::BottleneckReport;
 use super::config::{ExporterConfig, OtlpExporterConfig, ResolverConfig};
 use super::metrics::{Metrics, add};
 use super::pipeline::Consumer;
 use super::wire::{LiveGuard, SpanRec, SpanView, encode_request};
+use crate::lock;
 use otel_export::{OtlpExporter, Protocol, RetryPolicy};
 use prost::Message as _;
 use std::collections::HashMap;
@@ -23,10 +25,6 @@ pub(crate) trait Exporter: Consumer {
     /// Stops taking spans and sends what is queued, until `deadline`; what
     /// is still unsent then is counted as failed.
     fn shutdown(self: Arc<Self>, deadline: Instant) -> BoxFuture;
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Counters every exporter keeps.
@@ -337,6 +335,34 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The `service.name` of a span's resource ("" without one).
+pub(crate) fn service_of(rec: &SpanRec) -> String {
+    crate::sidecar::wire::keyvalues(&rec.scope.resource.bytes, 1)
+        .find(|(k, _)| *k == "service.name")
+        .map(|(_, val)| match crate::sidecar::wire::any_value(val) {
+            crate::facts::AttrValue::Str(s) => s.to_owned(),
+            _ => String::new(),
+        })
+        .unwrap_or_default()
+}
+
+/// A span as the analysis sees it.
+pub(crate) fn span_node<'a>(v: &SpanView<'a>, service: &'a str) -> otel_export::analysis::SpanNode<'a> {
+    let node = otel_export::analysis::SpanNode::new(
+        u64::from_be_bytes(v.span_id),
+        u64::from_be_bytes(v.parent_span_id),
+        service,
+        v.name,
+        v.start,
+        v.end,
+    );
+    if v.status == crate::facts::StatusCode::Error {
+        node.failed(v.status_message)
+    } else {
+        node
+    }
+}
+
 /// Renders the spans of one batch as trees, one per trace, with the shared
 /// renderer: durations, self times, the critical path marked and the
 /// culprit named (see `otel_export::analysis`); `detailed` adds attributes.
@@ -349,15 +375,6 @@ pub(crate) fn render_trees(spans: &[SpanRec], detailed: bool) -> String {
             traces.push(v.trace_id);
         }
     }
-    let service_of = |rec: &SpanRec| {
-        crate::sidecar::wire::keyvalues(&rec.scope.resource.bytes, 1)
-            .find(|(k, _)| *k == "service.name")
-            .map(|(_, val)| match crate::sidecar::wire::any_value(val) {
-                crate::facts::AttrValue::Str(s) => s.to_owned(),
-                _ => String::new(),
-            })
-            .unwrap_or_default()
-    };
     let mut out = String::new();
     for t in traces {
         let members: Vec<&(SpanView<'_>, &SpanRec)> = views.iter().filter(|(v, _)| v.trace_id == t).collect();
@@ -365,21 +382,7 @@ pub(crate) fn render_trees(spans: &[SpanRec], detailed: bool) -> String {
         let nodes: Vec<SpanNode<'_>> = members
             .iter()
             .zip(&services)
-            .map(|((v, _), service)| {
-                let node = SpanNode::new(
-                    u64::from_be_bytes(v.span_id),
-                    u64::from_be_bytes(v.parent_span_id),
-                    service.as_str(),
-                    v.name,
-                    v.start,
-                    v.end,
-                );
-                if v.status == crate::facts::StatusCode::Error {
-                    node.failed(v.status_message)
-                } else {
-                    node
-                }
-            })
+            .map(|((v, _), service)| span_node(v, service))
             .collect();
         let start = nodes.iter().map(|n| n.start).min().unwrap_or(0);
         let end = nodes.iter().map(|n| n.end).max().unwrap_or(0);
@@ -435,19 +438,57 @@ pub(crate) fn render_trees(spans: &[SpanRec], detailed: bool) -> String {
     out
 }
 
-/// `debug`: prints kept traces as trees with durations on standard output.
+/// `debug`: prints kept traces as trees with durations on standard output,
+/// and the bottleneck summary every `summary_interval` and at shutdown.
 pub(crate) struct DebugExporter {
     verbosity: String,
     counters: ExportCounters,
+    report: Option<Arc<BottleneckReport>>,
+    /// Dropped to stop the summary thread.
+    stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
 
 impl DebugExporter {
-    pub(crate) fn new(verbosity: &str, counters: ExportCounters) -> Arc<Self> {
-        Arc::new(DebugExporter {
+    pub(crate) fn new(
+        verbosity: &str,
+        counters: ExportCounters,
+        summary: Option<(Arc<BottleneckReport>, Duration)>,
+    ) -> Result<Arc<Self>, String> {
+        let (stop, report) = match summary {
+            Some((report, every)) => {
+                let (stop, stopped) = std::sync::mpsc::channel::<()>();
+                let r = report.clone();
+                std::thread::Builder::new()
+                    .name("debug-summary".into())
+                    .spawn(move || {
+                        let mut printed = 0;
+                        // Wakes every interval until the exporter shuts down.
+                        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                            let analysed = r.analysed();
+                            if analysed > printed {
+                                printed = analysed;
+                                print_summary(&r);
+                            }
+                        }
+                    })
+                    .map_err(|e| format!("cannot start the debug exporter's summary thread: {e}"))?;
+                (Some(stop), Some(report))
+            }
+            None => (None, None),
+        };
+        Ok(Arc::new(DebugExporter {
             verbosity: verbosity.to_owned(),
             counters,
-        })
+            report,
+            stop: Mutex::new(stop),
+        }))
     }
+}
+
+fn print_summary(report: &BottleneckReport) {
+    let text = report.render_text();
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
 }
 
 impl Consumer for DebugExporter {
@@ -467,8 +508,16 @@ impl Consumer for DebugExporter {
 }
 
 impl Exporter for DebugExporter {
-    fn shutdown(self: Arc<Self>, _deadline: Instant) -> BoxFuture {
-        Box::pin(async {})
+    fn shutdown(self: Arc<Self>, deadline: Instant) -> BoxFuture {
+        Box::pin(async move {
+            drop(lock(&self.stop).take());
+            if let Some(report) = &self.report {
+                report.settle(deadline.saturating_duration_since(Instant::now())).await;
+                if report.analysed() > 0 {
+                    print_summary(report);
+                }
+            }
+        })
     }
 }
 
@@ -688,14 +737,25 @@ impl Exporter for LoadBalancer {
 }
 
 /// Builds an exporter.
-pub(crate) fn build(id: &str, cfg: &ExporterConfig, metrics: &Arc<Metrics>) -> Result<Arc<dyn ExporterDyn>, String> {
+pub(crate) fn build(
+    id: &str,
+    cfg: &ExporterConfig,
+    metrics: &Arc<Metrics>,
+    report: Option<&Arc<BottleneckReport>>,
+) -> Result<Arc<dyn ExporterDyn>, String> {
     Ok(match cfg {
         ExporterConfig::Otlp(o) => {
             let e: Arc<QueuedOtlp> = QueuedOtlp::new(id, o, &o.endpoint, ExportCounters::new(metrics, id))?;
             e
         }
         ExporterConfig::File { path } => FileExporter::new(path, ExportCounters::new(metrics, id))?,
-        ExporterConfig::Debug { verbosity } => DebugExporter::new(verbosity, ExportCounters::new(metrics, id)),
+        ExporterConfig::Debug {
+            verbosity,
+            summary_interval,
+        } => {
+            let summary = report.cloned().zip(*summary_interval);
+            DebugExporter::new(verbosity, ExportCounters::new(metrics, id), summary)?
+        }
         ExporterConfig::LoadBalancing { template, resolver } => LoadBalancer::new(id, template, resolver, metrics)?,
     })
 }

@@ -9,6 +9,7 @@
 //! attributes they change.
 
 mod actions;
+mod bottlenecks;
 pub mod config;
 mod exporters;
 mod memory;
@@ -77,6 +78,18 @@ impl Collector {
     pub async fn start(config: CollectorConfig) -> Result<Collector, String> {
         let metrics = Arc::new(Metrics::default());
         register_process_gauges(&metrics);
+        // Which services and operations make traces slow: fed by the tail samplers.
+        let tail_sampling = config.pipelines.iter().flat_map(|p| &p.processors).any(|id| {
+            config
+                .processors
+                .iter()
+                .any(|(k, c)| k == id && matches!(c, ProcessorConfig::TailSampling(_)))
+        });
+        let report = if tail_sampling {
+            Some(bottlenecks::BottleneckReport::start()?)
+        } else {
+            None
+        };
 
         // Exporters, shared by the pipelines that use them.
         let mut exporters: Vec<(String, Arc<dyn ExporterDyn>)> = Vec::new();
@@ -84,7 +97,8 @@ impl Collector {
             let Some((_, cfg)) = config.exporters.iter().find(|(k, _)| *k == id) else {
                 continue;
             };
-            let e = exporters::build(&id, cfg, &metrics).map_err(|e| format!("exporters.{id}: {e}"))?;
+            let e =
+                exporters::build(&id, cfg, &metrics, report.as_ref()).map_err(|e| format!("exporters.{id}: {e}"))?;
             exporters.push((id, e));
         }
 
@@ -144,7 +158,7 @@ impl Collector {
                         let path = format!("processors.{id}");
                         let ts =
                             crate::settings::TailSamplingConfig::from_value(v, &path).map_err(|e| e.to_string())?;
-                        let stage = TailStage::new(ts, next, &metrics, id, &p.name);
+                        let stage = TailStage::new(ts, next, &metrics, id, &p.name, report.clone());
                         register_tail_gauges(&metrics, &stage, id, &p.name);
                         tails.push((format!("{}/{id}", p.name), stage.clone()));
                         pipeline_flushers.push(stage.clone());
@@ -252,15 +266,17 @@ impl Collector {
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
             addresses.push(("metrics".into(), addr));
             let m = metrics.clone();
+            let r = report.clone();
             aux_servers.push(tokio::spawn(receiver::serve_http(
                 listener,
                 move |req| {
                     let m = m.clone();
-                    async move { prometheus(req, &m) }
+                    let r = r.clone();
+                    async move { telemetry(req, &m, r.as_deref()) }
                 },
                 aux_stop.subscribe(),
             )));
-            tracing::info!("metrics on http://{addr}/metrics");
+            tracing::info!("metrics on http://{addr}/metrics, bottlenecks on http://{addr}{BOTTLENECKS_PATH}");
         }
         for w in &config.warnings {
             tracing::warn!("{w}");
@@ -369,15 +385,40 @@ fn health(req: http::Request<hyper::body::Incoming>, path: &str, stopping: bool)
     )
 }
 
-fn prometheus(req: http::Request<hyper::body::Incoming>, metrics: &Metrics) -> Reply {
-    if req.uri().path() != "/metrics" {
-        return text(
+/// Where the telemetry server shows the bottleneck summary (`?format=json`
+/// for JSON).
+pub const BOTTLENECKS_PATH: &str = "/debug/bottlenecks";
+
+/// The telemetry server: Prometheus metrics and the bottleneck summary.
+fn telemetry(
+    req: http::Request<hyper::body::Incoming>,
+    metrics: &Metrics,
+    report: Option<&bottlenecks::BottleneckReport>,
+) -> Reply {
+    match req.uri().path() {
+        "/metrics" => text(http::StatusCode::OK, "text/plain; version=0.0.4", metrics.render()),
+        BOTTLENECKS_PATH => {
+            let json = req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|kv| kv == "format=json"));
+            match (report, json) {
+                (None, _) => text(
+                    http::StatusCode::NOT_FOUND,
+                    "text/plain",
+                    "no tail_sampling processor: the bottleneck summary covers the traces tail samplers decide\n"
+                        .into(),
+                ),
+                (Some(r), true) => text(http::StatusCode::OK, "application/json", r.to_json().to_string()),
+                (Some(r), false) => text(http::StatusCode::OK, "text/plain; charset=utf-8", r.render_text()),
+            }
+        }
+        _ => text(
             http::StatusCode::NOT_FOUND,
             "text/plain",
-            "metrics are at /metrics\n".into(),
-        );
+            format!("metrics are at /metrics, the bottleneck summary at {BOTTLENECKS_PATH}\n"),
+        ),
     }
-    text(http::StatusCode::OK, "text/plain; version=0.0.4", metrics.render())
 }
 
 fn register_process_gauges(metrics: &Metrics) {

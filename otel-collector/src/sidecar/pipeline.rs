@@ -2,14 +2,16 @@
 //! fan-out to exporters.
 
 use super::actions;
+use super::bottlenecks::BottleneckReport;
 use super::config::{Action, BatchConfig};
 use super::metrics::{Metrics, add};
 use super::wire::{ResourceBlock, ResourceView, ScopeBlock, SpanRec};
 use crate::engine::{KeptBy, TailSampler, TailSamplerBuilder, TraceSink};
+use crate::lock;
 use crate::predicate::ResourceMatch;
 use crate::settings::TailSamplingConfig;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Takes spans; never blocks for long.
@@ -21,10 +23,6 @@ pub(crate) trait Consumer: Send + Sync {
 pub(crate) trait Flush: Send + Sync {
     /// Passes every buffered span downstream (shutdown).
     fn flush(&self);
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Sends the same spans to several consumers.
@@ -104,12 +102,26 @@ impl Consumer for ResourceStage {
     }
 }
 
-/// Hands kept traces to the next stage.
-struct Forward(Arc<dyn Consumer>);
+/// Hands kept traces to the next stage, and decided ones to the bottleneck
+/// summary.
+struct Forward {
+    next: Arc<dyn Consumer>,
+    report: Option<Arc<BottleneckReport>>,
+}
 
 impl TraceSink<SpanRec> for Forward {
-    fn keep(&self, _trace_id: [u8; 16], spans: Vec<SpanRec>, _kept_by: KeptBy<'_>) {
-        self.0.consume(spans);
+    fn keep(&self, _trace_id: [u8; 16], spans: Vec<SpanRec>, kept_by: KeptBy<'_>) {
+        // Late spans of a kept trace are fragments: not a trace to analyse.
+        if let (Some(report), KeptBy::Policy(_)) = (&self.report, kept_by) {
+            report.kept(&spans);
+        }
+        self.next.consume(spans);
+    }
+
+    fn not_kept(&self, _trace_id: [u8; 16], spans: Vec<SpanRec>) {
+        if let Some(report) = &self.report {
+            report.not_kept(spans);
+        }
     }
 }
 
@@ -126,8 +138,9 @@ impl TailStage {
         metrics: &Metrics,
         id: &str,
         pipeline: &str,
+        report: Option<Arc<BottleneckReport>>,
     ) -> Arc<Self> {
-        let sink: Arc<dyn TraceSink<SpanRec>> = Arc::new(Forward(next));
+        let sink: Arc<dyn TraceSink<SpanRec>> = Arc::new(Forward { next, report });
         let sampler = TailSamplerBuilder::new(config).build(sink);
         let malformed = metrics.counter(
             "otelcol_processor_tail_sampling_malformed_spans",

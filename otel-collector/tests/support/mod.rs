@@ -135,6 +135,8 @@ pub type KeepCall = ([u8; 16], Vec<TSpan>, String);
 #[derive(Debug, Default)]
 pub struct Collect {
     pub kept: Mutex<Vec<KeepCall>>,
+    /// Traces decided not to keep: (trace id, span count).
+    pub not_kept: Mutex<Vec<([u8; 16], usize)>>,
 }
 
 impl TraceSink<TSpan> for Collect {
@@ -144,6 +146,10 @@ impl TraceSink<TSpan> for Collect {
             KeptBy::Cache => "(cache)".to_owned(),
         };
         self.kept.lock().unwrap().push((trace_id, spans, by));
+    }
+
+    fn not_kept(&self, trace_id: [u8; 16], spans: Vec<TSpan>) {
+        self.not_kept.lock().unwrap().push((trace_id, spans.len()));
     }
 }
 
