@@ -3,6 +3,9 @@
 
 /// `OTEL_SDK_DISABLED`: `true` installs nothing.
 pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+/// `OTEL_CONFIG_FILE`: a declarative configuration file (feature `yaml`) that
+/// configures the pipeline instead of the other `OTEL_*` variables.
+pub const OTEL_CONFIG_FILE: &str = "OTEL_CONFIG_FILE";
 /// `OTEL_SERVICE_NAME`.
 pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 /// `OTEL_RESOURCE_ATTRIBUTES`.

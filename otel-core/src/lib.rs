@@ -43,11 +43,27 @@
 //! (lines on stderr when no global subscriber is installed before `install`),
 //! also kept in [`TelemetryHandle::warnings`].
 //!
+//! # One file instead of twenty variables
+//!
+//! `OTEL_CONFIG_FILE` (or [`TelemetryBuilder::with_config_file`]) names a
+//! YAML file in the OpenTelemetry configuration data model (`file_format`
+//! 1.x): resource, propagators, processors and exporters, limits and samplers,
+//! with `${NAME:-default}` references to the environment. While it is set the
+//! other `OTEL_*` variables are not read; settings made in code still win.
+//! What is read, and how problems are reported: [`config_file`]. Examples:
+//! `examples/config/`.
+//!
 //! # Features
 //!
+//! - `http`, `grpc`, `tls` (default): the OTLP transports and `https://`.
+//! - `yaml` (default): `OTEL_CONFIG_FILE`, and YAML sampling-rules files.
+//! - `zstd`: zstd compression of OTLP requests.
 //! - `testing`: [`testing::InMemoryExporter`] and [`testing::render_trace`].
+//! - `tracing-opentelemetry`: log lines also read tracing-opentelemetry's spans.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "yaml")]
+pub mod config_file;
 mod console;
 pub mod db;
 pub mod env;

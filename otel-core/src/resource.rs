@@ -125,6 +125,9 @@ pub(crate) struct ResourceSettings {
     pub(crate) service_version: Option<String>,
     pub(crate) service_namespace: Option<String>,
     pub(crate) attributes: Vec<KeyValue>,
+    /// From a declarative configuration: below code, above detection.
+    pub(crate) file_attributes: Vec<KeyValue>,
+    pub(crate) schema_url: Option<String>,
 }
 
 /// Detects the resource. Precedence, lowest to highest: detected attributes
@@ -191,6 +194,9 @@ pub(crate) fn detect(
         }
     }
 
+    for kv in settings.file_attributes.iter().cloned() {
+        put(kv);
+    }
     for kv in settings.attributes.iter().cloned() {
         put(kv);
     }
@@ -206,9 +212,11 @@ pub(crate) fn detect(
     attrs
         .entry(Key::from_static_str("service.name"))
         .or_insert_with(|| Value::from(exe.unwrap_or_else(|| "unknown_service".to_owned())));
-    Ok(Resource::builder_empty()
-        .with_attributes(attrs.into_iter().map(|(k, v)| KeyValue::new(k, v)))
-        .build())
+    let mut builder = Resource::builder_empty().with_attributes(attrs.into_iter().map(|(k, v)| KeyValue::new(k, v)));
+    if let Some(url) = &settings.schema_url {
+        builder = builder.with_schema_url(Vec::<KeyValue>::new(), url.clone());
+    }
+    Ok(builder.build())
 }
 
 #[cfg(test)]

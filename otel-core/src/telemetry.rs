@@ -139,6 +139,14 @@ pub struct TelemetryBuilder {
     log_format: LogFormat,
     log_filter: Option<String>,
     console: bool,
+    config_file: Option<ConfigSource>,
+}
+
+/// A declarative configuration given in code.
+enum ConfigSource {
+    Path(String),
+    #[cfg_attr(not(feature = "yaml"), allow(dead_code))]
+    Yaml(String),
 }
 
 impl fmt::Debug for TelemetryBuilder {
@@ -175,6 +183,7 @@ impl Telemetry {
             log_format: LogFormat::default(),
             log_filter: None,
             console: false,
+            config_file: None,
         }
     }
 
@@ -191,6 +200,23 @@ impl Telemetry {
 }
 
 impl TelemetryBuilder {
+    /// Configures the pipeline from a declarative configuration file (the
+    /// OpenTelemetry configuration data model, `file_format` 1.x; see
+    /// [`config_file`](crate::config_file)), as `OTEL_CONFIG_FILE` does: the
+    /// other `OTEL_*` variables are then not read (they can still be
+    /// referenced in the file as `${NAME}`); settings made in code win.
+    pub fn with_config_file(mut self, path: impl Into<String>) -> Self {
+        self.config_file = Some(ConfigSource::Path(path.into()));
+        self
+    }
+
+    /// As [`with_config_file`](Self::with_config_file), from YAML text.
+    #[cfg(feature = "yaml")]
+    pub fn with_config_yaml(mut self, yaml: impl Into<String>) -> Self {
+        self.config_file = Some(ConfigSource::Yaml(yaml.into()));
+        self
+    }
+
     /// Makes a bad `OTEL_*` value an [`InstallError`] instead of a warning.
     pub fn strict(mut self) -> Self {
         if self.env.is_some() {
@@ -408,12 +434,50 @@ impl TelemetryBuilder {
             None => EnvReader::process(mode),
         };
 
+        // A declarative configuration replaces the other OTEL_* variables.
+        let file_source = match self.config_file {
+            Some(source) => Some(source),
+            None if read_env => env
+                .get(OTEL_CONFIG_FILE)
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| ConfigSource::Path(p.trim().to_owned())),
+            None => None,
+        };
+        let file = match file_source {
+            Some(source) => Some(load_config(source, &env, mode)?),
+            None => None,
+        };
+        let read_env = read_env && file.is_none();
+        let mut file_warnings = Vec::new();
+        #[cfg_attr(not(feature = "yaml"), allow(unused_mut))]
+        let mut resource_settings = self.resource;
+        #[cfg_attr(not(feature = "yaml"), allow(unused_mut))]
+        let mut file_parts = FileParts::default();
+        #[cfg(feature = "yaml")]
+        if let Some(file) = file {
+            if file.disabled {
+                return Ok(TelemetryHandle::disabled());
+            }
+            resource_settings.file_attributes = file.resource_attributes;
+            resource_settings.schema_url = file.schema_url;
+            file_warnings = file.warnings;
+            file_parts = FileParts {
+                sampler: Some(file.sampler),
+                limits: Some(file.limits),
+                value_length_limit: file.value_length_limit,
+                propagator: Some(file.propagator),
+                processors: Some(file.processors),
+            };
+        }
+        #[cfg(not(feature = "yaml"))]
+        let _ = (file, &mut file_warnings);
+
         if read_env && env.boolean(OTEL_SDK_DISABLED)?.unwrap_or(false) {
             return Ok(TelemetryHandle::disabled());
         }
 
-        let resource = resource::detect(&mut env, &self.resource, read_env)?;
-        let (sampler, hints): (Box<dyn ShouldSample>, SamplerHints) = match self.sampler {
+        let resource = resource::detect(&mut env, &resource_settings, read_env)?;
+        let (sampler, hints): (Box<dyn ShouldSample>, SamplerHints) = match self.sampler.or(file_parts.sampler) {
             Some(s) => s,
             None if read_env => {
                 let name = env.get(otel_sampling::OTEL_TRACES_SAMPLER).unwrap_or_default();
@@ -439,12 +503,12 @@ impl TelemetryBuilder {
                 DEFAULT_HINTS,
             ),
         };
-        let limits = match self.span_limits {
+        let limits = match self.span_limits.or(file_parts.limits) {
             Some(l) => l,
             None if read_env => span_limits_from_env(&mut env)?,
             None => SpanLimits::default(),
         };
-        let value_length = match self.value_length_limit {
+        let value_length = match self.value_length_limit.or(file_parts.value_length_limit) {
             Some(n) => Some(n),
             None if read_env => match env.positive(OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT)? {
                 Some(n) => Some(n),
@@ -457,6 +521,8 @@ impl TelemetryBuilder {
             None if read_env => BatchConfig::from_env_reader(&mut env)?,
             None => BatchConfig::default(),
         };
+        #[cfg_attr(not(feature = "yaml"), allow(unused_variables))]
+        let code_exporters = self.exporters.is_some();
         let mut exporters = match self.exporters {
             Some(e) => e,
             None if read_env => exporters_from_env(&mut env)?,
@@ -465,7 +531,7 @@ impl TelemetryBuilder {
         if self.console && !exporters.iter().any(|e| matches!(e, ExporterChoice::Console)) {
             exporters.push(ExporterChoice::Console);
         }
-        let propagator: BoxedPropagator = match self.propagator {
+        let propagator: BoxedPropagator = match self.propagator.or(file_parts.propagator) {
             Some(p) => p,
             None => {
                 let names = if read_env { env.get(OTEL_PROPAGATORS) } else { None };
@@ -495,6 +561,22 @@ impl TelemetryBuilder {
             .with_sampler(SharedSampler(sampler.clone()))
             .with_span_limits(limits);
         let mut processors: Vec<Box<dyn SpanProcessor>> = Vec::new();
+        // The file's processors, unless code chose the exporters.
+        #[cfg(feature = "yaml")]
+        let (exporters, batch) = match file_parts.processors {
+            Some(specs) if !code_exporters => {
+                let mut batch = batch;
+                let mut console = false;
+                for spec in specs {
+                    processors.push(file_processor(spec, &counters, &mut batch, &mut console)?);
+                }
+                if self.console && !console {
+                    processors.push(Box::new(SimpleSpanProcessor::new(ConsoleExporter)));
+                }
+                (Vec::new(), batch)
+            }
+            _ => (exporters, batch),
+        };
         for choice in exporters {
             processors.push(match choice {
                 ExporterChoice::None => continue,
@@ -545,7 +627,8 @@ impl TelemetryBuilder {
             global::set_tracer_provider(provider.clone());
             global::set_text_map_propagator(PropagatorHandle(propagator));
         }
-        let warnings = env.take_warnings();
+        let mut warnings = env.take_warnings();
+        warnings.extend(file_warnings);
         Ok(TelemetryHandle {
             provider: Some(provider),
             recorder: Some(recorder),
@@ -556,6 +639,87 @@ impl TelemetryBuilder {
             warnings,
         })
     }
+}
+
+/// What a declarative configuration gives the build, where code said nothing.
+#[derive(Default)]
+struct FileParts {
+    sampler: Option<(Box<dyn ShouldSample>, SamplerHints)>,
+    limits: Option<SpanLimits>,
+    value_length_limit: Option<usize>,
+    propagator: Option<BoxedPropagator>,
+    #[cfg(feature = "yaml")]
+    processors: Option<Vec<crate::config_file::ProcessorSpec>>,
+}
+
+#[cfg(feature = "yaml")]
+type LoadedConfig = crate::config_file::FileConfig;
+#[cfg(not(feature = "yaml"))]
+type LoadedConfig = ();
+
+/// Reads a declarative configuration, its `${NAME}` references from `env`.
+fn load_config(source: ConfigSource, env: &EnvReader<'_>, mode: EnvMode) -> Result<LoadedConfig, ConfigError> {
+    #[cfg(feature = "yaml")]
+    {
+        let lookup = |name: &str| env.get(name);
+        match source {
+            ConfigSource::Path(path) => crate::config_file::load(&path, &lookup, mode),
+            ConfigSource::Yaml(text) => crate::config_file::parse(&text, &lookup, mode),
+        }
+    }
+    #[cfg(not(feature = "yaml"))]
+    {
+        let _ = (env, mode);
+        let path = match source {
+            ConfigSource::Path(p) | ConfigSource::Yaml(p) => p,
+        };
+        Err(ConfigError::new(
+            OTEL_CONFIG_FILE,
+            path,
+            "no configuration file: declarative configuration needs otel-core's `yaml` feature",
+        ))
+    }
+}
+
+/// Builds one processor of a declarative configuration. The recorder's
+/// queue follows the first batch processor's.
+#[cfg(feature = "yaml")]
+fn file_processor(
+    spec: crate::config_file::ProcessorSpec,
+    counters: &Arc<Counters>,
+    first_batch: &mut BatchConfig,
+    console: &mut bool,
+) -> Result<Box<dyn SpanProcessor>, ConfigError> {
+    use crate::config_file::{ExporterSpec, ProcessorSpec};
+    Ok(match spec {
+        ProcessorSpec::Batch(config, exporter) => {
+            *first_batch = config;
+            match exporter {
+                ExporterSpec::Otlp(b) => Box::new(
+                    BatchSpanProcessor::builder(b.with_counters(counters.clone()).build()?)
+                        .with_config(config)
+                        .with_counters(counters.clone())
+                        .build(),
+                ),
+                ExporterSpec::Console => {
+                    *console = true;
+                    Box::new(
+                        BatchSpanProcessor::builder(ConsoleExporter)
+                            .with_config(config)
+                            .with_counters(counters.clone())
+                            .build(),
+                    )
+                }
+            }
+        }
+        ProcessorSpec::Simple(ExporterSpec::Otlp(b)) => {
+            Box::new(SimpleSpanProcessor::new(b.with_counters(counters.clone()).build()?))
+        }
+        ProcessorSpec::Simple(ExporterSpec::Console) => {
+            *console = true;
+            Box::new(SimpleSpanProcessor::new(ConsoleExporter))
+        }
+    })
 }
 
 /// The variable [`TelemetryBuilder::init`] reads its log filter from.
