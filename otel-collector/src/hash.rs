@@ -10,12 +10,14 @@ const PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// FNV-1a 64 of `salt` followed by `trace_id`.
 pub fn hash_trace_id(salt: &str, trace_id: &[u8; 16]) -> u64 {
-    let mut h = OFFSET;
-    for &b in salt.as_bytes().iter().chain(trace_id.iter()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(PRIME);
-    }
-    h
+    fnv1a(salt.as_bytes().iter().chain(trace_id.iter()).copied())
+}
+
+/// FNV-1a, 64 bits.
+pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes
+        .into_iter()
+        .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME))
 }
 
 /// `u64::MAX * ratio` as the Go processor computes it: the exact product

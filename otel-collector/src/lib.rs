@@ -52,6 +52,18 @@
 mod config;
 mod engine;
 
+/// Lowercase hex of `bytes`.
+#[cfg_attr(not(feature = "sidecar"), allow(dead_code))]
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
+}
+
 /// Locks `m`, recovering the data of a poisoned lock: a panicking holder
 /// leaves buffers and counters that are still worth using.
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -2,10 +2,15 @@
 //! bytes: the other fields are copied as they are, the attributes re-encoded.
 
 use super::config::{Action, ActionKind, Literal};
-use super::sha256::hex_digest;
 use super::wire::keyvalues;
 use otel_export::wire::{Field, Reader, put_bytes, put_fixed64, put_len_header, put_tag, put_varint};
 use std::borrow::Cow;
+
+/// The `hash` action's value: the lowercase hex SHA-256 of the bytes, as Go's.
+pub(crate) fn hex_digest(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    crate::hex(&sha2::Sha256::digest(data))
+}
 
 /// An `AnyValue` holding `literal`.
 pub(crate) fn literal_value(literal: &Literal) -> Vec<u8> {
@@ -224,6 +229,19 @@ mod tests {
         let r = resource(&[("a", Literal::Bool(true))]);
         assert!(apply(&r, 1, &[action("b", ActionKind::Update, Some(Literal::Int(1)), None)]).is_none());
         assert!(apply(&r, 1, &[action("b", ActionKind::Delete, None, None)]).is_none());
+    }
+
+    #[test]
+    fn sha256_known_digests() {
+        // FIPS 180-4 examples and the empty input.
+        assert_eq!(
+            hex_digest(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            hex_digest(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

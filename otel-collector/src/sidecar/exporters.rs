@@ -331,10 +331,6 @@ impl Exporter for FileExporter {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The `service.name` of a span's resource ("" without one).
 pub(crate) fn service_of(rec: &SpanRec) -> String {
     crate::sidecar::wire::keyvalues(&rec.scope.resource.bytes, 1)
@@ -389,7 +385,7 @@ pub(crate) fn render_trees(spans: &[SpanRec], detailed: bool) -> String {
         let errors = nodes.iter().filter(|n| n.error.is_some()).count();
         out.push_str(&format!(
             "trace {} ({} spans, {}{})\n",
-            hex(&t),
+            crate::hex(&t),
             members.len(),
             format_duration(std::time::Duration::from_nanos(end.saturating_sub(start))),
             if errors > 0 {
@@ -440,13 +436,22 @@ pub(crate) fn render_trees(spans: &[SpanRec], detailed: bool) -> String {
 
 /// `debug`: prints kept traces as trees with durations on standard output,
 /// and the bottleneck summary every `summary_interval` and at shutdown.
+///
+/// Batches are rendered and written on the exporter's own thread, behind a
+/// bounded queue, so the stage that hands them over (the tail sampler's
+/// decision thread) never waits on stdout; a full queue drops the batch and
+/// counts it.
 pub(crate) struct DebugExporter {
-    verbosity: String,
     counters: ExportCounters,
     report: Option<Arc<BottleneckReport>>,
+    tx: Mutex<Option<std::sync::mpsc::SyncSender<Vec<SpanRec>>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Dropped to stop the summary thread.
     stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
+
+/// Batches waiting for the debug exporter's writer.
+const DEBUG_QUEUE: usize = 256;
 
 impl DebugExporter {
     pub(crate) fn new(
@@ -476,10 +481,29 @@ impl DebugExporter {
             }
             None => (None, None),
         };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<SpanRec>>(DEBUG_QUEUE);
+        let verbosity = verbosity.to_owned();
+        let c = counters.clone();
+        let writer = std::thread::Builder::new()
+            .name("debug-exporter".into())
+            .spawn(move || {
+                for spans in rx {
+                    let text = if verbosity == "basic" {
+                        format!("debug exporter: {} spans\n", spans.len())
+                    } else {
+                        render_trees(&spans, verbosity == "detailed")
+                    };
+                    let mut stdout = std::io::stdout().lock();
+                    let ok = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).is_ok();
+                    add(if ok { &c.sent } else { &c.failed }, spans.len() as u64);
+                }
+            })
+            .map_err(|e| format!("cannot start the debug exporter's thread: {e}"))?;
         Ok(Arc::new(DebugExporter {
-            verbosity: verbosity.to_owned(),
             counters,
             report,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
             stop: Mutex::new(stop),
         }))
     }
@@ -493,23 +517,26 @@ fn print_summary(report: &BottleneckReport) {
 
 impl Consumer for DebugExporter {
     fn consume(&self, spans: Vec<SpanRec>) {
-        let text = if self.verbosity == "basic" {
-            format!("debug exporter: {} spans\n", spans.len())
-        } else {
-            render_trees(&spans, self.verbosity == "detailed")
+        let n = spans.len() as u64;
+        let sent = match &*lock(&self.tx) {
+            Some(tx) => tx.try_send(spans).is_ok(),
+            None => false,
         };
-        let mut stdout = std::io::stdout().lock();
-        let ok = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).is_ok();
-        add(
-            if ok { &self.counters.sent } else { &self.counters.failed },
-            spans.len() as u64,
-        );
+        if !sent {
+            add(&self.counters.enqueue_failed, n);
+        }
     }
 }
 
 impl Exporter for DebugExporter {
     fn shutdown(self: Arc<Self>, deadline: Instant) -> BoxFuture {
         Box::pin(async move {
+            // The writer prints what is queued, then ends.
+            drop(lock(&self.tx).take());
+            let writer = lock(&self.writer).take();
+            if let Some(w) = writer {
+                let _ = tokio::task::spawn_blocking(move || w.join()).await;
+            }
             drop(lock(&self.stop).take());
             if let Some(report) = &self.report {
                 report.settle(deadline.saturating_duration_since(Instant::now())).await;
@@ -525,14 +552,9 @@ impl Exporter for DebugExporter {
 const VIRTUAL_NODES: u32 = 160;
 
 fn fnv(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = crate::hash::fnv1a(bytes.iter().copied());
     // Spread FNV's weak low bits.
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    let h = (h ^ (h >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^ (h >> 33)
 }
 

@@ -16,7 +16,6 @@ mod memory;
 mod metrics;
 mod pipeline;
 mod receiver;
-mod sha256;
 pub mod wire;
 
 pub use config::CollectorConfig;
