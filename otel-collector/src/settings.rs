@@ -15,7 +15,7 @@ pub const DEFAULT_NUM_TRACES: usize = 50_000;
 /// its caches off; ours are on, so late spans follow their trace's decision.
 pub const DEFAULT_DECISION_CACHE_SIZE: usize = 50_000;
 
-const TOP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &[
     "decision_wait",
     "decision_wait_after_root_received",
     "num_traces",

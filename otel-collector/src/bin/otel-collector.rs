@@ -1,61 +1,110 @@
-//! `otel-collector --config FILE [--validate] [--shutdown-timeout 20s]`
+//! `otel-collector --config FILE [--config FILE ...]`: runs the collector.
+//! `otel-collector validate --config FILE`: checks a configuration.
+//! `otel-collector components`: lists what this collector has.
 //!
-//! Runs the tail-sampling collector with an OpenTelemetry Collector YAML
-//! configuration; `--validate` checks the configuration and exits (0 when
-//! valid). SIGTERM or SIGINT stop the receivers, decide every buffered trace
-//! and drain the exporters before exiting.
+//! Configurations are OpenTelemetry Collector YAML; repeated `--config` files
+//! are merged as the Go Collector merges them (mappings key by key, the later
+//! file winning). SIGTERM or SIGINT stop the receivers, decide every buffered
+//! trace and drain the exporters before exiting.
 
-use otel_collector::sidecar::{Collector, CollectorConfig};
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use otel_collector::sidecar::Collector;
+use otel_collector::sidecar::config::{COMPONENTS, CollectorConfig};
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "usage: otel-collector --config FILE [--validate] [--shutdown-timeout DURATION]
-
-  --config FILE            OpenTelemetry Collector YAML (receivers, processors,
-                           exporters, service.pipelines.traces); ${env:VAR} expands
-  --validate               check the configuration, print the result and exit
-  --shutdown-timeout D     time allowed to drain on SIGTERM/SIGINT (default 20s)";
-
-struct Args {
-    config: String,
-    validate: bool,
-    shutdown_timeout: Duration,
+fn config_arg() -> Arg {
+    Arg::new("config")
+        .long("config")
+        .short('c')
+        .value_name("FILE")
+        .action(ArgAction::Append)
+        .required(true)
+        .help("OpenTelemetry Collector YAML; repeat to merge files (later ones win); ${env:VAR} expands")
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut config = None;
-    let mut validate = false;
-    let mut shutdown_timeout = otel_collector::sidecar::config::DEFAULT_SHUTDOWN_TIMEOUT;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (a.clone(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match flag.as_str() {
-            "--config" | "-c" => config = Some(value("--config")?),
-            "--validate" => validate = true,
-            "--shutdown-timeout" => {
-                let v = value("--shutdown-timeout")?;
-                shutdown_timeout =
-                    otel_collector::parse_duration(&v).map_err(|e| format!("--shutdown-timeout: {e}"))?;
+fn cli() -> Command {
+    Command::new("otel-collector")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("A tail-sampling OpenTelemetry collector that reads the Go Collector's YAML")
+        .args_conflicts_with_subcommands(true)
+        .arg(config_arg())
+        .arg(
+            Arg::new("validate")
+                .long("validate")
+                .action(ArgAction::SetTrue)
+                .help("check the configuration, print the result and exit (as the validate subcommand)"),
+        )
+        .arg(
+            Arg::new("shutdown-timeout")
+                .long("shutdown-timeout")
+                .value_name("DURATION")
+                .help("time allowed to drain on SIGTERM/SIGINT, a Go duration (default 20s)"),
+        )
+        .subcommand(
+            Command::new("validate")
+                .about("Checks a configuration: prints what is wrong, or that it is valid, and the settings it ignores")
+                .arg(config_arg()),
+        )
+        .subcommand(
+            Command::new("components")
+                .about("Lists the receivers, processors, exporters and extensions, with their settings"),
+        )
+}
+
+/// The merged configuration of every `--config` file.
+fn load(matches: &ArgMatches) -> Result<(String, CollectorConfig), String> {
+    let paths: Vec<&String> = matches
+        .get_many::<String>("config")
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    let mut texts = Vec::with_capacity(paths.len());
+    for p in &paths {
+        texts.push(std::fs::read_to_string(p).map_err(|e| format!("cannot read {p}: {e}"))?);
+    }
+    let names = paths.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(" + ");
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let config = CollectorConfig::parse_merged_with_env(&refs, &|name| std::env::var(name).ok())
+        .map_err(|e| format!("invalid configuration {names}: {e}"))?;
+    Ok((names, config))
+}
+
+fn validate(matches: &ArgMatches) -> ExitCode {
+    match load(matches) {
+        Ok((names, config)) => {
+            for w in &config.warnings {
+                eprintln!("otel-collector: warning: {w}");
             }
-            "--help" | "-h" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
+            println!("{names}: valid ({} traces pipeline(s))", config.pipelines.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("otel-collector: {e}");
+            ExitCode::from(1)
         }
     }
-    let config = config.ok_or("--config FILE is required")?;
-    Ok(Args {
-        config,
-        validate,
-        shutdown_timeout,
-    })
+}
+
+fn components() -> ExitCode {
+    use std::fmt::Write as _;
+    let mut text = format!("otel-collector {}\n", env!("CARGO_PKG_VERSION"));
+    let mut section = "";
+    for c in COMPONENTS {
+        if c.section != section {
+            section = c.section;
+            let _ = writeln!(text, "{section}:");
+        }
+        let _ = writeln!(text, "  {}:", c.name);
+        if !c.settings.is_empty() {
+            let _ = writeln!(text, "    settings: {}", c.settings.join(", "));
+        }
+        if !c.ignored.is_empty() {
+            let _ = writeln!(text, "    accepted, ignored with a warning: {}", c.ignored.join(", "));
+        }
+    }
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    ExitCode::SUCCESS
 }
 
 fn init_logs(level: &str, json: bool) {
@@ -77,38 +126,47 @@ fn init_logs(level: &str, json: bool) {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
+    let matches = match cli().try_get_matches() {
+        Ok(m) => m,
         Err(e) => {
-            eprintln!("otel-collector: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
+            // --help and --version print and succeed; usage errors exit 2.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
-    let text = match std::fs::read_to_string(&args.config) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("otel-collector: cannot read {}: {e}", args.config);
-            return ExitCode::from(1);
-        }
-    };
-    let config = match CollectorConfig::parse(&text) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("otel-collector: invalid configuration {}: {e}", args.config);
-            return ExitCode::from(1);
-        }
-    };
-    if args.validate {
-        for w in &config.warnings {
-            eprintln!("otel-collector: warning: {w}");
-        }
-        println!("{}: valid ({} traces pipeline(s))", args.config, config.pipelines.len());
-        return ExitCode::SUCCESS;
+    match matches.subcommand() {
+        Some(("validate", sub)) => return validate(sub),
+        Some(("components", _)) => return components(),
+        _ => {}
     }
+    if matches.get_flag("validate") {
+        return validate(&matches);
+    }
+    let shutdown_timeout = match matches.get_one::<String>("shutdown-timeout") {
+        None => otel_collector::sidecar::config::DEFAULT_SHUTDOWN_TIMEOUT,
+        Some(v) => match otel_collector::parse_duration(v) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("otel-collector: --shutdown-timeout: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let config = match load(&matches) {
+        Ok((_, c)) => c,
+        Err(e) => {
+            eprintln!("otel-collector: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    run(config, shutdown_timeout)
+}
+
+fn run(config: CollectorConfig, shutdown_timeout: Duration) -> ExitCode {
     init_logs(&config.telemetry.log_level, config.telemetry.log_json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -131,8 +189,8 @@ fn main() -> ExitCode {
         };
         tracing::info!("otel-collector ready");
         let signal = wait_for_signal().await;
-        tracing::info!("{signal}: shutting down (up to {:?})", args.shutdown_timeout);
-        collector.shutdown(args.shutdown_timeout).await;
+        tracing::info!("{signal}: shutting down (up to {shutdown_timeout:?})");
+        collector.shutdown(shutdown_timeout).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })

@@ -340,6 +340,186 @@ fn kind_of(id: &str) -> &str {
     id.split_once('/').map_or(id, |(t, _)| t)
 }
 
+/// Merges `over` into `base`: mappings key by key, anything else replaced.
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// A component this collector has: its section, its type, the settings it
+/// acts on, and the Go settings it accepts without acting on (each named in a
+/// warning at `validate` and at start). Parsing checks a component's keys
+/// against this table, and `otel-collector components` prints it.
+#[derive(Debug, Clone, Copy)]
+pub struct Component {
+    /// `receivers`, `processors`, `exporters` or `extensions`.
+    pub section: &'static str,
+    /// The type name (`otlp`, `tail_sampling`, ...).
+    pub name: &'static str,
+    /// Top-level settings acted on.
+    pub settings: &'static [&'static str],
+    /// Top-level settings accepted and ignored, with a warning.
+    pub ignored: &'static [&'static str],
+}
+
+const OTLP_EXPORTER_SETTINGS: &[&str] = &[
+    "endpoint",
+    "traces_endpoint",
+    "encoding",
+    "tls",
+    "headers",
+    "compression",
+    "timeout",
+    "sending_queue",
+    "retry_on_failure",
+    "auth",
+];
+const OTLP_EXPORTER_IGNORED: &[&str] = &[
+    "balancer_name",
+    "keepalive",
+    "wait_for_ready",
+    "read_buffer_size",
+    "write_buffer_size",
+];
+
+/// Every component, in the order `components` prints them.
+pub const COMPONENTS: &[Component] = &[
+    Component {
+        section: "receivers",
+        name: "otlp",
+        settings: &["protocols"],
+        ignored: &[],
+    },
+    Component {
+        section: "processors",
+        name: "memory_limiter",
+        settings: &[
+            "check_interval",
+            "limit_mib",
+            "spike_limit_mib",
+            "limit_percentage",
+            "spike_limit_percentage",
+        ],
+        ignored: &[],
+    },
+    Component {
+        section: "processors",
+        name: "tail_sampling",
+        settings: crate::settings::TOP_KEYS,
+        ignored: &[],
+    },
+    Component {
+        section: "processors",
+        name: "batch",
+        settings: &["timeout", "send_batch_size", "send_batch_max_size", "metadata_keys"],
+        ignored: &["metadata_cardinality_limit"],
+    },
+    Component {
+        section: "processors",
+        name: "attributes",
+        settings: &["actions", "include", "exclude"],
+        ignored: &[],
+    },
+    Component {
+        section: "processors",
+        name: "resource",
+        settings: &["attributes"],
+        ignored: &[],
+    },
+    Component {
+        section: "exporters",
+        name: "otlp",
+        settings: OTLP_EXPORTER_SETTINGS,
+        ignored: OTLP_EXPORTER_IGNORED,
+    },
+    Component {
+        section: "exporters",
+        name: "otlphttp",
+        settings: OTLP_EXPORTER_SETTINGS,
+        ignored: OTLP_EXPORTER_IGNORED,
+    },
+    Component {
+        section: "exporters",
+        name: "file",
+        settings: &["path", "format"],
+        ignored: &["flush_interval"],
+    },
+    Component {
+        section: "exporters",
+        name: "debug",
+        settings: &["verbosity", "summary_interval"],
+        ignored: &["sampling_initial", "sampling_thereafter"],
+    },
+    Component {
+        section: "exporters",
+        name: "loadbalancing",
+        settings: &["routing_key", "protocol", "resolver"],
+        ignored: &[],
+    },
+    Component {
+        section: "extensions",
+        name: "health_check",
+        settings: &["endpoint", "path"],
+        ignored: &["check_collector_pipeline"],
+    },
+    Component {
+        section: "extensions",
+        name: "pprof",
+        settings: &[],
+        ignored: &["(all: accepted, not started)"],
+    },
+    Component {
+        section: "extensions",
+        name: "zpages",
+        settings: &[],
+        ignored: &["(all: accepted, not started)"],
+    },
+];
+
+/// The table entry of a component.
+fn component(section: &str, name: &str) -> Component {
+    COMPONENTS
+        .iter()
+        .find(|c| c.section == section && c.name == name)
+        .copied()
+        .unwrap_or(Component {
+            section: "",
+            name: "",
+            settings: &[],
+            ignored: &[],
+        })
+}
+
+/// Checks `at`'s keys against `section`/`name` in [`COMPONENTS`]; the ignored
+/// ones present become warnings.
+fn component_keys(at: At<'_>, section: &str, name: &str, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+    let c = component(section, name);
+    let all: Vec<&str> = c.settings.iter().chain(c.ignored).copied().collect();
+    at.only_keys(&all)?;
+    note_ignored(at, c.ignored, warnings);
+    Ok(())
+}
+
+/// The names of a section's components, from [`COMPONENTS`].
+fn names(section: &str) -> Vec<&'static str> {
+    COMPONENTS
+        .iter()
+        .filter(|c| c.section == section)
+        .map(|c| c.name)
+        .collect()
+}
+
 fn removed_or_unknown(section: &str, id: &str, known: &[&str]) -> ConfigError {
     let kind = kind_of(id);
     let path = format!("{section}.{id}");
@@ -408,7 +588,21 @@ impl CollectorConfig {
     ///
     /// The first problem found, with its path.
     pub fn parse_with_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut value = parse_yaml(text)?;
+        Self::parse_merged_with_env(&[text], lookup)
+    }
+
+    /// Parses several configurations merged into one, as the Go Collector
+    /// merges repeated `--config` flags: mappings are merged key by key, the
+    /// later file's value winning; lists and scalars are replaced whole.
+    ///
+    /// # Errors
+    ///
+    /// The first problem found, with its path (in the merged configuration).
+    pub fn parse_merged_with_env(texts: &[&str], lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut value = Value::Object(serde_json::Map::new());
+        for text in texts {
+            merge(&mut value, parse_yaml(text)?);
+        }
         let mut warnings = Vec::new();
         substitute(&mut value, lookup, &mut warnings).map_err(|e| ConfigError::new("(environment)", e))?;
         let root = At {
@@ -454,7 +648,7 @@ impl CollectorConfig {
                         &mut warnings,
                     )?,
                 )),
-                _ => return Err(removed_or_unknown("receivers", &id, &["otlp"])),
+                _ => return Err(removed_or_unknown("receivers", &id, &names("receivers"))),
             }
         }
 
@@ -467,28 +661,30 @@ impl CollectorConfig {
             };
             at.map()?;
             let p = match kind_of(&id) {
-                "memory_limiter" => ProcessorConfig::MemoryLimiter(parse_memory_limiter(at)?),
+                "memory_limiter" => {
+                    component_keys(at, "processors", "memory_limiter", &mut warnings)?;
+                    ProcessorConfig::MemoryLimiter(parse_memory_limiter(at)?)
+                }
                 "tail_sampling" => {
                     // Validate now; each pipeline builds its own engine later.
                     TailSamplingConfig::from_value(at.value, &path)?;
                     ProcessorConfig::TailSampling(at.value.clone())
                 }
-                "batch" => ProcessorConfig::Batch(parse_batch(at)?),
+                "batch" => {
+                    component_keys(at, "processors", "batch", &mut warnings)?;
+                    ProcessorConfig::Batch(parse_batch(at)?)
+                }
                 "attributes" => {
-                    at.only_keys(&["actions", "include", "exclude"])?;
+                    component_keys(at, "processors", "attributes", &mut warnings)?;
                     reject_filters(at)?;
                     ProcessorConfig::Attributes(parse_actions(at, "actions")?)
                 }
                 "resource" => {
-                    at.only_keys(&["attributes"])?;
+                    component_keys(at, "processors", "resource", &mut warnings)?;
                     ProcessorConfig::Resource(parse_actions(at, "attributes")?)
                 }
                 _ => {
-                    return Err(removed_or_unknown(
-                        "processors",
-                        &id,
-                        &["memory_limiter", "tail_sampling", "batch", "attributes", "resource"],
-                    ));
+                    return Err(removed_or_unknown("processors", &id, &names("processors")));
                 }
             };
             processors.push((id.clone(), p));
@@ -506,8 +702,7 @@ impl CollectorConfig {
                 "otlp" => ExporterConfig::Otlp(Box::new(parse_otlp_exporter(at, false, true, &mut warnings)?)),
                 "otlphttp" => ExporterConfig::Otlp(Box::new(parse_otlp_exporter(at, true, true, &mut warnings)?)),
                 "file" => {
-                    at.only_keys(&["path", "format", "flush_interval"])?;
-                    note_ignored(at, &["flush_interval"], &mut warnings);
+                    component_keys(at, "exporters", "file", &mut warnings)?;
                     if let Some(f) = get_str(at, "format")?
                         && f != "json"
                     {
@@ -522,13 +717,7 @@ impl CollectorConfig {
                     ExporterConfig::File { path: p.to_owned() }
                 }
                 "debug" => {
-                    at.only_keys(&[
-                        "verbosity",
-                        "sampling_initial",
-                        "sampling_thereafter",
-                        "summary_interval",
-                    ])?;
-                    note_ignored(at, &["sampling_initial", "sampling_thereafter"], &mut warnings);
+                    component_keys(at, "exporters", "debug", &mut warnings)?;
                     let verbosity = get_str(at, "verbosity")?.unwrap_or("normal").to_owned();
                     if !["basic", "normal", "detailed"].contains(&verbosity.as_str()) {
                         return Err(ConfigError::new(
@@ -548,11 +737,7 @@ impl CollectorConfig {
                 }
                 "loadbalancing" => parse_loadbalancing(at, &mut warnings)?,
                 _ => {
-                    return Err(removed_or_unknown(
-                        "exporters",
-                        &id,
-                        &["otlp", "otlphttp", "file", "debug", "loadbalancing"],
-                    ));
+                    return Err(removed_or_unknown("exporters", &id, &names("exporters")));
                 }
             };
             exporters.push((id.clone(), e));
@@ -588,8 +773,7 @@ impl CollectorConfig {
             let e = match kind_of(&id) {
                 "health_check" => {
                     at.map()?;
-                    at.only_keys(&["endpoint", "path", "check_collector_pipeline"])?;
-                    note_ignored(at, &["check_collector_pipeline"], &mut warnings);
+                    component_keys(at, "extensions", "health_check", &mut warnings)?;
                     ExtensionConfig::HealthCheck {
                         endpoint: listen_endpoint(at, "endpoint", "localhost:13133")?,
                         path: get_str(at, "path")?.unwrap_or("/").to_owned(),
@@ -716,7 +900,7 @@ fn check_refs<'a>(
 
 fn parse_otlp_receiver(at: At<'_>, warnings: &mut Vec<String>) -> Result<OtlpReceiverConfig, ConfigError> {
     at.map()?;
-    at.only_keys(&["protocols"])?;
+    component_keys(at, "receivers", "otlp", warnings)?;
     let ppath = child(at.path, "protocols");
     let protocols = At {
         value: get(at, "protocols").unwrap_or(&EMPTY),
@@ -992,13 +1176,6 @@ fn total_memory() -> Option<u64> {
 }
 
 fn parse_memory_limiter(at: At<'_>) -> Result<MemoryLimiterConfig, ConfigError> {
-    at.only_keys(&[
-        "check_interval",
-        "limit_mib",
-        "spike_limit_mib",
-        "limit_percentage",
-        "spike_limit_percentage",
-    ])?;
     let check_interval = get_duration(at, "check_interval")?.unwrap_or(Duration::from_secs(1));
     if check_interval.is_zero() {
         return Err(ConfigError::new(child(at.path, "check_interval"), "must be above 0"));
@@ -1044,13 +1221,6 @@ fn parse_memory_limiter(at: At<'_>) -> Result<MemoryLimiterConfig, ConfigError> 
 }
 
 fn parse_batch(at: At<'_>) -> Result<BatchConfig, ConfigError> {
-    at.only_keys(&[
-        "timeout",
-        "send_batch_size",
-        "send_batch_max_size",
-        "metadata_keys",
-        "metadata_cardinality_limit",
-    ])?;
     if get(at, "metadata_keys").is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
         return Err(ConfigError::new(
             child(at.path, "metadata_keys"),
@@ -1169,34 +1339,7 @@ fn parse_otlp_exporter(
     needs_endpoint: bool,
     warnings: &mut Vec<String>,
 ) -> Result<OtlpExporterConfig, ConfigError> {
-    at.only_keys(&[
-        "endpoint",
-        "traces_endpoint",
-        "encoding",
-        "tls",
-        "headers",
-        "compression",
-        "timeout",
-        "sending_queue",
-        "retry_on_failure",
-        "balancer_name",
-        "keepalive",
-        "wait_for_ready",
-        "read_buffer_size",
-        "write_buffer_size",
-        "auth",
-    ])?;
-    note_ignored(
-        at,
-        &[
-            "balancer_name",
-            "keepalive",
-            "wait_for_ready",
-            "read_buffer_size",
-            "write_buffer_size",
-        ],
-        warnings,
-    );
+    component_keys(at, "exporters", if http { "otlphttp" } else { "otlp" }, warnings)?;
     reject(
         at,
         "auth",
@@ -1382,7 +1525,7 @@ fn parse_otlp_exporter(
 }
 
 fn parse_loadbalancing(at: At<'_>, warnings: &mut Vec<String>) -> Result<ExporterConfig, ConfigError> {
-    at.only_keys(&["routing_key", "protocol", "resolver"])?;
+    component_keys(at, "exporters", "loadbalancing", warnings)?;
     if let Some(k) = get_str(at, "routing_key")?
         && k != "traceID"
     {
