@@ -494,7 +494,7 @@ impl TelemetryBuilder {
                     if e.variable() == otel_sampling::OTEL_TRACES_SAMPLER {
                         hints = DEFAULT_HINTS;
                     }
-                    env.reject(ConfigError::new(e.variable(), e.value(), strip_prefix(&e.to_string())))?;
+                    env.reject(ConfigError::new(e.variable(), e.value(), e.accepted()))?;
                 }
                 (sampler, hints)
             }
@@ -761,13 +761,6 @@ fn log_filter(code: Option<&str>, env: Option<&str>) -> (tracing_subscriber::Env
             )),
         ),
     }
-}
-
-fn strip_prefix(message: &str) -> String {
-    // SamplerConfigError's message already names the variable; keep what it accepts.
-    message
-        .split_once("accepted: ")
-        .map_or_else(|| message.to_owned(), |(_, a)| a.to_owned())
 }
 
 fn default_propagator() -> CompositePropagator {

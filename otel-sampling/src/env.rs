@@ -64,6 +64,11 @@ impl SamplerConfigError {
     pub fn value(&self) -> &str {
         &self.value
     }
+
+    /// What would have been accepted.
+    pub fn accepted(&self) -> &str {
+        &self.accepted
+    }
 }
 
 impl fmt::Display for SamplerConfigError {
