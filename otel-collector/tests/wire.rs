@@ -8,7 +8,13 @@ use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
-use otel_collector::sidecar::wire::{SpanView, encode_request, split_request};
+use otel_collector::sidecar::wire::{LiveBytes, SpanView, encode_request};
+
+fn split_request(
+    body: &bytes::Bytes,
+) -> Result<Vec<otel_collector::sidecar::wire::SpanRec>, otel_collector::sidecar::wire::DecodeError> {
+    otel_collector::sidecar::wire::split_request(body, &LiveBytes::new())
+}
 use otel_collector::{AttrValue, Attributes, SpanFacts, StatusCode};
 use otel_export::encode::{Encoder, Encoding};
 use proptest::prelude::*;
@@ -169,4 +175,24 @@ fn spans_from_other_sdks_without_optional_fields() {
             .to_string()
             .contains("span_id")
     );
+}
+
+#[test]
+fn each_collector_counts_its_own_live_bytes() {
+    let a = LiveBytes::new();
+    let b = LiveBytes::new();
+    let spans: Vec<SpanData> = (1..=3)
+        .map(|i| span(7, i, 0, "a", false, vec![KeyValue::new("n", 1)]))
+        .collect();
+    let request = bytes::Bytes::from(Encoder::new(&resource()).encode(&spans, Encoding::Protobuf).to_vec());
+    let spans = otel_collector::sidecar::wire::split_request(&request, &a).unwrap();
+    assert_eq!(spans.len(), 3);
+    let held = a.get();
+    assert!(held > request.len() as i64 / 2, "{held}");
+    assert_eq!(b.get(), 0, "another collector's budget is untouched");
+    let copy = spans[0].clone();
+    assert!(a.get() > held);
+    drop(copy);
+    drop(spans);
+    assert_eq!(a.get(), 0, "everything released");
 }

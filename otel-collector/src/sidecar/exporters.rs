@@ -30,6 +30,8 @@ pub(crate) trait Exporter: Consumer {
 /// Counters every exporter keeps.
 #[derive(Clone)]
 pub(crate) struct ExportCounters {
+    /// The collector's live-bytes account (encoded requests in flight count).
+    pub(crate) live: Arc<super::wire::LiveBytes>,
     pub(crate) sent: Arc<AtomicU64>,
     pub(crate) failed: Arc<AtomicU64>,
     pub(crate) enqueue_failed: Arc<AtomicU64>,
@@ -39,6 +41,7 @@ impl ExportCounters {
     pub(crate) fn new(metrics: &Metrics, id: &str) -> Self {
         let l = [("exporter", id)];
         ExportCounters {
+            live: metrics.live(),
             sent: metrics.counter("otelcol_exporter_sent_spans", "Spans delivered.", &l),
             failed: metrics.counter(
                 "otelcol_exporter_send_failed_spans",
@@ -173,7 +176,7 @@ impl QueuedOtlp {
                     tokio::spawn(async move {
                         let result = match body {
                             Ok(body) => {
-                                let _live = LiveGuard::new(body.len());
+                                let _live = LiveGuard::new(&counters.live, body.len());
                                 exporter.export_encoded(body, n).await
                             }
                             Err(e) => Err(format!("cannot encode the request: {e}")),

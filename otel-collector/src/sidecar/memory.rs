@@ -3,7 +3,7 @@
 
 use super::config::MemoryLimiterConfig;
 use super::metrics::{Metrics, add};
-use super::wire::live_bytes;
+use super::wire::LiveBytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -36,6 +36,7 @@ pub(crate) struct MemoryLimiter {
     rss: AtomicU64,
     refusing: AtomicBool,
     refused: Arc<AtomicU64>,
+    live: Arc<LiveBytes>,
 }
 
 impl MemoryLimiter {
@@ -53,6 +54,7 @@ impl MemoryLimiter {
                 "Spans refused by the memory limiter (clients retry them).",
                 &[("processor", id)],
             ),
+            live: metrics.live(),
         });
         let weak = Arc::downgrade(&limiter);
         let id = id.to_owned();
@@ -83,7 +85,7 @@ impl MemoryLimiter {
 
     /// Memory in use now, as the limiter counts it.
     pub(crate) fn usage(&self) -> u64 {
-        let held = live_bytes().max(0) as f64 * OVERHEAD_FACTOR;
+        let held = self.live.get().max(0) as f64 * OVERHEAD_FACTOR;
         let estimate = self.baseline + held as u64;
         let rss = self.rss.load(Ordering::Relaxed);
         if rss > self.hard { rss } else { estimate }

@@ -22,6 +22,7 @@ struct Entry {
 #[derive(Default)]
 pub struct Metrics {
     entries: Mutex<Vec<Entry>>,
+    live: Arc<super::wire::LiveBytes>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -43,6 +44,11 @@ fn label_text(labels: &[(&str, &str)]) -> String {
 }
 
 impl Metrics {
+    /// The collector's account of live span bytes (for the memory limiter).
+    pub fn live(&self) -> Arc<super::wire::LiveBytes> {
+        self.live.clone()
+    }
+
     /// A counter (registered once per name and labels; the same one is returned again).
     pub fn counter(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Arc<AtomicU64> {
         let labels = label_text(labels);

@@ -427,11 +427,12 @@ fn register_process_gauges(metrics: &Metrics) {
         &[],
         || resident_bytes().unwrap_or(0) as f64,
     );
+    let live = metrics.live();
     metrics.gauge(
         "otelcol_process_span_bytes",
         "Bytes of span data held (buffered, batched, queued).",
         &[],
-        || wire::live_bytes() as f64,
+        move || live.get() as f64,
     );
 }
 

@@ -94,6 +94,7 @@ impl Consumer for ResourceStage {
                 resource: new_resource,
                 bytes: s.scope.bytes.clone(),
                 schema_url: s.scope.schema_url.clone(),
+                live: s.scope.live.clone(),
             });
             scopes.push((s.scope.clone(), new_scope.clone()));
             s.scope = new_scope;

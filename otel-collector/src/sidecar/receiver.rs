@@ -42,6 +42,7 @@ pub(crate) enum Refusal {
 /// Counts and dispatches what one receiver takes in.
 pub(crate) struct Intake {
     pub(crate) pipelines: Vec<PipelineEntry>,
+    live: Arc<super::wire::LiveBytes>,
     accepted: Arc<AtomicU64>,
     refused: Arc<AtomicU64>,
     malformed: Arc<AtomicU64>,
@@ -52,6 +53,7 @@ impl Intake {
         let l = [("receiver", id), ("transport", transport)];
         Arc::new(Intake {
             pipelines,
+            live: metrics.live(),
             accepted: metrics.counter(
                 "otelcol_receiver_accepted_spans",
                 "Spans accepted into the pipelines.",
@@ -78,7 +80,7 @@ impl Intake {
 
     /// Takes an `ExportTraceServiceRequest` (protobuf bytes); the spans keep slices of `body`.
     pub(crate) fn accept(&self, body: &Bytes) -> Result<usize, Refusal> {
-        let spans = match split_request(body) {
+        let spans = match split_request(body, &self.live) {
             Ok(s) => s,
             Err(e) => {
                 add(&self.malformed, 1);

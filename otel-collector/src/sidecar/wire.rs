@@ -11,34 +11,47 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-/// Bytes of span data alive in the process (spans buffered, batched or
-/// queued for export), for the memory limiter.
-static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+/// Bytes of span data alive in one collector (spans buffered, batched or
+/// queued for export), for its memory limiter: each collector counts its own,
+/// so two collectors in one process do not share a budget.
+#[derive(Debug, Default)]
+pub struct LiveBytes(AtomicI64);
+
+impl LiveBytes {
+    /// A new account at zero.
+    pub fn new() -> Arc<Self> {
+        Arc::new(LiveBytes::default())
+    }
+
+    /// Bytes alive now.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+}
 
 /// What one stored span costs besides its bytes (the record and its share of
 /// buffer bookkeeping).
 const SPAN_OVERHEAD: i64 = 64;
 
-/// Bytes of span data alive in the process now.
-pub fn live_bytes() -> i64 {
-    LIVE_BYTES.load(Ordering::Relaxed)
-}
-
 /// Counts other bytes (an encoded request in flight) as live while it exists.
 #[derive(Debug)]
-pub struct LiveGuard(i64);
+pub struct LiveGuard(Arc<LiveBytes>, i64);
 
 impl LiveGuard {
-    /// Counts `bytes` until dropped.
-    pub fn new(bytes: usize) -> Self {
-        LIVE_BYTES.fetch_add(bytes as i64, Ordering::Relaxed);
-        LiveGuard(bytes as i64)
+    /// Counts `bytes` on `account` until dropped.
+    pub fn new(account: &Arc<LiveBytes>, bytes: usize) -> Self {
+        account.add(bytes as i64);
+        LiveGuard(account.clone(), bytes as i64)
     }
 }
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        LIVE_BYTES.fetch_sub(self.0, Ordering::Relaxed);
+        self.0.add(-self.1);
     }
 }
 
@@ -52,7 +65,7 @@ pub struct ResourceBlock {
 }
 
 /// An `InstrumentationScope` and its resource, shared by its spans.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct ScopeBlock {
     /// The resource.
     pub resource: Arc<ResourceBlock>,
@@ -60,7 +73,17 @@ pub struct ScopeBlock {
     pub bytes: Box<[u8]>,
     /// `ScopeSpans.schema_url`.
     pub schema_url: Box<str>,
+    /// The collector whose memory its spans count against.
+    pub live: Arc<LiveBytes>,
 }
+
+impl PartialEq for ScopeBlock {
+    fn eq(&self, other: &Self) -> bool {
+        self.resource == other.resource && self.bytes == other.bytes && self.schema_url == other.schema_url
+    }
+}
+
+impl Eq for ScopeBlock {}
 
 /// One span: its `Span` message content and where it came from. The bytes
 /// are a slice of the request they arrived in (shared, not copied).
@@ -73,7 +96,7 @@ pub struct SpanRec {
 impl SpanRec {
     /// A span from its `Span` message content.
     pub fn new(scope: Arc<ScopeBlock>, bytes: Bytes) -> Self {
-        LIVE_BYTES.fetch_add(bytes.len() as i64 + SPAN_OVERHEAD, Ordering::Relaxed);
+        scope.live.add(bytes.len() as i64 + SPAN_OVERHEAD);
         SpanRec { scope, bytes }
     }
 
@@ -84,7 +107,7 @@ impl SpanRec {
 
     /// Replaces the span's bytes (after an attribute rewrite).
     pub fn set_bytes(&mut self, bytes: Bytes) {
-        LIVE_BYTES.fetch_add(bytes.len() as i64 - self.bytes.len() as i64, Ordering::Relaxed);
+        self.scope.live.add(bytes.len() as i64 - self.bytes.len() as i64);
         self.bytes = bytes;
     }
 
@@ -102,7 +125,7 @@ impl Clone for SpanRec {
 
 impl Drop for SpanRec {
     fn drop(&mut self) {
-        LIVE_BYTES.fetch_sub(self.bytes.len() as i64 + SPAN_OVERHEAD, Ordering::Relaxed);
+        self.scope.live.add(-(self.bytes.len() as i64 + SPAN_OVERHEAD));
     }
 }
 
@@ -272,7 +295,7 @@ fn check_span(bytes: &[u8]) -> Result<[u8; 16], DecodeError> {
 ///
 /// When the bytes are not a well-formed request (the receiver answers 400 /
 /// INVALID_ARGUMENT with the message).
-pub fn split_request(body: &Bytes) -> Result<Vec<SpanRec>, DecodeError> {
+pub fn split_request(body: &Bytes, live: &Arc<LiveBytes>) -> Result<Vec<SpanRec>, DecodeError> {
     let mut out = Vec::new();
     let mut req = Reader::new(body);
     while let Some(f) = req.next_field() {
@@ -324,6 +347,7 @@ pub fn split_request(body: &Bytes) -> Result<Vec<SpanRec>, DecodeError> {
                 resource: resource.clone(),
                 bytes: scope.into(),
                 schema_url: scope_schema.into(),
+                live: live.clone(),
             });
             let mut s = Reader::new(ss);
             while let Some(f) = s.next_field() {
