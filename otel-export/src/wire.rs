@@ -269,3 +269,188 @@ mod tests {
         }
     }
 }
+
+/// Field numbers of the OTLP trace messages (opentelemetry-proto's
+/// `trace/v1`, `common/v1`, `resource/v1`, `collector/trace/v1`) and of the
+/// `google.rpc` messages an OTLP/gRPC error carries: the one place the
+/// encoder, the decoders and the collector name them.
+pub mod field {
+    /// `ExportTraceServiceRequest`.
+    pub mod request {
+        /// `repeated ResourceSpans resource_spans`.
+        pub const RESOURCE_SPANS: u32 = 1;
+    }
+    /// `ExportTraceServiceResponse`.
+    pub mod response {
+        /// `ExportTracePartialSuccess partial_success`.
+        pub const PARTIAL_SUCCESS: u32 = 1;
+    }
+    /// `ExportTracePartialSuccess`.
+    pub mod partial_success {
+        /// `int64 rejected_spans`.
+        pub const REJECTED_SPANS: u32 = 1;
+        /// `string error_message`.
+        pub const ERROR_MESSAGE: u32 = 2;
+    }
+    /// `ResourceSpans`.
+    pub mod resource_spans {
+        /// `Resource resource`.
+        pub const RESOURCE: u32 = 1;
+        /// `repeated ScopeSpans scope_spans`.
+        pub const SCOPE_SPANS: u32 = 2;
+        /// `string schema_url`.
+        pub const SCHEMA_URL: u32 = 3;
+    }
+    /// `Resource`.
+    pub mod resource {
+        /// `repeated KeyValue attributes`.
+        pub const ATTRIBUTES: u32 = 1;
+        /// `uint32 dropped_attributes_count`.
+        pub const DROPPED_ATTRIBUTES_COUNT: u32 = 2;
+    }
+    /// `ScopeSpans`.
+    pub mod scope_spans {
+        /// `InstrumentationScope scope`.
+        pub const SCOPE: u32 = 1;
+        /// `repeated Span spans`.
+        pub const SPANS: u32 = 2;
+        /// `string schema_url`.
+        pub const SCHEMA_URL: u32 = 3;
+    }
+    /// `InstrumentationScope`.
+    pub mod scope {
+        /// `string name`.
+        pub const NAME: u32 = 1;
+        /// `string version`.
+        pub const VERSION: u32 = 2;
+        /// `repeated KeyValue attributes`.
+        pub const ATTRIBUTES: u32 = 3;
+        /// `uint32 dropped_attributes_count`.
+        pub const DROPPED_ATTRIBUTES_COUNT: u32 = 4;
+    }
+    /// `Span`.
+    pub mod span {
+        /// `bytes trace_id`.
+        pub const TRACE_ID: u32 = 1;
+        /// `bytes span_id`.
+        pub const SPAN_ID: u32 = 2;
+        /// `string trace_state`.
+        pub const TRACE_STATE: u32 = 3;
+        /// `bytes parent_span_id`.
+        pub const PARENT_SPAN_ID: u32 = 4;
+        /// `string name`.
+        pub const NAME: u32 = 5;
+        /// `SpanKind kind`.
+        pub const KIND: u32 = 6;
+        /// `fixed64 start_time_unix_nano`.
+        pub const START_TIME: u32 = 7;
+        /// `fixed64 end_time_unix_nano`.
+        pub const END_TIME: u32 = 8;
+        /// `repeated KeyValue attributes`.
+        pub const ATTRIBUTES: u32 = 9;
+        /// `uint32 dropped_attributes_count`.
+        pub const DROPPED_ATTRIBUTES_COUNT: u32 = 10;
+        /// `repeated Event events`.
+        pub const EVENTS: u32 = 11;
+        /// `uint32 dropped_events_count`.
+        pub const DROPPED_EVENTS_COUNT: u32 = 12;
+        /// `repeated Link links`.
+        pub const LINKS: u32 = 13;
+        /// `uint32 dropped_links_count`.
+        pub const DROPPED_LINKS_COUNT: u32 = 14;
+        /// `Status status`.
+        pub const STATUS: u32 = 15;
+        /// `fixed32 flags`.
+        pub const FLAGS: u32 = 16;
+    }
+    /// `Span.Event`.
+    pub mod event {
+        /// `fixed64 time_unix_nano`.
+        pub const TIME: u32 = 1;
+        /// `string name`.
+        pub const NAME: u32 = 2;
+        /// `repeated KeyValue attributes`.
+        pub const ATTRIBUTES: u32 = 3;
+        /// `uint32 dropped_attributes_count`.
+        pub const DROPPED_ATTRIBUTES_COUNT: u32 = 4;
+    }
+    /// `Span.Link`.
+    pub mod link {
+        /// `bytes trace_id`.
+        pub const TRACE_ID: u32 = 1;
+        /// `bytes span_id`.
+        pub const SPAN_ID: u32 = 2;
+        /// `string trace_state`.
+        pub const TRACE_STATE: u32 = 3;
+        /// `repeated KeyValue attributes`.
+        pub const ATTRIBUTES: u32 = 4;
+        /// `uint32 dropped_attributes_count`.
+        pub const DROPPED_ATTRIBUTES_COUNT: u32 = 5;
+        /// `fixed32 flags`.
+        pub const FLAGS: u32 = 6;
+    }
+    /// `Status`.
+    pub mod status {
+        /// `string message`.
+        pub const MESSAGE: u32 = 2;
+        /// `StatusCode code`.
+        pub const CODE: u32 = 3;
+    }
+    /// `KeyValue`.
+    pub mod key_value {
+        /// `string key`.
+        pub const KEY: u32 = 1;
+        /// `AnyValue value`.
+        pub const VALUE: u32 = 2;
+    }
+    /// `AnyValue` (a oneof).
+    pub mod any_value {
+        /// `string string_value`.
+        pub const STRING: u32 = 1;
+        /// `bool bool_value`.
+        pub const BOOL: u32 = 2;
+        /// `int64 int_value`.
+        pub const INT: u32 = 3;
+        /// `double double_value`.
+        pub const DOUBLE: u32 = 4;
+        /// `ArrayValue array_value`.
+        pub const ARRAY: u32 = 5;
+        /// `KeyValueList kvlist_value`.
+        pub const KVLIST: u32 = 6;
+        /// `bytes bytes_value`.
+        pub const BYTES: u32 = 7;
+    }
+    /// `ArrayValue` and `KeyValueList`.
+    pub mod array_value {
+        /// `repeated AnyValue values` (or `repeated KeyValue values`).
+        pub const VALUES: u32 = 1;
+    }
+    /// `google.rpc.Status`.
+    pub mod rpc_status {
+        /// `int32 code`.
+        pub const CODE: u32 = 1;
+        /// `string message`.
+        pub const MESSAGE: u32 = 2;
+        /// `repeated google.protobuf.Any details`.
+        pub const DETAILS: u32 = 3;
+    }
+    /// `google.protobuf.Any`.
+    pub mod any {
+        /// `string type_url`.
+        pub const TYPE_URL: u32 = 1;
+        /// `bytes value`.
+        pub const VALUE: u32 = 2;
+    }
+    /// `google.rpc.RetryInfo`.
+    pub mod retry_info {
+        /// `google.protobuf.Duration retry_delay`.
+        pub const RETRY_DELAY: u32 = 1;
+    }
+    /// `google.protobuf.Duration`.
+    pub mod duration {
+        /// `int64 seconds`.
+        pub const SECONDS: u32 = 1;
+        /// `int32 nanos`.
+        pub const NANOS: u32 = 2;
+    }
+}

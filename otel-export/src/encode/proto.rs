@@ -7,6 +7,9 @@
 //! opentelemetry-proto's conversion followed by `prost::Message::encode`.
 
 use super::{Batch, ResourceInfo, nanos, status_code, trace_flags};
+use crate::wire::field::{
+    any_value, array_value, event, key_value, link, request, resource, resource_spans, scope, scope_spans, span, status,
+};
 use crate::wire::{
     FIXED32, VARINT, len_field_len, put_bytes, put_fixed32, put_fixed64, put_len_header, put_tag, put_varint, tag_len,
     varint_len,
@@ -29,12 +32,15 @@ fn uint_field_len(field: u32, v: u64) -> usize {
 
 fn array_content_len(array: &Array) -> usize {
     match array {
-        Array::Bool(v) => v.len() * len_field_len(1, 2),
-        Array::I64(v) => v.iter().map(|i| len_field_len(1, 1 + varint_len(*i as u64))).sum(),
-        Array::F64(v) => v.len() * len_field_len(1, 9),
+        Array::Bool(v) => v.len() * len_field_len(array_value::VALUES, 2),
+        Array::I64(v) => v
+            .iter()
+            .map(|i| len_field_len(array_value::VALUES, 1 + varint_len(*i as u64)))
+            .sum(),
+        Array::F64(v) => v.len() * len_field_len(array_value::VALUES, 9),
         Array::String(v) => v
             .iter()
-            .map(|s| len_field_len(1, len_field_len(1, s.as_str().len())))
+            .map(|s| len_field_len(array_value::VALUES, len_field_len(any_value::STRING, s.as_str().len())))
             .sum(),
         _ => 0,
     }
@@ -48,15 +54,15 @@ fn any_value_len(value: &Value) -> usize {
         Value::Bool(_) => 2,
         Value::I64(i) => 1 + varint_len(*i as u64),
         Value::F64(_) => 9,
-        Value::String(s) => len_field_len(1, s.as_str().len()),
-        Value::Array(a) => len_field_len(5, array_content_len(a)),
+        Value::String(s) => len_field_len(any_value::STRING, s.as_str().len()),
+        Value::Array(a) => len_field_len(any_value::ARRAY, array_content_len(a)),
         _ => 0,
     }
 }
 
 #[inline]
 fn key_value_len(kv: &KeyValue) -> usize {
-    str_field_len(1, kv.key.as_str()) + len_field_len(2, any_value_len(&kv.value))
+    str_field_len(key_value::KEY, kv.key.as_str()) + len_field_len(key_value::VALUE, any_value_len(&kv.value))
 }
 
 #[inline]
@@ -80,26 +86,30 @@ fn trace_state_len(ts: &TraceState) -> usize {
 fn event_len(e: &opentelemetry::trace::Event) -> usize {
     let t = nanos(e.timestamp);
     (if t == 0 { 0 } else { 9 })
-        + str_field_len(2, &e.name)
-        + attributes_len(3, &e.attributes)
-        + uint_field_len(4, u64::from(e.dropped_attributes_count))
+        + str_field_len(event::NAME, &e.name)
+        + attributes_len(event::ATTRIBUTES, &e.attributes)
+        + uint_field_len(event::DROPPED_ATTRIBUTES_COUNT, u64::from(e.dropped_attributes_count))
 }
 
 fn link_len(l: &opentelemetry::trace::Link) -> usize {
     let ts = trace_state_len(l.span_context.trace_state());
-    len_field_len(1, 16)
-        + len_field_len(2, 8)
-        + if ts == 0 { 0 } else { len_field_len(3, ts) }
-        + attributes_len(4, &l.attributes)
-        + uint_field_len(5, u64::from(l.dropped_attributes_count))
-        + 5
+    len_field_len(link::TRACE_ID, 16)
+        + len_field_len(link::SPAN_ID, 8)
+        + if ts == 0 {
+            0
+        } else {
+            len_field_len(link::TRACE_STATE, ts)
+        }
+        + attributes_len(link::ATTRIBUTES, &l.attributes)
+        + uint_field_len(link::DROPPED_ATTRIBUTES_COUNT, u64::from(l.dropped_attributes_count))
+        + 5 // flags: one-byte tag, fixed32
 }
 
 fn status_len(status: &Status) -> usize {
     match status {
         Status::Unset => 0,
         Status::Ok => 2,
-        Status::Error { description } => str_field_len(2, description) + 2,
+        Status::Error { description } => str_field_len(status::MESSAGE, description) + 2,
     }
 }
 
@@ -123,21 +133,21 @@ pub(crate) fn span_meta(span: &SpanData) -> SpanMeta {
     let ts = trace_state_len(span.span_context.trace_state());
     let start = nanos(span.start_time);
     let end = nanos(span.end_time);
-    let len = len_field_len(1, 16)
-        + len_field_len(2, 8)
-        + if ts == 0 { 0 } else { len_field_len(3, ts) }
-        + if span.parent_span_id == SpanId::INVALID { 0 } else { len_field_len(4, 8) }
-        + str_field_len(5, &span.name)
+    let len = len_field_len(span::TRACE_ID, 16)
+        + len_field_len(span::SPAN_ID, 8)
+        + if ts == 0 { 0 } else { len_field_len(span::TRACE_STATE, ts) }
+        + if span.parent_span_id == SpanId::INVALID { 0 } else { len_field_len(span::PARENT_SPAN_ID, 8) }
+        + str_field_len(span::NAME, &span.name)
         + 2 // kind: never the default (INTERNAL is 1)
         + if start == 0 { 0 } else { 9 }
         + if end == 0 { 0 } else { 9 }
-        + attributes_len(9, &span.attributes)
-        + uint_field_len(10, u64::from(span.dropped_attributes_count))
-        + span.events.iter().map(|e| len_field_len(11, event_len(e))).sum::<usize>()
-        + uint_field_len(12, u64::from(span.events.dropped_count))
-        + span.links.iter().map(|l| len_field_len(13, link_len(l))).sum::<usize>()
-        + uint_field_len(14, u64::from(span.links.dropped_count))
-        + len_field_len(15, status_len(&span.status))
+        + attributes_len(span::ATTRIBUTES, &span.attributes)
+        + uint_field_len(span::DROPPED_ATTRIBUTES_COUNT, u64::from(span.dropped_attributes_count))
+        + span.events.iter().map(|e| len_field_len(span::EVENTS, event_len(e))).sum::<usize>()
+        + uint_field_len(span::DROPPED_EVENTS_COUNT, u64::from(span.events.dropped_count))
+        + span.links.iter().map(|l| len_field_len(span::LINKS, link_len(l))).sum::<usize>()
+        + uint_field_len(span::DROPPED_LINKS_COUNT, u64::from(span.links.dropped_count))
+        + len_field_len(span::STATUS, status_len(&span.status))
         + 2 + 4; // flags: tag 16 takes two bytes; never zero (the has-is-remote bit)
     SpanMeta { len, start, end }
 }
@@ -160,47 +170,51 @@ fn put_uint(buf: &mut Vec<u8>, field: u32, v: u64) {
 }
 
 fn put_string_value(buf: &mut Vec<u8>, s: &StringValue) {
-    put_bytes(buf, 1, s.as_str().as_bytes());
+    put_bytes(buf, any_value::STRING, s.as_str().as_bytes());
 }
 
 fn put_any_value(buf: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Bool(b) => {
-            put_tag(buf, 2, VARINT);
+            put_tag(buf, any_value::BOOL, VARINT);
             buf.push(u8::from(*b));
         }
         Value::I64(i) => {
-            put_tag(buf, 3, VARINT);
+            put_tag(buf, any_value::INT, VARINT);
             put_varint(buf, *i as u64);
         }
-        Value::F64(f) => put_fixed64(buf, 4, f.to_bits()),
+        Value::F64(f) => put_fixed64(buf, any_value::DOUBLE, f.to_bits()),
         Value::String(s) => put_string_value(buf, s),
         Value::Array(a) => {
-            put_len_header(buf, 5, array_content_len(a));
+            put_len_header(buf, any_value::ARRAY, array_content_len(a));
             match a {
                 Array::Bool(v) => {
                     for b in v {
-                        put_len_header(buf, 1, 2);
-                        put_tag(buf, 2, VARINT);
+                        put_len_header(buf, array_value::VALUES, 2);
+                        put_tag(buf, any_value::BOOL, VARINT);
                         buf.push(u8::from(*b));
                     }
                 }
                 Array::I64(v) => {
                     for i in v {
-                        put_len_header(buf, 1, 1 + varint_len(*i as u64));
-                        put_tag(buf, 3, VARINT);
+                        put_len_header(buf, array_value::VALUES, 1 + varint_len(*i as u64));
+                        put_tag(buf, any_value::INT, VARINT);
                         put_varint(buf, *i as u64);
                     }
                 }
                 Array::F64(v) => {
                     for f in v {
-                        put_len_header(buf, 1, 9);
-                        put_fixed64(buf, 4, f.to_bits());
+                        put_len_header(buf, array_value::VALUES, 9);
+                        put_fixed64(buf, any_value::DOUBLE, f.to_bits());
                     }
                 }
                 Array::String(v) => {
                     for s in v {
-                        put_len_header(buf, 1, len_field_len(1, s.as_str().len()));
+                        put_len_header(
+                            buf,
+                            array_value::VALUES,
+                            len_field_len(any_value::STRING, s.as_str().len()),
+                        );
                         put_string_value(buf, s);
                     }
                 }
@@ -218,10 +232,10 @@ pub(crate) fn put_attributes(buf: &mut Vec<u8>, field: u32, attributes: &[KeyVal
         put_len_header(
             buf,
             field,
-            str_field_len(1, kv.key.as_str()) + len_field_len(2, value_len),
+            str_field_len(key_value::KEY, kv.key.as_str()) + len_field_len(key_value::VALUE, value_len),
         );
-        put_str(buf, 1, kv.key.as_str());
-        put_len_header(buf, 2, value_len);
+        put_str(buf, key_value::KEY, kv.key.as_str());
+        put_len_header(buf, key_value::VALUE, value_len);
         put_any_value(buf, &kv.value);
     }
 }
@@ -243,65 +257,77 @@ fn put_trace_state(buf: &mut Vec<u8>, field: u32, ts: &TraceState) {
 }
 
 fn put_span(buf: &mut Vec<u8>, span: &SpanData, meta: SpanMeta) {
-    put_len_header(buf, 2, meta.len);
+    put_len_header(buf, scope_spans::SPANS, meta.len);
     let sc = &span.span_context;
-    put_bytes(buf, 1, &sc.trace_id().to_bytes());
-    put_bytes(buf, 2, &sc.span_id().to_bytes());
-    put_trace_state(buf, 3, sc.trace_state());
+    put_bytes(buf, span::TRACE_ID, &sc.trace_id().to_bytes());
+    put_bytes(buf, span::SPAN_ID, &sc.span_id().to_bytes());
+    put_trace_state(buf, span::TRACE_STATE, sc.trace_state());
     if span.parent_span_id != SpanId::INVALID {
-        put_bytes(buf, 4, &span.parent_span_id.to_bytes());
+        put_bytes(buf, span::PARENT_SPAN_ID, &span.parent_span_id.to_bytes());
     }
-    put_str(buf, 5, &span.name);
-    put_tag(buf, 6, VARINT);
+    put_str(buf, span::NAME, &span.name);
+    put_tag(buf, span::KIND, VARINT);
     buf.push(super::kind(&span.span_kind));
     if meta.start != 0 {
-        put_fixed64(buf, 7, meta.start);
+        put_fixed64(buf, span::START_TIME, meta.start);
     }
     if meta.end != 0 {
-        put_fixed64(buf, 8, meta.end);
+        put_fixed64(buf, span::END_TIME, meta.end);
     }
-    put_attributes(buf, 9, &span.attributes);
-    put_uint(buf, 10, u64::from(span.dropped_attributes_count));
+    put_attributes(buf, span::ATTRIBUTES, &span.attributes);
+    put_uint(
+        buf,
+        span::DROPPED_ATTRIBUTES_COUNT,
+        u64::from(span.dropped_attributes_count),
+    );
     for e in span.events.iter() {
-        put_len_header(buf, 11, event_len(e));
+        put_len_header(buf, span::EVENTS, event_len(e));
         let t = nanos(e.timestamp);
         if t != 0 {
-            put_fixed64(buf, 1, t);
+            put_fixed64(buf, event::TIME, t);
         }
-        put_str(buf, 2, &e.name);
-        put_attributes(buf, 3, &e.attributes);
-        put_uint(buf, 4, u64::from(e.dropped_attributes_count));
+        put_str(buf, event::NAME, &e.name);
+        put_attributes(buf, event::ATTRIBUTES, &e.attributes);
+        put_uint(
+            buf,
+            event::DROPPED_ATTRIBUTES_COUNT,
+            u64::from(e.dropped_attributes_count),
+        );
     }
-    put_uint(buf, 12, u64::from(span.events.dropped_count));
+    put_uint(buf, span::DROPPED_EVENTS_COUNT, u64::from(span.events.dropped_count));
     for l in span.links.iter() {
-        put_len_header(buf, 13, link_len(l));
-        put_bytes(buf, 1, &l.span_context.trace_id().to_bytes());
-        put_bytes(buf, 2, &l.span_context.span_id().to_bytes());
-        put_trace_state(buf, 3, l.span_context.trace_state());
-        put_attributes(buf, 4, &l.attributes);
-        put_uint(buf, 5, u64::from(l.dropped_attributes_count));
+        put_len_header(buf, span::LINKS, link_len(l));
+        put_bytes(buf, link::TRACE_ID, &l.span_context.trace_id().to_bytes());
+        put_bytes(buf, link::SPAN_ID, &l.span_context.span_id().to_bytes());
+        put_trace_state(buf, link::TRACE_STATE, l.span_context.trace_state());
+        put_attributes(buf, link::ATTRIBUTES, &l.attributes);
+        put_uint(
+            buf,
+            link::DROPPED_ATTRIBUTES_COUNT,
+            u64::from(l.dropped_attributes_count),
+        );
         // Links record whether the linked context was remote.
         put_fixed32(
             buf,
-            6,
+            link::FLAGS,
             trace_flags(l.span_context.trace_flags().to_u8(), l.span_context.is_remote()),
         );
     }
-    put_uint(buf, 14, u64::from(span.links.dropped_count));
-    put_len_header(buf, 15, status_len(&span.status));
+    put_uint(buf, span::DROPPED_LINKS_COUNT, u64::from(span.links.dropped_count));
+    put_len_header(buf, span::STATUS, status_len(&span.status));
     match &span.status {
         Status::Unset => {}
         Status::Ok => {
-            put_tag(buf, 3, VARINT);
+            put_tag(buf, status::CODE, VARINT);
             buf.push(1);
         }
         Status::Error { description } => {
-            put_str(buf, 2, description);
-            put_tag(buf, 3, VARINT);
+            put_str(buf, status::MESSAGE, description);
+            put_tag(buf, status::CODE, VARINT);
             buf.push(status_code(&span.status));
         }
     }
-    put_tag(buf, 16, FIXED32);
+    put_tag(buf, span::FLAGS, FIXED32);
     buf.extend_from_slice(&trace_flags(sc.trace_flags().to_u8(), span.parent_span_is_remote).to_le_bytes());
 }
 
@@ -315,42 +341,52 @@ pub(crate) fn encode_request(buf: &mut Vec<u8>, sizes: &mut Vec<SpanMeta>, resou
     let mut scopes_len = 0usize;
     let mut group_lens = Vec::with_capacity(batch.groups.len());
     for g in &batch.groups {
-        let spans: usize = g.members.iter().map(|&i| len_field_len(2, sizes[i].len)).sum();
-        let content = len_field_len(1, g.scope_bytes.len()) + spans + str_field_len(3, &g.schema_url);
+        let spans: usize = g
+            .members
+            .iter()
+            .map(|&i| len_field_len(scope_spans::SPANS, sizes[i].len))
+            .sum();
+        let content = len_field_len(scope_spans::SCOPE, g.scope_bytes.len())
+            + spans
+            + str_field_len(scope_spans::SCHEMA_URL, &g.schema_url);
         group_lens.push(content);
-        scopes_len += len_field_len(2, content);
+        scopes_len += len_field_len(resource_spans::SCOPE_SPANS, content);
     }
-    let resource_spans_len = len_field_len(1, resource.encoded.len())
+    let resource_spans_len = len_field_len(resource_spans::RESOURCE, resource.encoded.len())
         + scopes_len
-        + str_field_len(3, resource.schema_url.as_deref().unwrap_or(""));
-    buf.reserve(len_field_len(1, resource_spans_len));
+        + str_field_len(resource_spans::SCHEMA_URL, resource.schema_url.as_deref().unwrap_or(""));
+    buf.reserve(len_field_len(request::RESOURCE_SPANS, resource_spans_len));
 
-    put_len_header(buf, 1, resource_spans_len);
-    put_bytes(buf, 1, &resource.encoded);
+    put_len_header(buf, request::RESOURCE_SPANS, resource_spans_len);
+    put_bytes(buf, resource_spans::RESOURCE, &resource.encoded);
     for (g, content) in batch.groups.iter().zip(group_lens) {
-        put_len_header(buf, 2, content);
-        put_bytes(buf, 1, &g.scope_bytes);
+        put_len_header(buf, resource_spans::SCOPE_SPANS, content);
+        put_bytes(buf, scope_spans::SCOPE, &g.scope_bytes);
         for &i in &g.members {
             put_span(buf, batch.spans[i], sizes[i]);
         }
-        put_str(buf, 3, &g.schema_url);
+        put_str(buf, scope_spans::SCHEMA_URL, &g.schema_url);
     }
-    put_str(buf, 3, resource.schema_url.as_deref().unwrap_or(""));
+    put_str(
+        buf,
+        resource_spans::SCHEMA_URL,
+        resource.schema_url.as_deref().unwrap_or(""),
+    );
 }
 
 /// The content of an `InstrumentationScope` message.
 pub(crate) fn scope_bytes(scope: &opentelemetry::InstrumentationScope) -> Vec<u8> {
     let attrs: Vec<KeyValue> = scope.attributes().cloned().collect();
     let mut buf = Vec::new();
-    put_str(&mut buf, 1, scope.name());
-    put_str(&mut buf, 2, scope.version().unwrap_or(""));
-    put_attributes(&mut buf, 3, &attrs);
+    put_str(&mut buf, scope::NAME, scope.name());
+    put_str(&mut buf, scope::VERSION, scope.version().unwrap_or(""));
+    put_attributes(&mut buf, scope::ATTRIBUTES, &attrs);
     buf
 }
 
 /// The content of a `Resource` message.
 pub(crate) fn resource_bytes(attributes: &[KeyValue]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(attributes_len(1, attributes));
-    put_attributes(&mut buf, 1, attributes);
+    let mut buf = Vec::with_capacity(attributes_len(resource::ATTRIBUTES, attributes));
+    put_attributes(&mut buf, resource::ATTRIBUTES, attributes);
     buf
 }
