@@ -3,7 +3,8 @@
 
 use super::config::{Action, ActionKind, Literal};
 use super::wire::keyvalues;
-use otel_export::wire::{Field, Reader, put_bytes, put_fixed64, put_len_header, put_tag, put_varint};
+use otel_export::wire::field::{any_value, key_value};
+use otel_export::wire::{Field, Reader, VARINT, put_bytes, put_fixed64, put_len_header, put_tag, put_varint};
 use std::borrow::Cow;
 
 /// The `hash` action's value: the lowercase hex SHA-256 of the bytes, as Go's.
@@ -16,16 +17,16 @@ pub(crate) fn hex_digest(data: &[u8]) -> String {
 pub(crate) fn literal_value(literal: &Literal) -> Vec<u8> {
     let mut v = Vec::new();
     match literal {
-        Literal::Str(s) => put_bytes(&mut v, 1, s.as_bytes()),
+        Literal::Str(s) => put_bytes(&mut v, any_value::STRING, s.as_bytes()),
         Literal::Bool(b) => {
-            put_tag(&mut v, 2, 0);
+            put_tag(&mut v, any_value::BOOL, VARINT);
             put_varint(&mut v, u64::from(*b));
         }
         Literal::Int(i) => {
-            put_tag(&mut v, 3, 0);
+            put_tag(&mut v, any_value::INT, VARINT);
             put_varint(&mut v, *i as u64);
         }
-        Literal::Double(d) => put_fixed64(&mut v, 4, d.to_bits()),
+        Literal::Double(d) => put_fixed64(&mut v, any_value::DOUBLE, d.to_bits()),
     }
     v
 }
@@ -38,10 +39,10 @@ fn hash_value(value: &[u8]) -> Vec<u8> {
     let mut r = Reader::new(value);
     while let Some(Ok(f)) = r.next_field() {
         input = match f {
-            (1, Field::Bytes(s)) => Some(s.to_vec()),
-            (2, Field::Varint(b)) => Some(vec![u8::from(b != 0)]),
-            (3, Field::Varint(i)) => Some(i.to_le_bytes().to_vec()),
-            (4, Field::Fixed64(d)) => Some(d.to_le_bytes().to_vec()),
+            (any_value::STRING, Field::Bytes(s)) => Some(s.to_vec()),
+            (any_value::BOOL, Field::Varint(b)) => Some(vec![u8::from(b != 0)]),
+            (any_value::INT, Field::Varint(i)) => Some(i.to_le_bytes().to_vec()),
+            (any_value::DOUBLE, Field::Fixed64(d)) => Some(d.to_le_bytes().to_vec()),
             _ => None,
         };
     }
@@ -107,10 +108,11 @@ pub(crate) fn apply(message: &[u8], attr_field: u32, actions: &[Action]) -> Opti
         pos = end;
     }
     for (k, v) in &attrs {
-        let content = otel_export::wire::len_field_len(1, k.len()) + otel_export::wire::len_field_len(2, v.len());
+        let content = otel_export::wire::len_field_len(key_value::KEY, k.len())
+            + otel_export::wire::len_field_len(key_value::VALUE, v.len());
         put_len_header(&mut out, attr_field, content);
-        put_bytes(&mut out, 1, k.as_bytes());
-        put_bytes(&mut out, 2, v);
+        put_bytes(&mut out, key_value::KEY, k.as_bytes());
+        put_bytes(&mut out, key_value::VALUE, v);
     }
     Some(out)
 }
@@ -120,22 +122,23 @@ mod tests {
     use super::*;
     use crate::facts::AttrValue;
     use crate::sidecar::wire::{any_value, keyvalues};
+    use otel_export::wire::field::resource;
 
     fn kv(key: &str, v: &Literal) -> Vec<u8> {
         let value = literal_value(v);
         let mut m = Vec::new();
-        put_bytes(&mut m, 1, key.as_bytes());
-        put_bytes(&mut m, 2, &value);
+        put_bytes(&mut m, key_value::KEY, key.as_bytes());
+        put_bytes(&mut m, key_value::VALUE, &value);
         m
     }
 
     fn resource(attrs: &[(&str, Literal)]) -> Vec<u8> {
         let mut out = Vec::new();
         for (k, v) in attrs {
-            put_bytes(&mut out, 1, &kv(k, v));
+            put_bytes(&mut out, resource::ATTRIBUTES, &kv(k, v));
         }
-        // dropped_attributes_count = 3 (field 2) must survive.
-        put_tag(&mut out, 2, 0);
+        // dropped_attributes_count = 3 must survive.
+        put_tag(&mut out, resource::DROPPED_ATTRIBUTES_COUNT, VARINT);
         put_varint(&mut out, 3);
         out
     }
@@ -150,7 +153,7 @@ mod tests {
     }
 
     fn read(message: &[u8]) -> Vec<(String, String)> {
-        keyvalues(message, 1)
+        keyvalues(message, resource::ATTRIBUTES)
             .map(|(k, v)| {
                 let v = match any_value(v) {
                     AttrValue::Str(s) => s.to_owned(),
@@ -214,21 +217,33 @@ mod tests {
         let mut rest = Reader::new(&out);
         let mut dropped = None;
         while let Some(Ok(f)) = rest.next_field() {
-            if let (2, Field::Varint(n)) = f {
+            if let (resource::DROPPED_ATTRIBUTES_COUNT, Field::Varint(n)) = f {
                 dropped = Some(n);
             }
         }
         assert_eq!(dropped, Some(3));
         // Deleting removes every copy of the key.
-        let out = apply(&out, 1, &[action("copy", ActionKind::Delete, None, None)]).unwrap();
+        let out = apply(
+            &out,
+            resource::ATTRIBUTES,
+            &[action("copy", ActionKind::Delete, None, None)],
+        )
+        .unwrap();
         assert!(!read(&out).iter().any(|(k, _)| k == "copy"));
     }
 
     #[test]
     fn no_change_is_none() {
         let r = resource(&[("a", Literal::Bool(true))]);
-        assert!(apply(&r, 1, &[action("b", ActionKind::Update, Some(Literal::Int(1)), None)]).is_none());
-        assert!(apply(&r, 1, &[action("b", ActionKind::Delete, None, None)]).is_none());
+        assert!(
+            apply(
+                &r,
+                resource::ATTRIBUTES,
+                &[action("b", ActionKind::Update, Some(Literal::Int(1)), None)]
+            )
+            .is_none()
+        );
+        assert!(apply(&r, resource::ATTRIBUTES, &[action("b", ActionKind::Delete, None, None)]).is_none());
     }
 
     #[test]

@@ -336,13 +336,16 @@ impl Exporter for FileExporter {
 
 /// The `service.name` of a span's resource ("" without one).
 pub(crate) fn service_of(rec: &SpanRec) -> String {
-    crate::sidecar::wire::keyvalues(&rec.scope.resource.bytes, 1)
-        .find(|(k, _)| *k == "service.name")
-        .map(|(_, val)| match crate::sidecar::wire::any_value(val) {
-            crate::facts::AttrValue::Str(s) => s.to_owned(),
-            _ => String::new(),
-        })
-        .unwrap_or_default()
+    crate::sidecar::wire::keyvalues(
+        &rec.scope.resource.bytes,
+        otel_export::wire::field::resource::ATTRIBUTES,
+    )
+    .find(|(k, _)| *k == "service.name")
+    .map(|(_, val)| match crate::sidecar::wire::any_value(val) {
+        crate::facts::AttrValue::Str(s) => s.to_owned(),
+        _ => String::new(),
+    })
+    .unwrap_or_default()
 }
 
 /// A span as the analysis sees it.

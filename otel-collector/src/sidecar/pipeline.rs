@@ -10,6 +10,7 @@ use crate::engine::{KeptBy, TailSampler, TailSamplerBuilder, TraceSink};
 use crate::lock;
 use crate::predicate::ResourceMatch;
 use crate::settings::TailSamplingConfig;
+use otel_export::wire::field::{resource, span};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,7 +52,7 @@ pub(crate) struct AttributesStage {
 impl Consumer for AttributesStage {
     fn consume(&self, mut spans: Vec<SpanRec>) {
         for s in &mut spans {
-            if let Some(bytes) = actions::apply(s.bytes(), 9, &self.actions) {
+            if let Some(bytes) = actions::apply(s.bytes(), span::ATTRIBUTES, &self.actions) {
                 s.set_bytes(bytes::Bytes::from(bytes));
             }
         }
@@ -79,7 +80,7 @@ impl Consumer for ResourceStage {
             let new_resource = match resources.iter().find(|(old, _)| Arc::ptr_eq(old, old_resource)) {
                 Some((_, new)) => new.clone(),
                 None => {
-                    let new = match actions::apply(&old_resource.bytes, 1, &self.actions) {
+                    let new = match actions::apply(&old_resource.bytes, resource::ATTRIBUTES, &self.actions) {
                         Some(bytes) => Arc::new(ResourceBlock {
                             bytes: bytes.into_boxed_slice(),
                             schema_url: old_resource.schema_url.clone(),

@@ -110,20 +110,22 @@ impl Intake {
 
 /// `google.rpc.Status` with `code` and `message`, and a `RetryInfo` detail when given.
 fn rpc_status(code: i32, message: &str, retry_after_secs: Option<u64>) -> Vec<u8> {
+    use otel_export::wire::VARINT;
+    use otel_export::wire::field::{any, duration, retry_info, rpc_status};
     let mut s = Vec::new();
-    put_tag(&mut s, 1, 0);
+    put_tag(&mut s, rpc_status::CODE, VARINT);
     put_varint(&mut s, code as u64);
-    put_bytes(&mut s, 2, message.as_bytes());
+    put_bytes(&mut s, rpc_status::MESSAGE, message.as_bytes());
     if let Some(secs) = retry_after_secs {
-        let mut duration = Vec::new();
-        put_tag(&mut duration, 1, 0);
-        put_varint(&mut duration, secs);
-        let mut retry_info = Vec::new();
-        put_bytes(&mut retry_info, 1, &duration);
-        let mut any = Vec::new();
-        put_bytes(&mut any, 1, b"type.googleapis.com/google.rpc.RetryInfo");
-        put_bytes(&mut any, 2, &retry_info);
-        put_bytes(&mut s, 3, &any);
+        let mut delay = Vec::new();
+        put_tag(&mut delay, duration::SECONDS, VARINT);
+        put_varint(&mut delay, secs);
+        let mut info = Vec::new();
+        put_bytes(&mut info, retry_info::RETRY_DELAY, &delay);
+        let mut detail = Vec::new();
+        put_bytes(&mut detail, any::TYPE_URL, b"type.googleapis.com/google.rpc.RetryInfo");
+        put_bytes(&mut detail, any::VALUE, &info);
+        put_bytes(&mut s, rpc_status::DETAILS, &detail);
     }
     s
 }

@@ -5,6 +5,9 @@
 
 use crate::facts::{AttrValue, Attributes, SpanFacts, StatusCode};
 use bytes::Bytes;
+use otel_export::wire::field::{
+    self, array_value, event, key_value, link, request, resource, resource_spans, scope, scope_spans, span, status,
+};
 use otel_export::wire::{Field, Reader, WireError, len_field_len, put_bytes, put_len_header};
 use std::borrow::Cow;
 use std::fmt;
@@ -168,28 +171,28 @@ fn check_any_value(bytes: &[u8], depth: usize) -> Result<(), DecodeError> {
     let mut r = Reader::new(bytes);
     while let Some(f) = r.next_field() {
         match f.map_err(|e| bad("attribute value", e))? {
-            (1, Field::Bytes(s)) => {
+            (field::any_value::STRING, Field::Bytes(s)) => {
                 utf8(s, "a string attribute value")?;
             }
-            // ArrayValue { repeated AnyValue values = 1 }
-            (5, Field::Bytes(inner)) => {
+            (field::any_value::ARRAY, Field::Bytes(inner)) => {
                 let mut a = Reader::new(inner);
                 while let Some(f) = a.next_field() {
-                    if let (1, Field::Bytes(v)) = f.map_err(|e| bad("attribute value", e))? {
+                    if let (array_value::VALUES, Field::Bytes(v)) = f.map_err(|e| bad("attribute value", e))? {
                         check_any_value(v, depth + 1)?;
                     }
                 }
             }
-            // KeyValueList { repeated KeyValue values = 1 }
-            (6, Field::Bytes(inner)) => {
+            (field::any_value::KVLIST, Field::Bytes(inner)) => {
                 let mut a = Reader::new(inner);
                 while let Some(f) = a.next_field() {
-                    if let (1, Field::Bytes(kv)) = f.map_err(|e| bad("attribute value", e))? {
+                    if let (array_value::VALUES, Field::Bytes(kv)) = f.map_err(|e| bad("attribute value", e))? {
                         check_keyvalue(kv, depth + 1)?;
                     }
                 }
             }
-            (1 | 5 | 6, _) => return Err(DecodeError("an attribute value has the wrong wire type".into())),
+            (field::any_value::STRING | field::any_value::ARRAY | field::any_value::KVLIST, _) => {
+                return Err(DecodeError("an attribute value has the wrong wire type".into()));
+            }
             _ => {}
         }
     }
@@ -201,12 +204,12 @@ fn check_keyvalue(bytes: &[u8], depth: usize) -> Result<(), DecodeError> {
     let mut r = Reader::new(bytes);
     while let Some(f) = r.next_field() {
         match f.map_err(|e| bad("attribute", e))? {
-            (1, Field::Bytes(k)) => {
+            (key_value::KEY, Field::Bytes(k)) => {
                 utf8(k, "an attribute key")?;
             }
-            (1, _) => return Err(DecodeError("an attribute key has the wrong wire type".into())),
-            (2, Field::Bytes(v)) => check_any_value(v, depth)?,
-            (2, _) => return Err(DecodeError("an attribute value has the wrong wire type".into())),
+            (key_value::KEY, _) => return Err(DecodeError("an attribute key has the wrong wire type".into())),
+            (key_value::VALUE, Field::Bytes(v)) => check_any_value(v, depth)?,
+            (key_value::VALUE, _) => return Err(DecodeError("an attribute value has the wrong wire type".into())),
             _ => {}
         }
     }
@@ -235,7 +238,7 @@ fn check_span(bytes: &[u8]) -> Result<[u8; 16], DecodeError> {
     let mut span_id_ok = false;
     while let Some(f) = r.next_field() {
         match f.map_err(|e| bad("span", e))? {
-            (1, Field::Bytes(id)) => {
+            (span::TRACE_ID, Field::Bytes(id)) => {
                 let id: [u8; 16] = id
                     .try_into()
                     .map_err(|_| DecodeError(format!("a span's trace_id has {} bytes, not 16", id.len())))?;
@@ -244,39 +247,50 @@ fn check_span(bytes: &[u8]) -> Result<[u8; 16], DecodeError> {
                 }
                 trace_id = Some(id);
             }
-            (2, Field::Bytes(id)) => {
+            (span::SPAN_ID, Field::Bytes(id)) => {
                 if id.len() != 8 || id == [0; 8] {
                     return Err(DecodeError("a span's span_id must be 8 bytes, not all zeros".into()));
                 }
                 span_id_ok = true;
             }
-            (3, Field::Bytes(s)) => {
+            (span::TRACE_STATE, Field::Bytes(s)) => {
                 utf8(s, "a span's trace_state")?;
             }
-            (4, Field::Bytes(id)) if !(id.is_empty() || id.len() == 8) => {
+            (span::PARENT_SPAN_ID, Field::Bytes(id)) if !(id.is_empty() || id.len() == 8) => {
                 return Err(DecodeError(format!(
                     "a span's parent_span_id has {} bytes, not 8",
                     id.len()
                 )));
             }
-            (5, Field::Bytes(s)) => {
+            (span::NAME, Field::Bytes(s)) => {
                 utf8(s, "a span's name")?;
             }
-            (9, Field::Bytes(kv)) => check_keyvalue(kv, 0)?,
-            (11, Field::Bytes(e)) => check_with_attributes(e, 3, "a span event")?,
-            (13, Field::Bytes(l)) => check_with_attributes(l, 4, "a span link")?,
-            (15, Field::Bytes(st)) => {
+            (span::ATTRIBUTES, Field::Bytes(kv)) => check_keyvalue(kv, 0)?,
+            (span::EVENTS, Field::Bytes(e)) => check_with_attributes(e, event::ATTRIBUTES, "a span event")?,
+            (span::LINKS, Field::Bytes(l)) => check_with_attributes(l, link::ATTRIBUTES, "a span link")?,
+            (span::STATUS, Field::Bytes(st)) => {
                 let mut s = Reader::new(st);
                 while let Some(f) = s.next_field() {
-                    if let (2, Field::Bytes(m)) = f.map_err(|e| bad("span status", e))? {
+                    if let (status::MESSAGE, Field::Bytes(m)) = f.map_err(|e| bad("span status", e))? {
                         utf8(m, "a span's status message")?;
                     }
                 }
             }
-            (1 | 2 | 3 | 4 | 5 | 9 | 11 | 13 | 15, Field::Varint(_) | Field::Fixed32(_) | Field::Fixed64(_)) => {
+            (
+                span::TRACE_ID
+                | span::SPAN_ID
+                | span::TRACE_STATE
+                | span::PARENT_SPAN_ID
+                | span::NAME
+                | span::ATTRIBUTES
+                | span::EVENTS
+                | span::LINKS
+                | span::STATUS,
+                Field::Varint(_) | Field::Fixed32(_) | Field::Fixed64(_),
+            ) => {
                 return Err(DecodeError("a span field has the wrong wire type".into()));
             }
-            (7 | 8, Field::Varint(_) | Field::Fixed32(_) | Field::Bytes(_)) => {
+            (span::START_TIME | span::END_TIME, Field::Varint(_) | Field::Fixed32(_) | Field::Bytes(_)) => {
                 return Err(DecodeError("a span timestamp has the wrong wire type".into()));
             }
             _ => {}
@@ -300,8 +314,8 @@ pub fn split_request(body: &Bytes, live: &Arc<LiveBytes>) -> Result<Vec<SpanRec>
     let mut req = Reader::new(body);
     while let Some(f) = req.next_field() {
         let rs = match f.map_err(|e| bad("request", e))? {
-            (1, Field::Bytes(rs)) => rs,
-            (1, _) => return Err(DecodeError("resource_spans has the wrong wire type".into())),
+            (request::RESOURCE_SPANS, Field::Bytes(rs)) => rs,
+            (request::RESOURCE_SPANS, _) => return Err(DecodeError("resource_spans has the wrong wire type".into())),
             _ => continue,
         };
         // First pass: resource and schema url (they may follow the scope spans).
@@ -310,15 +324,18 @@ pub fn split_request(body: &Bytes, live: &Arc<LiveBytes>) -> Result<Vec<SpanRec>
         let mut r = Reader::new(rs);
         while let Some(f) = r.next_field() {
             match f.map_err(|e| bad("resource_spans", e))? {
-                (1, Field::Bytes(b)) => resource = b,
-                (3, Field::Bytes(s)) => schema = utf8(s, "a schema_url")?,
-                (1..=3, Field::Varint(_) | Field::Fixed32(_) | Field::Fixed64(_)) => {
+                (resource_spans::RESOURCE, Field::Bytes(b)) => resource = b,
+                (resource_spans::SCHEMA_URL, Field::Bytes(s)) => schema = utf8(s, "a schema_url")?,
+                (
+                    resource_spans::RESOURCE..=resource_spans::SCHEMA_URL,
+                    Field::Varint(_) | Field::Fixed32(_) | Field::Fixed64(_),
+                ) => {
                     return Err(DecodeError("resource_spans has a field of the wrong wire type".into()));
                 }
                 _ => {}
             }
         }
-        check_with_attributes(resource, 1, "a resource")?;
+        check_with_attributes(resource, resource::ATTRIBUTES, "a resource")?;
         let resource = Arc::new(ResourceBlock {
             bytes: resource.into(),
             schema_url: schema.into(),
@@ -326,7 +343,7 @@ pub fn split_request(body: &Bytes, live: &Arc<LiveBytes>) -> Result<Vec<SpanRec>
         let mut r = Reader::new(rs);
         while let Some(f) = r.next_field() {
             let ss = match f.map_err(|e| bad("resource_spans", e))? {
-                (2, Field::Bytes(ss)) => ss,
+                (resource_spans::SCOPE_SPANS, Field::Bytes(ss)) => ss,
                 _ => continue,
             };
             let mut scope: &[u8] = &[];
@@ -334,15 +351,18 @@ pub fn split_request(body: &Bytes, live: &Arc<LiveBytes>) -> Result<Vec<SpanRec>
             let mut s = Reader::new(ss);
             while let Some(f) = s.next_field() {
                 match f.map_err(|e| bad("scope_spans", e))? {
-                    (1, Field::Bytes(b)) => scope = b,
-                    (3, Field::Bytes(u)) => scope_schema = utf8(u, "a schema_url")?,
-                    (1..=3, Field::Varint(_) | Field::Fixed32(_) | Field::Fixed64(_)) => {
+                    (scope_spans::SCOPE, Field::Bytes(b)) => scope = b,
+                    (scope_spans::SCHEMA_URL, Field::Bytes(u)) => scope_schema = utf8(u, "a schema_url")?,
+                    (
+                        scope_spans::SCOPE..=scope_spans::SCHEMA_URL,
+                        Field::Varint(_) | Field::Fixed32(_) | Field::Fixed64(_),
+                    ) => {
                         return Err(DecodeError("scope_spans has a field of the wrong wire type".into()));
                     }
                     _ => {}
                 }
             }
-            check_with_attributes(scope, 3, "an instrumentation scope")?;
+            check_with_attributes(scope, scope::ATTRIBUTES, "an instrumentation scope")?;
             let block = Arc::new(ScopeBlock {
                 resource: resource.clone(),
                 bytes: scope.into(),
@@ -351,7 +371,7 @@ pub fn split_request(body: &Bytes, live: &Arc<LiveBytes>) -> Result<Vec<SpanRec>
             });
             let mut s = Reader::new(ss);
             while let Some(f) = s.next_field() {
-                if let (2, Field::Bytes(span)) = f.map_err(|e| bad("scope_spans", e))? {
+                if let (scope_spans::SPANS, Field::Bytes(span)) = f.map_err(|e| bad("scope_spans", e))? {
                     check_span(span)?;
                     out.push(SpanRec::new(block.clone(), body.slice_ref(span)));
                 }
@@ -410,26 +430,28 @@ impl<'a> SpanView<'a> {
         let mut r = Reader::new(bytes);
         while let Some(f) = r.next_field() {
             match f? {
-                (1, Field::Bytes(b)) if b.len() == 16 => v.trace_id.copy_from_slice(b),
-                (2, Field::Bytes(b)) if b.len() == 8 => v.span_id.copy_from_slice(b),
-                (3, Field::Bytes(b)) => v.trace_state = std::str::from_utf8(b).unwrap_or(""),
-                (4, Field::Bytes(b)) if b.len() == 8 => v.parent_span_id.copy_from_slice(b),
-                (5, Field::Bytes(b)) => v.name = std::str::from_utf8(b).unwrap_or(""),
-                (6, Field::Varint(k)) => v.kind = k,
-                (7, Field::Fixed64(t)) => v.start = t,
-                (8, Field::Fixed64(t)) => v.end = t,
-                (15, Field::Bytes(st)) => {
+                (span::TRACE_ID, Field::Bytes(b)) if b.len() == 16 => v.trace_id.copy_from_slice(b),
+                (span::SPAN_ID, Field::Bytes(b)) if b.len() == 8 => v.span_id.copy_from_slice(b),
+                (span::TRACE_STATE, Field::Bytes(b)) => v.trace_state = std::str::from_utf8(b).unwrap_or(""),
+                (span::PARENT_SPAN_ID, Field::Bytes(b)) if b.len() == 8 => v.parent_span_id.copy_from_slice(b),
+                (span::NAME, Field::Bytes(b)) => v.name = std::str::from_utf8(b).unwrap_or(""),
+                (span::KIND, Field::Varint(k)) => v.kind = k,
+                (span::START_TIME, Field::Fixed64(t)) => v.start = t,
+                (span::END_TIME, Field::Fixed64(t)) => v.end = t,
+                (span::STATUS, Field::Bytes(st)) => {
                     let mut s = Reader::new(st);
                     while let Some(f) = s.next_field() {
                         match f? {
-                            (3, Field::Varint(c)) => {
+                            (status::CODE, Field::Varint(c)) => {
                                 v.status = match c {
                                     1 => StatusCode::Ok,
                                     2 => StatusCode::Error,
                                     _ => StatusCode::Unset,
                                 }
                             }
-                            (2, Field::Bytes(m)) => v.status_message = std::str::from_utf8(m).unwrap_or(""),
+                            (status::MESSAGE, Field::Bytes(m)) => {
+                                v.status_message = std::str::from_utf8(m).unwrap_or("")
+                            }
                             _ => {}
                         }
                     }
@@ -442,7 +464,7 @@ impl<'a> SpanView<'a> {
 
     /// Span attributes, in order, as (key, `AnyValue` bytes).
     pub fn attributes(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
-        keyvalues(self.bytes, 9)
+        keyvalues(self.bytes, span::ATTRIBUTES)
     }
 }
 
@@ -458,8 +480,8 @@ pub fn keyvalues<'a>(message: &'a [u8], field: u32) -> impl Iterator<Item = (&'a
                     let mut k = Reader::new(kv);
                     while let Some(Ok(f)) = k.next_field() {
                         match f {
-                            (1, Field::Bytes(b)) => key = std::str::from_utf8(b).unwrap_or(""),
-                            (2, Field::Bytes(b)) => value = b,
+                            (key_value::KEY, Field::Bytes(b)) => key = std::str::from_utf8(b).unwrap_or(""),
+                            (key_value::VALUE, Field::Bytes(b)) => value = b,
                             _ => {}
                         }
                     }
@@ -478,10 +500,12 @@ pub fn any_value(bytes: &[u8]) -> AttrValue<'_> {
     let mut out = AttrValue::Other;
     while let Some(Ok(f)) = r.next_field() {
         out = match f {
-            (1, Field::Bytes(s)) => std::str::from_utf8(s).map_or(AttrValue::Other, AttrValue::Str),
-            (2, Field::Varint(b)) => AttrValue::Bool(b != 0),
-            (3, Field::Varint(i)) => AttrValue::Int(i as i64),
-            (4, Field::Fixed64(d)) => AttrValue::Double(f64::from_bits(d)),
+            (field::any_value::STRING, Field::Bytes(s)) => {
+                std::str::from_utf8(s).map_or(AttrValue::Other, AttrValue::Str)
+            }
+            (field::any_value::BOOL, Field::Varint(b)) => AttrValue::Bool(b != 0),
+            (field::any_value::INT, Field::Varint(i)) => AttrValue::Int(i as i64),
+            (field::any_value::DOUBLE, Field::Fixed64(d)) => AttrValue::Double(f64::from_bits(d)),
             _ => AttrValue::Other,
         };
     }
@@ -496,7 +520,7 @@ fn find_attribute<'a>(message: &'a [u8], field: u32, key: &str) -> Option<AttrVa
 
 impl Attributes for SpanView<'_> {
     fn attribute(&self, key: &str) -> Option<AttrValue<'_>> {
-        find_attribute(self.bytes, 9, key)
+        find_attribute(self.bytes, span::ATTRIBUTES, key)
     }
 }
 
@@ -523,7 +547,7 @@ impl SpanFacts for SpanView<'_> {
         })
     }
     fn encoded_len(&self) -> usize {
-        len_field_len(2, self.bytes.len())
+        len_field_len(scope_spans::SPANS, self.bytes.len())
     }
 }
 
@@ -533,7 +557,7 @@ pub struct ResourceView<'a>(pub &'a [u8]);
 
 impl Attributes for ResourceView<'_> {
     fn attribute(&self, key: &str) -> Option<AttrValue<'_>> {
-        find_attribute(self.0, 1, key)
+        find_attribute(self.0, resource::ATTRIBUTES, key)
     }
 }
 
@@ -579,32 +603,41 @@ pub fn encode_request(spans: &[SpanRec]) -> Vec<u8> {
     }
     let str_len = |field: u32, s: &str| if s.is_empty() { 0 } else { len_field_len(field, s.len()) };
     let scope_len = |sg: &ScopeGroup<'_>| {
-        len_field_len(1, sg.block.bytes.len())
-            + sg.spans.iter().map(|b| len_field_len(2, b.len())).sum::<usize>()
-            + str_len(3, &sg.block.schema_url)
+        len_field_len(scope_spans::SCOPE, sg.block.bytes.len())
+            + sg.spans
+                .iter()
+                .map(|b| len_field_len(scope_spans::SPANS, b.len()))
+                .sum::<usize>()
+            + str_len(scope_spans::SCHEMA_URL, &sg.block.schema_url)
     };
     let resource_len = |g: &ResourceGroup<'_>| {
-        len_field_len(1, g.block.bytes.len())
-            + g.scopes.iter().map(|sg| len_field_len(2, scope_len(sg))).sum::<usize>()
-            + str_len(3, &g.block.schema_url)
+        len_field_len(resource_spans::RESOURCE, g.block.bytes.len())
+            + g.scopes
+                .iter()
+                .map(|sg| len_field_len(resource_spans::SCOPE_SPANS, scope_len(sg)))
+                .sum::<usize>()
+            + str_len(resource_spans::SCHEMA_URL, &g.block.schema_url)
     };
-    let total: usize = groups.iter().map(|g| len_field_len(1, resource_len(g))).sum();
+    let total: usize = groups
+        .iter()
+        .map(|g| len_field_len(request::RESOURCE_SPANS, resource_len(g)))
+        .sum();
     let mut out = Vec::with_capacity(total);
     for g in &groups {
-        put_len_header(&mut out, 1, resource_len(g));
-        put_bytes(&mut out, 1, &g.block.bytes);
+        put_len_header(&mut out, request::RESOURCE_SPANS, resource_len(g));
+        put_bytes(&mut out, resource_spans::RESOURCE, &g.block.bytes);
         for sg in &g.scopes {
-            put_len_header(&mut out, 2, scope_len(sg));
-            put_bytes(&mut out, 1, &sg.block.bytes);
+            put_len_header(&mut out, resource_spans::SCOPE_SPANS, scope_len(sg));
+            put_bytes(&mut out, scope_spans::SCOPE, &sg.block.bytes);
             for b in &sg.spans {
-                put_bytes(&mut out, 2, b);
+                put_bytes(&mut out, scope_spans::SPANS, b);
             }
             if !sg.block.schema_url.is_empty() {
-                put_bytes(&mut out, 3, sg.block.schema_url.as_bytes());
+                put_bytes(&mut out, scope_spans::SCHEMA_URL, sg.block.schema_url.as_bytes());
             }
         }
         if !g.block.schema_url.is_empty() {
-            put_bytes(&mut out, 3, g.block.schema_url.as_bytes());
+            put_bytes(&mut out, resource_spans::SCHEMA_URL, g.block.schema_url.as_bytes());
         }
     }
     debug_assert_eq!(out.len(), total);

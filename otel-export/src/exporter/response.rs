@@ -1,6 +1,7 @@
 //! Reading what a receiver answered: partial success, and how long to wait
 //! before retrying.
 
+use crate::wire::field::{any, duration, partial_success, response, retry_info, rpc_status};
 use crate::wire::{Field, Reader};
 use std::time::{Duration, SystemTime};
 
@@ -18,12 +19,14 @@ pub(crate) fn partial_success_proto(body: &[u8]) -> PartialSuccess {
     let mut out = PartialSuccess::default();
     let mut r = Reader::new(body);
     while let Some(Ok((field, value))) = r.next_field() {
-        if let (1, Field::Bytes(inner)) = (field, value) {
+        if let (response::PARTIAL_SUCCESS, Field::Bytes(inner)) = (field, value) {
             let mut r = Reader::new(inner);
             while let Some(Ok((field, value))) = r.next_field() {
                 match (field, value) {
-                    (1, Field::Varint(v)) => out.rejected_spans = v as i64,
-                    (2, Field::Bytes(b)) => out.error_message = String::from_utf8_lossy(b).into_owned(),
+                    (partial_success::REJECTED_SPANS, Field::Varint(v)) => out.rejected_spans = v as i64,
+                    (partial_success::ERROR_MESSAGE, Field::Bytes(b)) => {
+                        out.error_message = String::from_utf8_lossy(b).into_owned()
+                    }
                     _ => {}
                 }
             }
@@ -55,15 +58,15 @@ pub(crate) fn grpc_retry_delay(details: &[u8]) -> Option<Duration> {
     const RETRY_INFO: &[u8] = b"type.googleapis.com/google.rpc.RetryInfo";
     let mut r = Reader::new(details);
     while let Some(Ok((field, value))) = r.next_field() {
-        let (3, Field::Bytes(any)) = (field, value) else {
+        let (rpc_status::DETAILS, Field::Bytes(detail)) = (field, value) else {
             continue;
         };
         let (mut type_url, mut payload) = (&[][..], &[][..]);
-        let mut a = Reader::new(any);
+        let mut a = Reader::new(detail);
         while let Some(Ok((f, v))) = a.next_field() {
             match (f, v) {
-                (1, Field::Bytes(b)) => type_url = b,
-                (2, Field::Bytes(b)) => payload = b,
+                (any::TYPE_URL, Field::Bytes(b)) => type_url = b,
+                (any::VALUE, Field::Bytes(b)) => payload = b,
                 _ => {}
             }
         }
@@ -72,13 +75,13 @@ pub(crate) fn grpc_retry_delay(details: &[u8]) -> Option<Duration> {
         }
         let mut info = Reader::new(payload);
         while let Some(Ok((f, v))) = info.next_field() {
-            if let (1, Field::Bytes(duration)) = (f, v) {
+            if let (retry_info::RETRY_DELAY, Field::Bytes(delay)) = (f, v) {
                 let (mut secs, mut nanos) = (0i64, 0i64);
-                let mut d = Reader::new(duration);
+                let mut d = Reader::new(delay);
                 while let Some(Ok((f, v))) = d.next_field() {
                     match (f, v) {
-                        (1, Field::Varint(s)) => secs = s as i64,
-                        (2, Field::Varint(n)) => nanos = i64::from(n as i32),
+                        (duration::SECONDS, Field::Varint(s)) => secs = s as i64,
+                        (duration::NANOS, Field::Varint(n)) => nanos = i64::from(n as i32),
                         _ => {}
                     }
                 }
