@@ -100,7 +100,7 @@ impl Bucket {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Sub {
     policy: Policy,
     /// Spans per second of its own; `None` shares what the allocations leave.
@@ -123,6 +123,59 @@ struct Composite {
     state: Mutex<CompositeState>,
 }
 
+impl Clone for Bucket {
+    fn clone(&self) -> Self {
+        Bucket {
+            rate: self.rate,
+            burst: self.burst,
+            tokens: self.burst,
+            last_ms: None,
+        }
+    }
+}
+
+impl Clone for Composite {
+    fn clone(&self) -> Self {
+        Composite {
+            max_total: self.max_total,
+            shared_budget: self.shared_budget,
+            subs: self.subs.clone(),
+            state: Mutex::new(CompositeState::default()),
+        }
+    }
+}
+
+impl Clone for Kind {
+    fn clone(&self) -> Self {
+        match self {
+            Kind::AlwaysSample => Kind::AlwaysSample,
+            Kind::Latency { threshold_ms, upper_ms } => Kind::Latency {
+                threshold_ms: *threshold_ms,
+                upper_ms: *upper_ms,
+            },
+            Kind::StatusCode { mask } => Kind::StatusCode { mask: *mask },
+            Kind::Probabilistic { salt, threshold } => Kind::Probabilistic {
+                salt: salt.clone(),
+                threshold: *threshold,
+            },
+            Kind::Condition { bit, invert } => Kind::Condition {
+                bit: *bit,
+                invert: *invert,
+            },
+            Kind::SpanCount { min, max } => Kind::SpanCount { min: *min, max: *max },
+            Kind::RateLimiting { per_second, .. } => Kind::RateLimiting {
+                per_second: *per_second,
+                window: Mutex::new(Window::default()),
+            },
+            Kind::BytesLimiting(bucket) => Kind::BytesLimiting(Mutex::new(crate::lock(bucket).clone())),
+            Kind::And(policies) => Kind::And(policies.clone()),
+            Kind::Not(policy) => Kind::Not(policy.clone()),
+            Kind::Drop(policies) => Kind::Drop(policies.clone()),
+            Kind::Composite(c) => Kind::Composite(c.clone()),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Kind {
     AlwaysSample,
@@ -139,8 +192,9 @@ enum Kind {
     Composite(Box<Composite>),
 }
 
-/// A named policy.
-#[derive(Debug)]
+/// A named policy. A clone has the same settings and fresh state (rate and
+/// byte budgets start full).
+#[derive(Debug, Clone)]
 pub(crate) struct Policy {
     pub(crate) name: String,
     kind: Kind,

@@ -55,6 +55,21 @@ impl BoundedCache {
     }
 }
 
+/// A copy with the same values and patterns and an empty cache.
+impl Clone for StrMatch {
+    fn clone(&self) -> Self {
+        match self {
+            StrMatch::Exact(values) => StrMatch::Exact(values.clone()),
+            StrMatch::Regex { set, cache } => StrMatch::Regex {
+                set: set.clone(),
+                cache: cache
+                    .as_ref()
+                    .map(|c| Mutex::new(BoundedCache::new(crate::lock(c).max))),
+            },
+        }
+    }
+}
+
 impl StrMatch {
     fn matches(&self, value: &str) -> bool {
         match self {
@@ -82,7 +97,7 @@ impl StrMatch {
 }
 
 /// One condition.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Condition {
     /// A string attribute (resource or span) with a matching value.
     Str { key: String, matcher: StrMatch },
@@ -122,7 +137,7 @@ impl Condition {
 }
 
 /// All conditions of a configuration, indexed by bit.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Conditions {
     list: Vec<Condition>,
 }

@@ -27,8 +27,9 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "policies",
 ];
 
-/// A parsed `tail_sampling` block.
-#[derive(Debug)]
+/// A parsed `tail_sampling` block. A clone has the same settings and fresh
+/// policy state (each engine built from it keeps its own rate budgets).
+#[derive(Debug, Clone)]
 pub struct TailSamplingConfig {
     /// Wait after a trace's first span before deciding.
     pub decision_wait: Duration,

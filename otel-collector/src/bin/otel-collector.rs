@@ -9,7 +9,7 @@
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use otel_collector::sidecar::Collector;
-use otel_collector::sidecar::config::{COMPONENTS, CollectorConfig};
+use otel_collector::sidecar::config::{self, CollectorConfig, LogEncoding, LogLevel};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -89,7 +89,7 @@ fn components() -> ExitCode {
     use std::fmt::Write as _;
     let mut text = format!("otel-collector {}\n", env!("CARGO_PKG_VERSION"));
     let mut section = "";
-    for c in COMPONENTS {
+    for c in config::components() {
         if c.section != section {
             section = c.section;
             let _ = writeln!(text, "{section}:");
@@ -107,18 +107,18 @@ fn components() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_logs(level: &str, json: bool) {
+fn init_logs(level: LogLevel, encoding: LogEncoding) {
     let level = match level {
-        "debug" => tracing::Level::DEBUG,
-        "warn" => tracing::Level::WARN,
-        "error" => tracing::Level::ERROR,
+        LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Error => tracing::Level::ERROR,
         _ => tracing::Level::INFO,
     };
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_target(false);
-    if json {
+    if encoding == LogEncoding::Json {
         builder.json().init();
     } else {
         builder.init();
@@ -167,7 +167,7 @@ fn main() -> ExitCode {
 }
 
 fn run(config: CollectorConfig, shutdown_timeout: Duration) -> ExitCode {
-    init_logs(&config.telemetry.log_level, config.telemetry.log_json);
+    init_logs(config.telemetry.log_level, config.telemetry.log_encoding);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("otel-collector")

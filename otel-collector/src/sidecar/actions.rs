@@ -1,11 +1,145 @@
 //! `attributes` and `resource` processor actions, applied to a message's
-//! bytes: the other fields are copied as they are, the attributes re-encoded.
+//! settings and their application to a message's bytes: the other fields
+//! are copied as they are, the attributes re-encoded.
 
-use super::config::{Action, ActionKind, Literal};
+use super::config::{At, ConfigError, child, get, get_str, reject};
 use super::wire::keyvalues;
 use otel_export::wire::field::{any_value, key_value};
 use otel_export::wire::{Field, Reader, VARINT, put_bytes, put_fixed64, put_len_header, put_tag, put_varint};
+use serde_json::Value;
 use std::borrow::Cow;
+
+/// What an attribute action does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ActionKind {
+    /// Add when absent.
+    Insert,
+    /// Replace when present.
+    Update,
+    /// Add or replace.
+    Upsert,
+    /// Remove.
+    Delete,
+    /// Replace the value with its SHA-256 hex digest.
+    Hash,
+}
+
+/// A literal attribute value from the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Literal {
+    /// A string.
+    Str(String),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Double(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+/// One action of an `attributes` or `resource` processor.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Action {
+    /// The attribute.
+    pub key: String,
+    /// What to do.
+    pub kind: ActionKind,
+    /// The new value (insert / update / upsert).
+    pub value: Option<Literal>,
+    /// Or copy it from this attribute.
+    pub from_attribute: Option<String>,
+}
+
+/// Reads the list of actions under `key`.
+pub(crate) fn parse_actions(at: At<'_>, key: &str) -> Result<Vec<Action>, ConfigError> {
+    let path = child(at.path, key);
+    let items = match get(at, key) {
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        Some(Value::Array(_)) | None => return Err(ConfigError::new(path, "at least one action is required")),
+        Some(other) => {
+            return Err(ConfigError::new(
+                path,
+                format!("must be a list of actions, got {other}"),
+            ));
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let a = At { value: item, path: &p };
+        a.map()?;
+        a.only_keys(&[
+            "key",
+            "action",
+            "value",
+            "from_attribute",
+            "from_context",
+            "pattern",
+            "converted_type",
+        ])?;
+        for unsupported in ["from_context", "pattern", "converted_type"] {
+            reject(
+                a,
+                unsupported,
+                &format!("{unsupported} is not supported; use value or from_attribute"),
+            )?;
+        }
+        let key = get_str(a, "key")?
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| a.err("an action needs a key"))?
+            .to_owned();
+        let action = get_str(a, "action")?.ok_or_else(|| a.err("an action needs an action"))?;
+        let kind = match action.to_ascii_lowercase().as_str() {
+            "insert" => ActionKind::Insert,
+            "update" => ActionKind::Update,
+            "upsert" => ActionKind::Upsert,
+            "delete" => ActionKind::Delete,
+            "hash" => ActionKind::Hash,
+            "extract" | "convert" => {
+                return Err(ConfigError::new(
+                    child(&p, "action"),
+                    format!("{action} is not supported; available: insert, update, upsert, delete, hash"),
+                ));
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    child(&p, "action"),
+                    format!("unknown action {action:?}; available: insert, update, upsert, delete, hash"),
+                ));
+            }
+        };
+        let value = match get(a, "value") {
+            None => None,
+            Some(Value::String(s)) => Some(Literal::Str(s.clone())),
+            Some(Value::Bool(b)) => Some(Literal::Bool(*b)),
+            Some(Value::Number(n)) => Some(match n.as_i64() {
+                Some(i) => Literal::Int(i),
+                None => Literal::Double(n.as_f64().unwrap_or(0.0)),
+            }),
+            Some(other) => {
+                return Err(ConfigError::new(
+                    child(&p, "value"),
+                    format!("must be a string, number or bool, got {other}"),
+                ));
+            }
+        };
+        let from_attribute = get_str(a, "from_attribute")?.map(str::to_owned);
+        if matches!(kind, ActionKind::Insert | ActionKind::Update | ActionKind::Upsert) {
+            match (&value, &from_attribute) {
+                (None, None) => return Err(a.err(format!("{action} needs value or from_attribute"))),
+                (Some(_), Some(_)) => return Err(a.err("value and from_attribute are exclusive")),
+                _ => {}
+            }
+        }
+        out.push(Action {
+            key,
+            kind,
+            value,
+            from_attribute,
+        });
+    }
+    Ok(out)
+}
 
 /// The `hash` action's value: the lowercase hex SHA-256 of the bytes, as Go's.
 pub(crate) fn hex_digest(data: &[u8]) -> String {

@@ -9,7 +9,7 @@
 //! between, and the summaries keep at most [`MAX_ROWS`] rows each. Traces not
 //! analysed are counted.
 
-use super::exporters::{service_of, span_node};
+use super::exporters::debug::{service_of, span_node};
 use super::wire::{SpanRec, SpanView};
 use crate::lock;
 use otel_export::analysis::{Bottlenecks, SpanNode, analyze};

@@ -1,228 +1,23 @@
 //! The collector's YAML, in OpenTelemetry Collector syntax: receivers,
 //! processors, exporters, extensions and `service` pipelines, with
 //! `${env:VAR}` substitution and errors that say where and what to do.
+//!
+//! This module reads the frame (sections, `service`, pipelines, telemetry)
+//! and finds each component in its section's table by type name; the
+//! component's own module reads its settings (see [`super::component`]).
 
-use crate::config::{
+pub use super::component::Component;
+use super::component::{ExporterSettings, ExtensionSettings, Factory, ProcessorSettings, ReceiverSettings};
+pub(crate) use crate::config::{
     At, ConfigError, child, get, get_bool, get_duration, get_f64, get_str, get_strings, get_u64, parse_yaml,
 };
-use crate::settings::TailSamplingConfig;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
-
-/// An OTLP receiver.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OtlpReceiverConfig {
-    /// `protocols.grpc.endpoint`, when gRPC is on.
-    pub grpc: Option<String>,
-    /// Largest gRPC message accepted, bytes (`max_recv_msg_size_mib`, default 4).
-    pub grpc_max_message_bytes: usize,
-    /// `protocols.http.endpoint`, when HTTP is on.
-    pub http: Option<String>,
-    /// Largest HTTP body accepted, bytes (`max_request_body_size`, default 20 MiB).
-    pub http_max_body_bytes: usize,
-    /// The HTTP path for traces (`traces_url_path`, default `/v1/traces`).
-    pub http_traces_path: String,
-}
-
-/// `memory_limiter`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MemoryLimiterConfig {
-    /// How often memory is measured.
-    pub check_interval: Duration,
-    /// The hard limit, bytes.
-    pub limit_bytes: u64,
-    /// Headroom below the hard limit: data is refused above `limit - spike`.
-    pub spike_bytes: u64,
-}
-
-/// `batch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchConfig {
-    /// Send after this long even when the batch is small.
-    pub timeout: Duration,
-    /// Send when this many spans are waiting.
-    pub send_batch_size: usize,
-    /// Split larger batches (0: no limit).
-    pub send_batch_max_size: usize,
-}
-
-/// What an attribute action does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActionKind {
-    /// Add when absent.
-    Insert,
-    /// Replace when present.
-    Update,
-    /// Add or replace.
-    Upsert,
-    /// Remove.
-    Delete,
-    /// Replace the value with its SHA-256 hex digest.
-    Hash,
-}
-
-/// A literal attribute value from the configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Literal {
-    /// A string.
-    Str(String),
-    /// An integer.
-    Int(i64),
-    /// A float.
-    Double(f64),
-    /// A boolean.
-    Bool(bool),
-}
-
-/// One action of an `attributes` or `resource` processor.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Action {
-    /// The attribute.
-    pub key: String,
-    /// What to do.
-    pub kind: ActionKind,
-    /// The new value (insert / update / upsert).
-    pub value: Option<Literal>,
-    /// Or copy it from this attribute.
-    pub from_attribute: Option<String>,
-}
-
-/// A processor.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProcessorConfig {
-    /// `memory_limiter`.
-    MemoryLimiter(MemoryLimiterConfig),
-    /// `tail_sampling` (parsed again per pipeline: each pipeline owns its engine).
-    TailSampling(Value),
-    /// `batch`.
-    Batch(BatchConfig),
-    /// `attributes` (span attributes).
-    Attributes(Vec<Action>),
-    /// `resource` (resource attributes).
-    Resource(Vec<Action>),
-}
-
-/// `sending_queue`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueConfig {
-    /// Whether requests queue; when off, at most one request is in flight.
-    pub enabled: bool,
-    /// Requests sent concurrently.
-    pub num_consumers: usize,
-    /// Requests waiting at most; beyond it a batch is dropped and counted.
-    pub queue_size: usize,
-}
-
-/// `retry_on_failure`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryConfig {
-    /// Whether failed requests are retried.
-    pub enabled: bool,
-    /// First backoff.
-    pub initial_interval: Duration,
-    /// Largest backoff.
-    pub max_interval: Duration,
-    /// Give up after this long.
-    pub max_elapsed_time: Duration,
-    /// Backoff growth.
-    pub multiplier: f64,
-}
-
-/// An OTLP exporter (`otlp` over gRPC, `otlphttp` over HTTP).
-#[derive(Debug, Clone, PartialEq)]
-pub struct OtlpExporterConfig {
-    /// gRPC (`otlp`) or HTTP (`otlphttp`).
-    pub http: bool,
-    /// `endpoint`; for HTTP the base URL (`/v1/traces` appended) unless
-    /// `traces_endpoint` is set.
-    pub endpoint: String,
-    /// `traces_endpoint` (HTTP only), used as it is.
-    pub traces_endpoint: Option<String>,
-    /// `encoding: json` (HTTP only).
-    pub json: bool,
-    /// `tls.insecure`: plaintext when the endpoint has no scheme.
-    pub insecure: bool,
-    /// `tls.ca_file`.
-    pub ca_file: Option<String>,
-    /// `tls.cert_file` and `tls.key_file`.
-    pub client_cert: Option<(String, String)>,
-    /// `headers`.
-    pub headers: Vec<(String, String)>,
-    /// `compression`: none, gzip or zstd (default gzip, as the Go exporters).
-    pub compression: otel_export::Compression,
-    /// `timeout` per request.
-    pub timeout: Duration,
-    /// `sending_queue`.
-    pub queue: QueueConfig,
-    /// `retry_on_failure`.
-    pub retry: RetryConfig,
-}
-
-/// Where the `loadbalancing` exporter finds its backends.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ResolverConfig {
-    /// `static.hostnames`.
-    Static(Vec<String>),
-    /// `dns`: every address `hostname` resolves to, on `port`, re-resolved every `interval`.
-    Dns {
-        /// The name to resolve (a headless Service).
-        hostname: String,
-        /// The backends' OTLP/gRPC port.
-        port: u16,
-        /// How often to resolve.
-        interval: Duration,
-        /// How long a lookup may take.
-        timeout: Duration,
-    },
-}
-
-/// How often the `debug` exporter prints the bottleneck summary by default.
-pub const DEFAULT_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
-
-/// An exporter.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ExporterConfig {
-    /// `otlp` or `otlphttp`.
-    Otlp(Box<OtlpExporterConfig>),
-    /// `file`: OTLP JSON, one request per line.
-    File {
-        /// `path`.
-        path: String,
-    },
-    /// `debug`: each kept trace as a tree.
-    Debug {
-        /// `verbosity`: basic (one line per batch), normal (trees), detailed (trees with attributes).
-        verbosity: String,
-        /// `summary_interval` (ours, not Go's): how often the bottleneck
-        /// summary of the tail samplers' traces is printed (and once at
-        /// shutdown); `None` (`0s`) for never. Defaults to 60 s.
-        summary_interval: Option<Duration>,
-    },
-    /// `loadbalancing` by trace id.
-    LoadBalancing {
-        /// `protocol.otlp` settings for every backend (the endpoint comes from the resolver).
-        template: Box<OtlpExporterConfig>,
-        /// `resolver`.
-        resolver: ResolverConfig,
-    },
-}
-
-/// An extension.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExtensionConfig {
-    /// `health_check`: answers 200 while the collector runs.
-    HealthCheck {
-        /// `endpoint`.
-        endpoint: String,
-        /// `path`.
-        path: String,
-    },
-    /// Accepted for compatibility and not started (`pprof`, `zpages`).
-    Ignored(String),
-}
 
 /// A `service.pipelines.traces[/name]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PipelineConfig {
     /// `traces` or `traces/name`.
     pub name: String,
@@ -234,28 +29,55 @@ pub struct PipelineConfig {
     pub exporters: Vec<String>,
 }
 
+/// `service.telemetry.logs.level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LogLevel {
+    /// `debug`.
+    Debug,
+    /// `info` (the default).
+    #[default]
+    Info,
+    /// `warn`.
+    Warn,
+    /// `error`.
+    Error,
+}
+
+/// `service.telemetry.logs.encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LogEncoding {
+    /// `console`: text lines (the default).
+    #[default]
+    Console,
+    /// `json`: one JSON object per line.
+    Json,
+}
+
 /// `service.telemetry`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct TelemetryConfig {
-    /// `logs.level`: debug, info, warn, error.
-    pub log_level: String,
-    /// `logs.encoding`: console (text) or json.
-    pub log_json: bool,
+    /// `logs.level`.
+    pub log_level: LogLevel,
+    /// `logs.encoding`.
+    pub log_encoding: LogEncoding,
     /// The Prometheus `/metrics` address (`metrics.address`, or a pull reader's host and port).
     pub metrics_address: Option<String>,
 }
 
-/// A whole collector configuration.
-#[derive(Debug, Clone, PartialEq)]
+/// A whole collector configuration: each component's settings as its own
+/// module read them, the pipelines that use them, and the collector's own
+/// telemetry.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CollectorConfig {
-    /// Receivers by id.
-    pub receivers: Vec<(String, OtlpReceiverConfig)>,
-    /// Processors by id.
-    pub processors: Vec<(String, ProcessorConfig)>,
-    /// Exporters by id.
-    pub exporters: Vec<(String, ExporterConfig)>,
+    pub(crate) receivers: Vec<(String, Arc<dyn ReceiverSettings>)>,
+    pub(crate) processors: Vec<(String, Arc<dyn ProcessorSettings>)>,
+    pub(crate) exporters: Vec<(String, Arc<dyn ExporterSettings>)>,
     /// Extensions enabled in `service.extensions`.
-    pub extensions: Vec<(String, ExtensionConfig)>,
+    pub(crate) extensions: Vec<(String, Arc<dyn ExtensionSettings>)>,
     /// Trace pipelines.
     pub pipelines: Vec<PipelineConfig>,
     /// Logs and metrics of the collector itself.
@@ -264,7 +86,81 @@ pub struct CollectorConfig {
     pub warnings: Vec<String>,
 }
 
-const MIB: u64 = 1024 * 1024;
+impl CollectorConfig {
+    /// The ids of the configured components of `section` (`receivers`,
+    /// `processors`, `exporters`, `extensions`; extensions only when
+    /// `service.extensions` enables them), in the order they were written.
+    pub fn component_ids(&self, section: &str) -> Vec<&str> {
+        fn ids<T: ?Sized>(v: &[(String, Arc<T>)]) -> Vec<&str> {
+            v.iter().map(|(k, _)| k.as_str()).collect()
+        }
+        match section {
+            "receivers" => ids(&self.receivers),
+            "processors" => ids(&self.processors),
+            "exporters" => ids(&self.exporters),
+            "extensions" => ids(&self.extensions),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Every component this collector has, in the order `components` prints them.
+pub fn components() -> impl Iterator<Item = &'static Component> {
+    let r = super::receivers::TABLE.iter().map(|f| &f.component);
+    let p = super::processors::TABLE.iter().map(|f| &f.component);
+    let e = super::exporters::TABLE.iter().map(|f| &f.component);
+    let x = super::extensions::TABLE.iter().map(|f| &f.component);
+    r.chain(p).chain(e).chain(x)
+}
+
+impl Component {
+    /// Checks `at`'s keys against this entry; the ignored ones present
+    /// become warnings.
+    pub(crate) fn check_keys(&self, at: At<'_>, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+        let all: Vec<&str> = self.settings.iter().chain(self.ignored).copied().collect();
+        at.only_keys(&all)?;
+        note_ignored(at, self.ignored, warnings);
+        Ok(())
+    }
+}
+
+/// Reads one section's components through its table.
+fn read_section<T: ?Sized>(
+    root: At<'_>,
+    name: &str,
+    table: &[Factory<T>],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(String, Arc<T>)>, ConfigError> {
+    let mut out = Vec::new();
+    for (id, v) in section(root, name)? {
+        out.push((id.clone(), read_component(name, &id, v, table, warnings)?));
+    }
+    Ok(out)
+}
+
+/// Reads component `id` of `section` with its table entry.
+fn read_component<T: ?Sized>(
+    section: &str,
+    id: &str,
+    v: &Value,
+    table: &[Factory<T>],
+    warnings: &mut Vec<String>,
+) -> Result<Arc<T>, ConfigError> {
+    let Some(factory) = table.iter().find(|f| f.component.name == kind_of(id)) else {
+        let known: Vec<&str> = table.iter().map(|f| f.component.name).collect();
+        return Err(removed_or_unknown(section, id, &known));
+    };
+    let path = format!("{section}.{id}");
+    let at = At {
+        value: body(v),
+        path: &path,
+    };
+    at.map()?;
+    factory.component.check_keys(at, warnings)?;
+    Ok(Arc::from((factory.parse)(at, warnings)?))
+}
+
+pub(crate) const MIB: u64 = 1024 * 1024;
 
 /// Replaces `${env:NAME}`, `${env:NAME:-default}` and `${NAME}` in string
 /// values; `$$` is a literal `$`. A value that is only a reference takes the
@@ -357,169 +253,6 @@ fn merge(base: &mut Value, over: Value) {
     }
 }
 
-/// A component this collector has: its section, its type, the settings it
-/// acts on, and the Go settings it accepts without acting on (each named in a
-/// warning at `validate` and at start). Parsing checks a component's keys
-/// against this table, and `otel-collector components` prints it.
-#[derive(Debug, Clone, Copy)]
-pub struct Component {
-    /// `receivers`, `processors`, `exporters` or `extensions`.
-    pub section: &'static str,
-    /// The type name (`otlp`, `tail_sampling`, ...).
-    pub name: &'static str,
-    /// Top-level settings acted on.
-    pub settings: &'static [&'static str],
-    /// Top-level settings accepted and ignored, with a warning.
-    pub ignored: &'static [&'static str],
-}
-
-const OTLP_EXPORTER_SETTINGS: &[&str] = &[
-    "endpoint",
-    "traces_endpoint",
-    "encoding",
-    "tls",
-    "headers",
-    "compression",
-    "timeout",
-    "sending_queue",
-    "retry_on_failure",
-    "auth",
-];
-const OTLP_EXPORTER_IGNORED: &[&str] = &[
-    "balancer_name",
-    "keepalive",
-    "wait_for_ready",
-    "read_buffer_size",
-    "write_buffer_size",
-];
-
-/// Every component, in the order `components` prints them.
-pub const COMPONENTS: &[Component] = &[
-    Component {
-        section: "receivers",
-        name: "otlp",
-        settings: &["protocols"],
-        ignored: &[],
-    },
-    Component {
-        section: "processors",
-        name: "memory_limiter",
-        settings: &[
-            "check_interval",
-            "limit_mib",
-            "spike_limit_mib",
-            "limit_percentage",
-            "spike_limit_percentage",
-        ],
-        ignored: &[],
-    },
-    Component {
-        section: "processors",
-        name: "tail_sampling",
-        settings: crate::settings::TOP_KEYS,
-        ignored: &[],
-    },
-    Component {
-        section: "processors",
-        name: "batch",
-        settings: &["timeout", "send_batch_size", "send_batch_max_size", "metadata_keys"],
-        ignored: &["metadata_cardinality_limit"],
-    },
-    Component {
-        section: "processors",
-        name: "attributes",
-        settings: &["actions", "include", "exclude"],
-        ignored: &[],
-    },
-    Component {
-        section: "processors",
-        name: "resource",
-        settings: &["attributes"],
-        ignored: &[],
-    },
-    Component {
-        section: "exporters",
-        name: "otlp",
-        settings: OTLP_EXPORTER_SETTINGS,
-        ignored: OTLP_EXPORTER_IGNORED,
-    },
-    Component {
-        section: "exporters",
-        name: "otlphttp",
-        settings: OTLP_EXPORTER_SETTINGS,
-        ignored: OTLP_EXPORTER_IGNORED,
-    },
-    Component {
-        section: "exporters",
-        name: "file",
-        settings: &["path", "format"],
-        ignored: &["flush_interval"],
-    },
-    Component {
-        section: "exporters",
-        name: "debug",
-        settings: &["verbosity", "summary_interval"],
-        ignored: &["sampling_initial", "sampling_thereafter"],
-    },
-    Component {
-        section: "exporters",
-        name: "loadbalancing",
-        settings: &["routing_key", "protocol", "resolver"],
-        ignored: &[],
-    },
-    Component {
-        section: "extensions",
-        name: "health_check",
-        settings: &["endpoint", "path"],
-        ignored: &["check_collector_pipeline"],
-    },
-    Component {
-        section: "extensions",
-        name: "pprof",
-        settings: &[],
-        ignored: &["(all: accepted, not started)"],
-    },
-    Component {
-        section: "extensions",
-        name: "zpages",
-        settings: &[],
-        ignored: &["(all: accepted, not started)"],
-    },
-];
-
-/// The table entry of a component.
-fn component(section: &str, name: &str) -> Component {
-    COMPONENTS
-        .iter()
-        .find(|c| c.section == section && c.name == name)
-        .copied()
-        .unwrap_or(Component {
-            section: "",
-            name: "",
-            settings: &[],
-            ignored: &[],
-        })
-}
-
-/// Checks `at`'s keys against `section`/`name` in [`COMPONENTS`]; the ignored
-/// ones present become warnings.
-fn component_keys(at: At<'_>, section: &str, name: &str, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
-    let c = component(section, name);
-    let all: Vec<&str> = c.settings.iter().chain(c.ignored).copied().collect();
-    at.only_keys(&all)?;
-    note_ignored(at, c.ignored, warnings);
-    Ok(())
-}
-
-/// The names of a section's components, from [`COMPONENTS`].
-fn names(section: &str) -> Vec<&'static str> {
-    COMPONENTS
-        .iter()
-        .filter(|c| c.section == section)
-        .map(|c| c.name)
-        .collect()
-}
-
 fn removed_or_unknown(section: &str, id: &str, known: &[&str]) -> ConfigError {
     let kind = kind_of(id);
     let path = format!("{section}.{id}");
@@ -560,7 +293,7 @@ fn section<'a>(root: At<'a>, key: &str) -> Result<Vec<(String, &'a Value)>, Conf
     }
 }
 
-static EMPTY: Value = Value::Null;
+pub(crate) static EMPTY: Value = Value::Null;
 
 fn empty_map() -> &'static Value {
     static MAP: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
@@ -568,7 +301,7 @@ fn empty_map() -> &'static Value {
 }
 
 /// A component's settings (`otlp:` with nothing is an empty mapping).
-fn body(v: &Value) -> &Value {
+pub(crate) fn body(v: &Value) -> &Value {
     if v.is_null() { empty_map() } else { v }
 }
 
@@ -634,114 +367,9 @@ impl CollectorConfig {
             ));
         }
 
-        let mut receivers = Vec::new();
-        for (id, v) in section(root, "receivers")? {
-            let path = format!("receivers.{id}");
-            match kind_of(&id) {
-                "otlp" => receivers.push((
-                    id.clone(),
-                    parse_otlp_receiver(
-                        At {
-                            value: body(v),
-                            path: &path,
-                        },
-                        &mut warnings,
-                    )?,
-                )),
-                _ => return Err(removed_or_unknown("receivers", &id, &names("receivers"))),
-            }
-        }
-
-        let mut processors = Vec::new();
-        for (id, v) in section(root, "processors")? {
-            let path = format!("processors.{id}");
-            let at = At {
-                value: body(v),
-                path: &path,
-            };
-            at.map()?;
-            let p = match kind_of(&id) {
-                "memory_limiter" => {
-                    component_keys(at, "processors", "memory_limiter", &mut warnings)?;
-                    ProcessorConfig::MemoryLimiter(parse_memory_limiter(at)?)
-                }
-                "tail_sampling" => {
-                    // Validate now; each pipeline builds its own engine later.
-                    TailSamplingConfig::from_value(at.value, &path)?;
-                    ProcessorConfig::TailSampling(at.value.clone())
-                }
-                "batch" => {
-                    component_keys(at, "processors", "batch", &mut warnings)?;
-                    ProcessorConfig::Batch(parse_batch(at)?)
-                }
-                "attributes" => {
-                    component_keys(at, "processors", "attributes", &mut warnings)?;
-                    reject_filters(at)?;
-                    ProcessorConfig::Attributes(parse_actions(at, "actions")?)
-                }
-                "resource" => {
-                    component_keys(at, "processors", "resource", &mut warnings)?;
-                    ProcessorConfig::Resource(parse_actions(at, "attributes")?)
-                }
-                _ => {
-                    return Err(removed_or_unknown("processors", &id, &names("processors")));
-                }
-            };
-            processors.push((id.clone(), p));
-        }
-
-        let mut exporters = Vec::new();
-        for (id, v) in section(root, "exporters")? {
-            let path = format!("exporters.{id}");
-            let at = At {
-                value: body(v),
-                path: &path,
-            };
-            at.map()?;
-            let e = match kind_of(&id) {
-                "otlp" => ExporterConfig::Otlp(Box::new(parse_otlp_exporter(at, false, true, &mut warnings)?)),
-                "otlphttp" => ExporterConfig::Otlp(Box::new(parse_otlp_exporter(at, true, true, &mut warnings)?)),
-                "file" => {
-                    component_keys(at, "exporters", "file", &mut warnings)?;
-                    if let Some(f) = get_str(at, "format")?
-                        && f != "json"
-                    {
-                        return Err(ConfigError::new(
-                            child(&path, "format"),
-                            format!("only json is supported, got {f:?}"),
-                        ));
-                    }
-                    let p = get_str(at, "path")?
-                        .filter(|p| !p.is_empty())
-                        .ok_or_else(|| ConfigError::new(child(&path, "path"), "the file exporter needs a path"))?;
-                    ExporterConfig::File { path: p.to_owned() }
-                }
-                "debug" => {
-                    component_keys(at, "exporters", "debug", &mut warnings)?;
-                    let verbosity = get_str(at, "verbosity")?.unwrap_or("normal").to_owned();
-                    if !["basic", "normal", "detailed"].contains(&verbosity.as_str()) {
-                        return Err(ConfigError::new(
-                            child(&path, "verbosity"),
-                            format!("must be basic, normal or detailed, got {verbosity:?}"),
-                        ));
-                    }
-                    let summary_interval = match get_duration(at, "summary_interval")? {
-                        None => Some(DEFAULT_SUMMARY_INTERVAL),
-                        Some(d) if d.is_zero() => None,
-                        Some(d) => Some(d),
-                    };
-                    ExporterConfig::Debug {
-                        verbosity,
-                        summary_interval,
-                    }
-                }
-                "loadbalancing" => parse_loadbalancing(at, &mut warnings)?,
-                _ => {
-                    return Err(removed_or_unknown("exporters", &id, &names("exporters")));
-                }
-            };
-            exporters.push((id.clone(), e));
-        }
+        let receivers = read_section(root, "receivers", super::receivers::TABLE, &mut warnings)?;
+        let processors = read_section(root, "processors", super::processors::TABLE, &mut warnings)?;
+        let exporters = read_section(root, "exporters", super::exporters::TABLE, &mut warnings)?;
 
         let extension_defs = section(root, "extensions")?;
         let service_at = At {
@@ -757,6 +385,7 @@ impl CollectorConfig {
         service_at.map()?;
         service_at.only_keys(&["pipelines", "extensions", "telemetry"])?;
 
+        // Extensions are read when `service.extensions` enables them.
         let mut extensions = Vec::new();
         for (i, id) in get_strings(service_at, "extensions")?.into_iter().enumerate() {
             let def = extension_defs.iter().find(|(k, _)| *k == id).ok_or_else(|| {
@@ -765,38 +394,11 @@ impl CollectorConfig {
                     format!("extension {id:?} is not defined under extensions"),
                 )
             })?;
-            let path = format!("extensions.{id}");
-            let at = At {
-                value: body(def.1),
-                path: &path,
-            };
-            let e = match kind_of(&id) {
-                "health_check" => {
-                    at.map()?;
-                    component_keys(at, "extensions", "health_check", &mut warnings)?;
-                    ExtensionConfig::HealthCheck {
-                        endpoint: listen_endpoint(at, "endpoint", "localhost:13133")?,
-                        path: get_str(at, "path")?.unwrap_or("/").to_owned(),
-                    }
-                }
-                "pprof" | "zpages" => {
-                    warnings.push(format!("extension {id} is accepted but not started by this collector"));
-                    ExtensionConfig::Ignored(id.clone())
-                }
-                other => {
-                    return Err(ConfigError::new(
-                        path,
-                        format!(
-                            "unknown extension type {other:?}; available: health_check (pprof and zpages are accepted and not started)"
-                        ),
-                    ));
-                }
-            };
+            let e = read_component("extensions", &id, def.1, super::extensions::TABLE, &mut warnings)?;
             extensions.push((id, e));
         }
 
         let telemetry = parse_telemetry(service_at)?;
-
         let pipelines_at = At {
             value: get(service_at, "pipelines").unwrap_or(&EMPTY),
             path: "service.pipelines",
@@ -898,121 +500,9 @@ fn check_refs<'a>(
     Ok(())
 }
 
-fn parse_otlp_receiver(at: At<'_>, warnings: &mut Vec<String>) -> Result<OtlpReceiverConfig, ConfigError> {
-    at.map()?;
-    component_keys(at, "receivers", "otlp", warnings)?;
-    let ppath = child(at.path, "protocols");
-    let protocols = At {
-        value: get(at, "protocols").unwrap_or(&EMPTY),
-        path: &ppath,
-    };
-    let Value::Object(m) = protocols.value else {
-        return Err(protocols.err("the otlp receiver needs protocols: grpc and/or http"));
-    };
-    if m.is_empty() {
-        return Err(protocols.err("the otlp receiver needs protocols: grpc and/or http"));
-    }
-    protocols.only_keys(&["grpc", "http"])?;
-    let mut cfg = OtlpReceiverConfig {
-        grpc: None,
-        grpc_max_message_bytes: (4 * MIB) as usize,
-        http: None,
-        http_max_body_bytes: (20 * MIB) as usize,
-        http_traces_path: "/v1/traces".to_owned(),
-    };
-    // Accepted on both protocols and not acted on; `cors` also, named apart
-    // because over HTTP its warning says what it means for browsers.
-    const IGNORED: &[&str] = &[
-        "keepalive",
-        "include_metadata",
-        "read_buffer_size",
-        "write_buffer_size",
-        "max_concurrent_streams",
-    ];
-    const CORS: &str = "browsers' CORS preflight requests are not answered";
-    if m.contains_key("grpc") {
-        let path = child(&ppath, "grpc");
-        let g = At {
-            value: body(&m["grpc"]),
-            path: &path,
-        };
-        g.map()?;
-        let mut allowed = vec!["endpoint", "max_recv_msg_size_mib", "transport", "tls", "auth", "cors"];
-        allowed.extend_from_slice(IGNORED);
-        g.only_keys(&allowed)?;
-        note_ignored(g, IGNORED, warnings);
-        note_ignored(g, &["cors"], warnings);
-        reject(
-            g,
-            "tls",
-            "TLS on receivers is not supported; terminate TLS in front of the collector",
-        )?;
-        reject(g, "auth", "receiver authentication is not supported")?;
-        if let Some(t) = get_str(g, "transport")?
-            && t != "tcp"
-        {
-            return Err(ConfigError::new(
-                child(&path, "transport"),
-                format!("only tcp is supported, got {t:?}"),
-            ));
-        }
-        cfg.grpc = Some(listen_endpoint(g, "endpoint", "localhost:4317")?);
-        if let Some(mib) = get_f64(g, "max_recv_msg_size_mib")? {
-            if !(mib > 0.0 && mib <= 1024.0) {
-                return Err(ConfigError::new(
-                    child(&path, "max_recv_msg_size_mib"),
-                    "must be between 0 and 1024",
-                ));
-            }
-            cfg.grpc_max_message_bytes = (mib * MIB as f64) as usize;
-        }
-    }
-    if m.contains_key("http") {
-        let path = child(&ppath, "http");
-        let h = At {
-            value: body(&m["http"]),
-            path: &path,
-        };
-        h.map()?;
-        let mut allowed = vec![
-            "endpoint",
-            "max_request_body_size",
-            "traces_url_path",
-            "metrics_url_path",
-            "logs_url_path",
-            "tls",
-            "auth",
-            "cors",
-        ];
-        allowed.extend_from_slice(IGNORED);
-        h.only_keys(&allowed)?;
-        if get(h, "cors").is_some() {
-            warnings.push(format!("{}.cors is ignored by this collector: {CORS}", path));
-        }
-        note_ignored(h, IGNORED, warnings);
-        reject(
-            h,
-            "tls",
-            "TLS on receivers is not supported; terminate TLS in front of the collector",
-        )?;
-        reject(h, "auth", "receiver authentication is not supported")?;
-        cfg.http = Some(listen_endpoint(h, "endpoint", "localhost:4318")?);
-        if let Some(n) = get_u64(h, "max_request_body_size")? {
-            cfg.http_max_body_bytes = n as usize;
-        }
-        if let Some(p) = get_str(h, "traces_url_path")? {
-            if !p.starts_with('/') {
-                return Err(ConfigError::new(child(&path, "traces_url_path"), "must start with /"));
-            }
-            cfg.http_traces_path = p.to_owned();
-        }
-    }
-    Ok(cfg)
-}
-
 /// Warns about each of `keys` present at `at`: settings accepted so that Go
 /// Collector configurations load unchanged, which have no effect here.
-fn note_ignored(at: At<'_>, keys: &[&str], warnings: &mut Vec<String>) {
+pub(crate) fn note_ignored(at: At<'_>, keys: &[&str], warnings: &mut Vec<String>) {
     for key in keys {
         if get(at, key).is_some() {
             warnings.push(format!(
@@ -1024,7 +514,7 @@ fn note_ignored(at: At<'_>, keys: &[&str], warnings: &mut Vec<String>) {
 }
 
 /// A listening address from `key` (or `default`), checked by [`check_listen_address`].
-fn listen_endpoint(at: At<'_>, key: &str, default: &str) -> Result<String, ConfigError> {
+pub(crate) fn listen_endpoint(at: At<'_>, key: &str, default: &str) -> Result<String, ConfigError> {
     let endpoint = get_str(at, key)?.unwrap_or(default).trim();
     check_listen_address(endpoint).map_err(|why| ConfigError::new(child(at.path, key), why))?;
     Ok(endpoint.to_owned())
@@ -1139,497 +629,15 @@ pub(crate) fn check_send_address(endpoint: &str, needs_scheme: bool) -> Result<(
     Ok(())
 }
 
-fn reject(at: At<'_>, key: &str, why: &str) -> Result<(), ConfigError> {
+pub(crate) fn reject(at: At<'_>, key: &str, why: &str) -> Result<(), ConfigError> {
     if get(at, key).is_some() {
         return Err(ConfigError::new(child(at.path, key), why));
     }
     Ok(())
 }
 
-fn reject_filters(at: At<'_>) -> Result<(), ConfigError> {
-    for k in ["include", "exclude"] {
-        reject(
-            at,
-            k,
-            "include/exclude filters are not supported; the actions apply to every span",
-        )?;
-    }
-    Ok(())
-}
-
-/// Total memory available to the process: the cgroup limit when set, else physical memory.
-fn total_memory() -> Option<u64> {
-    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
-        s.lines()
-            .find(|l| l.starts_with("MemTotal:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-    });
-    match (cgroup, meminfo) {
-        (Some(c), Some(m)) => Some(c.min(m)),
-        (c, m) => c.or(m),
-    }
-}
-
-fn parse_memory_limiter(at: At<'_>) -> Result<MemoryLimiterConfig, ConfigError> {
-    let check_interval = get_duration(at, "check_interval")?.unwrap_or(Duration::from_secs(1));
-    if check_interval.is_zero() {
-        return Err(ConfigError::new(child(at.path, "check_interval"), "must be above 0"));
-    }
-    let limit_mib = get_u64(at, "limit_mib")?;
-    let limit_pct = get_u64(at, "limit_percentage")?;
-    let (limit, spike) = match (limit_mib, limit_pct) {
-        (Some(mib), _) if mib > 0 => {
-            let spike = get_u64(at, "spike_limit_mib")?.map_or(mib * MIB / 5, |s| s * MIB);
-            (mib * MIB, spike)
-        }
-        (_, Some(pct)) if pct > 0 && pct <= 100 => {
-            let total = total_memory().ok_or_else(|| {
-                ConfigError::new(
-                    child(at.path, "limit_percentage"),
-                    "total memory is unknown here; use limit_mib",
-                )
-            })?;
-            let spike_pct = get_u64(at, "spike_limit_percentage")?.unwrap_or(pct / 5);
-            (total / 100 * pct, total / 100 * spike_pct)
-        }
-        (_, Some(pct)) if pct > 100 => {
-            return Err(ConfigError::new(
-                child(at.path, "limit_percentage"),
-                format!("must be 1 to 100, got {pct}"),
-            ));
-        }
-        _ => {
-            return Err(at.err("memory_limiter needs limit_mib (or limit_percentage) above 0"));
-        }
-    };
-    if spike >= limit {
-        return Err(ConfigError::new(
-            child(at.path, "spike_limit_mib"),
-            format!("must be below the limit ({} MiB), got {} MiB", limit / MIB, spike / MIB),
-        ));
-    }
-    Ok(MemoryLimiterConfig {
-        check_interval,
-        limit_bytes: limit,
-        spike_bytes: spike,
-    })
-}
-
-fn parse_batch(at: At<'_>) -> Result<BatchConfig, ConfigError> {
-    if get(at, "metadata_keys").is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
-        return Err(ConfigError::new(
-            child(at.path, "metadata_keys"),
-            "batching by metadata is not supported",
-        ));
-    }
-    let timeout = get_duration(at, "timeout")?.unwrap_or(Duration::from_millis(200));
-    let send_batch_size = get_u64(at, "send_batch_size")?.unwrap_or(8192) as usize;
-    let send_batch_max_size = get_u64(at, "send_batch_max_size")?.unwrap_or(0) as usize;
-    if send_batch_max_size != 0 && send_batch_max_size < send_batch_size {
-        return Err(ConfigError::new(
-            child(at.path, "send_batch_max_size"),
-            format!("must be 0 or at least send_batch_size ({send_batch_size})"),
-        ));
-    }
-    Ok(BatchConfig {
-        timeout,
-        send_batch_size,
-        send_batch_max_size,
-    })
-}
-
-fn parse_actions(at: At<'_>, key: &str) -> Result<Vec<Action>, ConfigError> {
-    let path = child(at.path, key);
-    let items = match get(at, key) {
-        Some(Value::Array(items)) if !items.is_empty() => items,
-        Some(Value::Array(_)) | None => return Err(ConfigError::new(path, "at least one action is required")),
-        Some(other) => {
-            return Err(ConfigError::new(
-                path,
-                format!("must be a list of actions, got {other}"),
-            ));
-        }
-    };
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let p = format!("{path}[{i}]");
-        let a = At { value: item, path: &p };
-        a.map()?;
-        a.only_keys(&[
-            "key",
-            "action",
-            "value",
-            "from_attribute",
-            "from_context",
-            "pattern",
-            "converted_type",
-        ])?;
-        for unsupported in ["from_context", "pattern", "converted_type"] {
-            reject(
-                a,
-                unsupported,
-                &format!("{unsupported} is not supported; use value or from_attribute"),
-            )?;
-        }
-        let key = get_str(a, "key")?
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| a.err("an action needs a key"))?
-            .to_owned();
-        let action = get_str(a, "action")?.ok_or_else(|| a.err("an action needs an action"))?;
-        let kind = match action.to_ascii_lowercase().as_str() {
-            "insert" => ActionKind::Insert,
-            "update" => ActionKind::Update,
-            "upsert" => ActionKind::Upsert,
-            "delete" => ActionKind::Delete,
-            "hash" => ActionKind::Hash,
-            "extract" | "convert" => {
-                return Err(ConfigError::new(
-                    child(&p, "action"),
-                    format!("{action} is not supported; available: insert, update, upsert, delete, hash"),
-                ));
-            }
-            _ => {
-                return Err(ConfigError::new(
-                    child(&p, "action"),
-                    format!("unknown action {action:?}; available: insert, update, upsert, delete, hash"),
-                ));
-            }
-        };
-        let value = match get(a, "value") {
-            None => None,
-            Some(Value::String(s)) => Some(Literal::Str(s.clone())),
-            Some(Value::Bool(b)) => Some(Literal::Bool(*b)),
-            Some(Value::Number(n)) => Some(match n.as_i64() {
-                Some(i) => Literal::Int(i),
-                None => Literal::Double(n.as_f64().unwrap_or(0.0)),
-            }),
-            Some(other) => {
-                return Err(ConfigError::new(
-                    child(&p, "value"),
-                    format!("must be a string, number or bool, got {other}"),
-                ));
-            }
-        };
-        let from_attribute = get_str(a, "from_attribute")?.map(str::to_owned);
-        if matches!(kind, ActionKind::Insert | ActionKind::Update | ActionKind::Upsert) {
-            match (&value, &from_attribute) {
-                (None, None) => return Err(a.err(format!("{action} needs value or from_attribute"))),
-                (Some(_), Some(_)) => return Err(a.err("value and from_attribute are exclusive")),
-                _ => {}
-            }
-        }
-        out.push(Action {
-            key,
-            kind,
-            value,
-            from_attribute,
-        });
-    }
-    Ok(out)
-}
-
-fn parse_otlp_exporter(
-    at: At<'_>,
-    http: bool,
-    needs_endpoint: bool,
-    warnings: &mut Vec<String>,
-) -> Result<OtlpExporterConfig, ConfigError> {
-    component_keys(at, "exporters", if http { "otlphttp" } else { "otlp" }, warnings)?;
-    reject(
-        at,
-        "auth",
-        "exporter authentication extensions are not supported; set headers instead",
-    )?;
-    let endpoint = get_str(at, "endpoint")?.unwrap_or("").to_owned();
-    let traces_endpoint = if http {
-        get_str(at, "traces_endpoint")?.map(str::to_owned)
-    } else {
-        None
-    };
-    if !http {
-        reject(at, "traces_endpoint", "traces_endpoint is an otlphttp setting")?;
-    }
-    if needs_endpoint && endpoint.is_empty() && traces_endpoint.is_none() {
-        return Err(ConfigError::new(
-            child(at.path, "endpoint"),
-            "an OTLP exporter needs an endpoint",
-        ));
-    }
-    for (key, value) in [
-        ("endpoint", Some(&endpoint)),
-        ("traces_endpoint", traces_endpoint.as_ref()),
-    ] {
-        if let Some(v) = value.filter(|v| !v.is_empty()) {
-            check_send_address(v, http).map_err(|why| ConfigError::new(child(at.path, key), why))?;
-        }
-    }
-    let json = match get_str(at, "encoding")? {
-        None | Some("proto") => false,
-        Some("json") if http => true,
-        Some(other) => {
-            return Err(ConfigError::new(
-                child(at.path, "encoding"),
-                if http {
-                    format!("must be proto or json, got {other:?}")
-                } else {
-                    "encoding is an otlphttp setting".to_owned()
-                },
-            ));
-        }
-    };
-    let mut cfg = OtlpExporterConfig {
-        http,
-        endpoint,
-        traces_endpoint,
-        json,
-        insecure: false,
-        ca_file: None,
-        client_cert: None,
-        headers: Vec::new(),
-        compression: otel_export::Compression::Gzip,
-        timeout: Duration::from_secs(if http { 30 } else { 5 }),
-        queue: QueueConfig {
-            enabled: true,
-            num_consumers: 10,
-            queue_size: 1000,
-        },
-        retry: RetryConfig {
-            enabled: true,
-            initial_interval: Duration::from_secs(5),
-            max_interval: Duration::from_secs(30),
-            max_elapsed_time: Duration::from_secs(300),
-            multiplier: 1.5,
-        },
-    };
-    if let Some(v) = get(at, "tls") {
-        let path = child(at.path, "tls");
-        let t = At { value: v, path: &path };
-        t.map()?;
-        t.only_keys(&[
-            "insecure",
-            "insecure_skip_verify",
-            "ca_file",
-            "cert_file",
-            "key_file",
-            "server_name_override",
-            "min_version",
-        ])?;
-        if get_bool(t, "insecure_skip_verify")? == Some(true) {
-            return Err(ConfigError::new(
-                child(&path, "insecure_skip_verify"),
-                "skipping certificate verification is not supported; give the server's CA in ca_file",
-            ));
-        }
-        cfg.insecure = get_bool(t, "insecure")?.unwrap_or(false);
-        cfg.ca_file = get_str(t, "ca_file")?.map(str::to_owned);
-        match (get_str(t, "cert_file")?, get_str(t, "key_file")?) {
-            (Some(c), Some(k)) => cfg.client_cert = Some((c.to_owned(), k.to_owned())),
-            (None, None) => {}
-            _ => return Err(t.err("cert_file and key_file go together")),
-        }
-    }
-    if let Some(v) = get(at, "headers") {
-        let Value::Object(m) = v else {
-            return Err(ConfigError::new(
-                child(at.path, "headers"),
-                "must be a mapping of header names to values",
-            ));
-        };
-        for (k, v) in m {
-            let v = match v {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                _ => return Err(ConfigError::new(format!("{}.headers.{k}", at.path), "must be a string")),
-            };
-            if http::HeaderName::from_bytes(k.as_bytes()).is_err() || http::HeaderValue::from_str(&v).is_err() {
-                return Err(ConfigError::new(
-                    format!("{}.headers.{k}", at.path),
-                    "is not a valid HTTP header",
-                ));
-            }
-            cfg.headers.push((k.clone(), v));
-        }
-    }
-    if let Some(c) = get_str(at, "compression")? {
-        cfg.compression = match c {
-            "" | "none" => otel_export::Compression::None,
-            "gzip" => otel_export::Compression::Gzip,
-            "zstd" => otel_export::Compression::Zstd,
-            other => {
-                return Err(ConfigError::new(
-                    child(at.path, "compression"),
-                    format!("{other:?} is not supported; use none, gzip or zstd"),
-                ));
-            }
-        };
-    }
-    if let Some(t) = get_duration(at, "timeout")? {
-        if t.is_zero() {
-            return Err(ConfigError::new(child(at.path, "timeout"), "must be above 0"));
-        }
-        cfg.timeout = t;
-    }
-    if let Some(v) = get(at, "sending_queue") {
-        let path = child(at.path, "sending_queue");
-        let q = At { value: v, path: &path };
-        q.map()?;
-        q.only_keys(&["enabled", "num_consumers", "queue_size", "storage", "blocking", "sizer"])?;
-        reject(q, "storage", "persistent queues are not supported")?;
-        cfg.queue.enabled = get_bool(q, "enabled")?.unwrap_or(true);
-        if let Some(n) = get_u64(q, "num_consumers")? {
-            cfg.queue.num_consumers = (n as usize).max(1);
-        }
-        if let Some(n) = get_u64(q, "queue_size")? {
-            if n == 0 {
-                return Err(ConfigError::new(child(&path, "queue_size"), "must be above 0"));
-            }
-            cfg.queue.queue_size = n as usize;
-        }
-    }
-    if let Some(v) = get(at, "retry_on_failure") {
-        let path = child(at.path, "retry_on_failure");
-        let r = At { value: v, path: &path };
-        r.map()?;
-        r.only_keys(&[
-            "enabled",
-            "initial_interval",
-            "max_interval",
-            "max_elapsed_time",
-            "multiplier",
-            "randomization_factor",
-        ])?;
-        cfg.retry.enabled = get_bool(r, "enabled")?.unwrap_or(true);
-        if let Some(d) = get_duration(r, "initial_interval")? {
-            cfg.retry.initial_interval = d;
-        }
-        if let Some(d) = get_duration(r, "max_interval")? {
-            cfg.retry.max_interval = d;
-        }
-        if let Some(d) = get_duration(r, "max_elapsed_time")? {
-            cfg.retry.max_elapsed_time = d;
-        }
-        if let Some(m) = get_f64(r, "multiplier")? {
-            if !(1.0..=10.0).contains(&m) {
-                return Err(ConfigError::new(child(&path, "multiplier"), "must be between 1 and 10"));
-            }
-            cfg.retry.multiplier = m;
-        }
-    }
-    Ok(cfg)
-}
-
-fn parse_loadbalancing(at: At<'_>, warnings: &mut Vec<String>) -> Result<ExporterConfig, ConfigError> {
-    component_keys(at, "exporters", "loadbalancing", warnings)?;
-    if let Some(k) = get_str(at, "routing_key")?
-        && k != "traceID"
-    {
-        return Err(ConfigError::new(
-            child(at.path, "routing_key"),
-            format!("only traceID routing is supported (tail sampling needs whole traces), got {k:?}"),
-        ));
-    }
-    let ppath = child(at.path, "protocol");
-    let protocol = At {
-        value: get(at, "protocol").unwrap_or(&EMPTY),
-        path: &ppath,
-    };
-    if get(at, "protocol").is_some() {
-        protocol.map()?;
-        protocol.only_keys(&["otlp"])?;
-    }
-    let opath = child(&ppath, "otlp");
-    let otlp = At {
-        value: body(get(protocol, "otlp").unwrap_or(&EMPTY)),
-        path: &opath,
-    };
-    otlp.map()?;
-    if get(otlp, "endpoint").is_some() {
-        return Err(ConfigError::new(
-            child(&opath, "endpoint"),
-            "the resolver gives the endpoints; remove this one",
-        ));
-    }
-    let template = parse_otlp_exporter(otlp, false, false, warnings)?;
-    let rpath = child(at.path, "resolver");
-    let resolver = At {
-        value: get(at, "resolver").unwrap_or(&EMPTY),
-        path: &rpath,
-    };
-    let Value::Object(m) = resolver.value else {
-        return Err(resolver.err("the loadbalancing exporter needs a resolver: static or dns"));
-    };
-    resolver.only_keys(&["static", "dns", "k8s", "aws_cloud_map"])?;
-    if m.contains_key("k8s") || m.contains_key("aws_cloud_map") {
-        return Err(resolver
-            .err("only the static and dns resolvers are supported; for Kubernetes use dns with a headless Service"));
-    }
-    let resolver = match (m.get("static"), m.get("dns")) {
-        (Some(s), None) => {
-            let path = child(&rpath, "static");
-            let s = At { value: s, path: &path };
-            s.map()?;
-            s.only_keys(&["hostnames"])?;
-            let hosts = get_strings(s, "hostnames")?;
-            if hosts.is_empty() {
-                return Err(ConfigError::new(
-                    child(&path, "hostnames"),
-                    "at least one backend is required",
-                ));
-            }
-            for (i, host) in hosts.iter().enumerate() {
-                check_send_address(host, false)
-                    .map_err(|why| ConfigError::new(format!("{path}.hostnames[{i}]"), why))?;
-            }
-            ResolverConfig::Static(hosts)
-        }
-        (None, Some(d)) => {
-            let path = child(&rpath, "dns");
-            let d = At { value: d, path: &path };
-            d.map()?;
-            d.only_keys(&["hostname", "port", "interval", "timeout"])?;
-            let hostname = get_str(d, "hostname")?
-                .filter(|h| !h.is_empty())
-                .ok_or_else(|| ConfigError::new(child(&path, "hostname"), "the dns resolver needs a hostname"))?
-                .to_owned();
-            let port = match get_u64(d, "port")? {
-                None => 4317,
-                Some(p) if (1..=65535).contains(&p) => p as u16,
-                Some(p) => {
-                    return Err(ConfigError::new(
-                        child(&path, "port"),
-                        format!("must be 1 to 65535, got {p}"),
-                    ));
-                }
-            };
-            ResolverConfig::Dns {
-                hostname,
-                port,
-                interval: get_duration(d, "interval")?
-                    .unwrap_or(Duration::from_secs(5))
-                    .max(Duration::from_millis(100)),
-                timeout: get_duration(d, "timeout")?.unwrap_or(Duration::from_secs(1)),
-            }
-        }
-        _ => return Err(ConfigError::new(rpath, "set exactly one resolver: static or dns")),
-    };
-    Ok(ExporterConfig::LoadBalancing {
-        template: Box::new(template),
-        resolver,
-    })
-}
-
 fn parse_telemetry(service: At<'_>) -> Result<TelemetryConfig, ConfigError> {
-    let mut t = TelemetryConfig {
-        log_level: "info".into(),
-        log_json: false,
-        metrics_address: None,
-    };
+    let mut t = TelemetryConfig::default();
     let Some(v) = get(service, "telemetry") else {
         return Ok(t);
     };
@@ -1654,18 +662,22 @@ fn parse_telemetry(service: At<'_>) -> Result<TelemetryConfig, ConfigError> {
             "sampling",
         ])?;
         if let Some(level) = get_str(logs, "level")? {
-            let level = level.to_ascii_lowercase();
-            if !["debug", "info", "warn", "error"].contains(&level.as_str()) {
-                return Err(ConfigError::new(
-                    "service.telemetry.logs.level",
-                    format!("must be debug, info, warn or error, got {level:?}"),
-                ));
-            }
-            t.log_level = level;
+            t.log_level = match level.to_ascii_lowercase().as_str() {
+                "debug" => LogLevel::Debug,
+                "info" => LogLevel::Info,
+                "warn" => LogLevel::Warn,
+                "error" => LogLevel::Error,
+                other => {
+                    return Err(ConfigError::new(
+                        "service.telemetry.logs.level",
+                        format!("must be debug, info, warn or error, got {other:?}"),
+                    ));
+                }
+            };
         }
-        t.log_json = match get_str(logs, "encoding")? {
-            None | Some("console") => false,
-            Some("json") => true,
+        t.log_encoding = match get_str(logs, "encoding")? {
+            None | Some("console") => LogEncoding::Console,
+            Some("json") => LogEncoding::Json,
             Some(other) => {
                 return Err(ConfigError::new(
                     "service.telemetry.logs.encoding",

@@ -7,31 +7,87 @@
 //! fields its policies need, and the exporters put requests back together by
 //! copying bytes; only the `attributes` and `resource` actions re-encode the
 //! attributes they change.
+//!
+//! Each component is one module under `receivers/`, `processors/`,
+//! `exporters/` or `extensions/`, listed in its section's table; see
+//! [`component`] for what a module provides and the concurrency contract
+//! every stage keeps.
 
 mod actions;
 mod bottlenecks;
+pub mod component;
 pub mod config;
-mod exporters;
-mod memory;
+pub(crate) mod exporters;
+pub(crate) mod extensions;
 mod metrics;
 mod pipeline;
+pub(crate) mod processors;
 mod receiver;
+pub(crate) mod receivers;
 pub mod wire;
 
 pub use config::CollectorConfig;
-pub use memory::resident_bytes;
 pub use metrics::Metrics;
+pub use processors::memory_limiter::resident_bytes;
 
-use config::{ExtensionConfig, ProcessorConfig};
+use component::{BuildContext, Listening};
 use exporters::ExporterDyn;
-use memory::MemoryLimiter;
-use pipeline::{AttributesStage, BatchStage, Consumer, Fanout, Flush, ResourceStage, TailStage};
-use receiver::{Intake, PipelineEntry, TraceGrpc, TraceHttp};
-use std::collections::HashMap;
+use pipeline::{Consumer, Fanout, Flush};
+use receiver::{Intake, PipelineEntry};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// Why the collector could not start: which component or setting, and what
+/// went wrong.
+#[derive(Debug)]
+pub struct CollectorError {
+    kind: ErrorKind,
+    /// The YAML path of the component or setting (`exporters.otlp`,
+    /// `receivers.otlp.protocols.grpc.endpoint`).
+    place: String,
+    message: String,
+}
+
+#[derive(Debug)]
+enum ErrorKind {
+    /// Not started outside a tokio runtime.
+    Runtime,
+    /// A component could not be built or started.
+    Component,
+    /// The telemetry server could not start.
+    Telemetry,
+}
+
+impl CollectorError {
+    fn new(kind: ErrorKind, place: impl Into<String>, message: impl Into<String>) -> Self {
+        CollectorError {
+            kind,
+            place: place.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The YAML path of the component or setting that failed.
+    pub fn place(&self) -> &str {
+        &self.place
+    }
+}
+
+impl std::fmt::Display for CollectorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            // Messages from listeners already start with the setting's path.
+            ErrorKind::Component | ErrorKind::Telemetry if self.message.starts_with(&self.place) => {
+                f.write_str(&self.message)
+            }
+            _ => write!(f, "{}: {}", self.place, self.message),
+        }
+    }
+}
+
+impl std::error::Error for CollectorError {}
 
 /// A running collector.
 pub struct Collector {
@@ -42,8 +98,8 @@ pub struct Collector {
     aux_servers: Vec<tokio::task::JoinHandle<()>>,
     flushers: Vec<Arc<dyn Flush>>,
     exporters: Vec<(String, Arc<dyn ExporterDyn>)>,
-    tails: Vec<(String, Arc<TailStage>)>,
     addresses: Vec<(String, SocketAddr)>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Collector {
@@ -54,226 +110,154 @@ impl std::fmt::Debug for Collector {
     }
 }
 
-fn exporter_ids_used(config: &CollectorConfig) -> Vec<String> {
-    let mut ids: Vec<String> = Vec::new();
+/// Ids in first-use order across the pipelines' `pick` lists.
+fn used<'a>(config: &'a CollectorConfig, pick: impl Fn(&'a config::PipelineConfig) -> &'a [String]) -> Vec<&'a str> {
+    let mut ids: Vec<&str> = Vec::new();
     for p in &config.pipelines {
-        for e in &p.exporters {
-            if !ids.contains(e) {
-                ids.push(e.clone());
+        for id in pick(p) {
+            if !ids.contains(&id.as_str()) {
+                ids.push(id);
             }
         }
     }
     ids
 }
 
+fn find<'a, T: ?Sized>(list: &'a [(String, Arc<T>)], id: &str) -> Option<&'a Arc<T>> {
+    list.iter().find(|(k, _)| k == id).map(|(_, v)| v)
+}
+
 impl Collector {
-    /// Starts every pipeline, receiver and extension of `config`. Must run
-    /// inside a multi-threaded tokio runtime.
+    /// Starts every pipeline, receiver and extension of `config` on the
+    /// current tokio runtime (multi-threaded), which the collector keeps
+    /// using for its background work.
     ///
     /// # Errors
     ///
-    /// When a listener cannot bind, a file cannot be opened or an exporter
-    /// cannot be built; the message names the component.
-    pub async fn start(config: CollectorConfig) -> Result<Collector, String> {
+    /// When called outside a tokio runtime, or when a listener cannot bind,
+    /// a file cannot be opened or an exporter cannot be built; the error
+    /// names the component or setting.
+    pub async fn start(config: CollectorConfig) -> Result<Collector, CollectorError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| CollectorError::new(ErrorKind::Runtime, "(runtime)", e.to_string()))?;
         let metrics = Arc::new(Metrics::default());
         register_process_gauges(&metrics);
         // Which services and operations make traces slow: fed by the tail samplers.
-        let tail_sampling = config.pipelines.iter().flat_map(|p| &p.processors).any(|id| {
-            config
-                .processors
-                .iter()
-                .any(|(k, c)| k == id && matches!(c, ProcessorConfig::TailSampling(_)))
-        });
-        let report = if tail_sampling {
-            Some(bottlenecks::BottleneckReport::start()?)
+        let decides = used(&config, |p| &p.processors)
+            .into_iter()
+            .any(|id| find(&config.processors, id).is_some_and(|p| p.decides_traces()));
+        let report = if decides {
+            Some(
+                bottlenecks::BottleneckReport::start()
+                    .map_err(|e| CollectorError::new(ErrorKind::Component, "processors", e))?,
+            )
         } else {
             None
         };
+        let (stop, stopping) = watch::channel(false);
+        let (aux_stop, ended) = watch::channel(false);
+        let ctx = BuildContext::new(runtime.clone(), metrics.clone(), report.clone(), stopping, ended);
+        let failed = |place: String| move |e: String| CollectorError::new(ErrorKind::Component, place, e);
 
         // Exporters, shared by the pipelines that use them.
         let mut exporters: Vec<(String, Arc<dyn ExporterDyn>)> = Vec::new();
-        for id in exporter_ids_used(&config) {
-            let Some((_, cfg)) = config.exporters.iter().find(|(k, _)| *k == id) else {
-                continue;
-            };
-            let e =
-                exporters::build(&id, cfg, &metrics, report.as_ref()).map_err(|e| format!("exporters.{id}: {e}"))?;
-            exporters.push((id, e));
+        for id in used(&config, |p| &p.exporters) {
+            if let Some(settings) = find(&config.exporters, id) {
+                let e = settings.build(&ctx, id).map_err(failed(format!("exporters.{id}")))?;
+                exporters.push((id.to_owned(), e));
+            }
         }
 
         // Pipelines, built from the exporters back to the head.
-        let mut limiters: HashMap<String, Arc<MemoryLimiter>> = HashMap::new();
-        let mut heads: Vec<(String, PipelineEntry)> = Vec::new();
+        let mut heads: Vec<(&str, PipelineEntry)> = Vec::new();
         let mut flushers: Vec<Arc<dyn Flush>> = Vec::new();
-        let mut tails = Vec::new();
         for p in &config.pipelines {
-            let outs: Vec<Arc<dyn Consumer>> = p
+            let mut outs: Vec<Arc<dyn Consumer>> = p
                 .exporters
                 .iter()
-                .filter_map(|id| {
-                    exporters
-                        .iter()
-                        .find(|(k, _)| k == id)
-                        .map(|(_, e)| e.clone() as Arc<dyn Consumer>)
-                })
+                .filter_map(|id| find(&exporters, id).map(|e| e.clone() as Arc<dyn Consumer>))
                 .collect();
-            let mut next: Arc<dyn Consumer> = if outs.len() == 1 {
-                outs[0].clone()
-            } else {
-                Arc::new(Fanout(outs))
+            let mut next: Arc<dyn Consumer> = match outs.len() {
+                1 => outs.remove(0),
+                _ => Arc::new(Fanout(outs)),
             };
-            let mut pipeline_flushers: Vec<Arc<dyn Flush>> = Vec::new();
-            let mut pipeline_limiters = Vec::new();
+            let mut pipeline_flushers = Vec::new();
+            let mut gates = Vec::new();
             for id in p.processors.iter().rev() {
-                let Some((_, cfg)) = config.processors.iter().find(|(k, _)| k == id) else {
+                let Some(settings) = find(&config.processors, id) else {
                     continue;
                 };
-                match cfg {
-                    ProcessorConfig::MemoryLimiter(m) => {
-                        let l = limiters
-                            .entry(id.clone())
-                            .or_insert_with(|| MemoryLimiter::start(*m, &metrics, id))
-                            .clone();
-                        pipeline_limiters.push(l);
-                    }
-                    ProcessorConfig::Batch(b) => {
-                        let stage = BatchStage::new(*b, next);
-                        pipeline_flushers.push(stage.clone());
-                        next = stage;
-                    }
-                    ProcessorConfig::Attributes(actions) => {
-                        next = Arc::new(AttributesStage {
-                            actions: actions.clone(),
-                            next,
-                        });
-                    }
-                    ProcessorConfig::Resource(actions) => {
-                        next = Arc::new(ResourceStage {
-                            actions: actions.clone(),
-                            next,
-                        });
-                    }
-                    ProcessorConfig::TailSampling(v) => {
-                        let path = format!("processors.{id}");
-                        let ts =
-                            crate::settings::TailSamplingConfig::from_value(v, &path).map_err(|e| e.to_string())?;
-                        let stage = TailStage::new(ts, next, &metrics, id, &p.name, report.clone());
-                        register_tail_gauges(&metrics, &stage, id, &p.name);
-                        tails.push((format!("{}/{id}", p.name), stage.clone()));
-                        pipeline_flushers.push(stage.clone());
-                        next = stage;
-                    }
-                }
+                let place = component::StagePlace { id, pipeline: &p.name };
+                let built = settings
+                    .build(&ctx, place, next)
+                    .map_err(failed(format!("processors.{id}")))?;
+                next = built.head;
+                pipeline_flushers.extend(built.flush);
+                gates.extend(built.gate);
             }
             // Flush from the head of the pipeline towards the exporters.
             pipeline_flushers.reverse();
             flushers.extend(pipeline_flushers);
-            heads.push((
-                p.name.clone(),
-                PipelineEntry {
-                    limiters: pipeline_limiters,
-                    head: next,
-                },
-            ));
+            gates.reverse();
+            heads.push((&p.name, PipelineEntry { gates, head: next }));
         }
 
-        // Receivers.
-        let (stop, _) = watch::channel(false);
+        // Receivers, each feeding the heads of the pipelines that name it.
         let mut servers = Vec::new();
         let mut addresses = Vec::new();
-        for (id, rcfg) in &config.receivers {
-            let feeds: Vec<&str> = config
-                .pipelines
-                .iter()
-                .filter(|p| p.receivers.contains(id))
-                .map(|p| p.name.as_str())
-                .collect();
-            if feeds.is_empty() {
+        for id in used(&config, |p| &p.receivers) {
+            let Some(settings) = find(&config.receivers, id) else {
                 continue;
-            }
-            let entries = |transport: &str| {
-                let entries: Vec<PipelineEntry> = heads
-                    .iter()
-                    .filter(|(name, _)| feeds.contains(&name.as_str()))
-                    .map(|(_, e)| PipelineEntry {
-                        limiters: e.limiters.clone(),
-                        head: e.head.clone(),
-                    })
-                    .collect();
-                Intake::new(entries, &metrics, id, transport)
             };
-            if let Some(endpoint) = &rcfg.grpc {
-                let listener = receiver::bind(endpoint, &format!("receivers.{id}.protocols.grpc.endpoint")).await?;
-                let addr = listener.local_addr().map_err(|e| e.to_string())?;
-                addresses.push((format!("{id}/grpc"), addr));
-                let service = TraceGrpc::new(entries("grpc"), rcfg.grpc_max_message_bytes);
-                let rx = stop.subscribe();
-                let id = id.clone();
-                servers.push(tokio::spawn(async move {
-                    if let Err(e) = receiver::serve_grpc(listener, service, rx).await {
-                        tracing::error!(receiver = %id, "gRPC server stopped: {e}");
-                    }
-                }));
-                tracing::info!(receiver = %format!("{}", addresses.last().map_or("", |a| a.0.as_str())), "OTLP/gRPC listening on {addr}");
-            }
-            if let Some(endpoint) = &rcfg.http {
-                let listener = receiver::bind(endpoint, &format!("receivers.{id}.protocols.http.endpoint")).await?;
-                let addr = listener.local_addr().map_err(|e| e.to_string())?;
-                addresses.push((format!("{id}/http"), addr));
-                let handler = Arc::new(TraceHttp {
-                    intake: entries("http"),
-                    max_body: rcfg.http_max_body_bytes,
-                    path: rcfg.http_traces_path.clone(),
-                });
-                let rx = stop.subscribe();
-                servers.push(tokio::spawn(receiver::serve_http(
-                    listener,
-                    move |req| {
-                        let h = handler.clone();
-                        async move { h.handle(req).await }
-                    },
-                    rx,
-                )));
-                tracing::info!(receiver = %id, "OTLP/HTTP listening on {addr}");
+            let entries: Vec<PipelineEntry> = heads
+                .iter()
+                .filter(|(name, _)| {
+                    config
+                        .pipelines
+                        .iter()
+                        .any(|p| p.name == *name && p.receivers.iter().any(|r| r == id))
+                })
+                .map(|(_, e)| e.clone())
+                .collect();
+            let intake = |transport: &str| Intake::new(entries.clone(), &metrics, id, transport);
+            let started = settings
+                .start(&ctx, id, &intake)
+                .await
+                .map_err(failed(format!("receivers.{id}")))?;
+            for Listening { name, addr, task } in started {
+                addresses.push((name, addr));
+                servers.push(task);
             }
         }
 
-        // Health and metrics endpoints.
-        let (aux_stop, _) = watch::channel(false);
+        // Extensions, then the telemetry server.
         let mut aux_servers = Vec::new();
-        for (id, ext) in &config.extensions {
-            if let ExtensionConfig::HealthCheck { endpoint, path } = ext {
-                let listener = receiver::bind(endpoint, &format!("extensions.{id}.endpoint")).await?;
-                let addr = listener.local_addr().map_err(|e| e.to_string())?;
-                addresses.push((id.clone(), addr));
-                let path = path.clone();
-                let up = stop.subscribe();
-                aux_servers.push(tokio::spawn(receiver::serve_http(
-                    listener,
-                    move |req| {
-                        let path = path.clone();
-                        let stopping = *up.borrow();
-                        async move { health(req, &path, stopping) }
-                    },
-                    aux_stop.subscribe(),
-                )));
-                tracing::info!(extension = %id, "health check on http://{addr}{}", ext_path(ext));
+        for (id, settings) in &config.extensions {
+            let started = settings
+                .start(&ctx, id)
+                .await
+                .map_err(failed(format!("extensions.{id}")))?;
+            for Listening { name, addr, task } in started {
+                addresses.push((name, addr));
+                aux_servers.push(task);
             }
         }
         if let Some(endpoint) = &config.telemetry.metrics_address {
-            let listener = receiver::bind(endpoint, "service.telemetry.metrics.address").await?;
-            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            const PLACE: &str = "service.telemetry.metrics.address";
+            let telemetry_failed = |e: String| CollectorError::new(ErrorKind::Telemetry, PLACE, e);
+            let listener = receiver::bind(endpoint, PLACE).await.map_err(telemetry_failed)?;
+            let addr = listener.local_addr().map_err(|e| telemetry_failed(e.to_string()))?;
             addresses.push(("metrics".into(), addr));
             let m = metrics.clone();
             let r = report.clone();
-            aux_servers.push(tokio::spawn(receiver::serve_http(
+            aux_servers.push(ctx.spawn(receiver::serve_http(
                 listener,
                 move |req| {
                     let m = m.clone();
                     let r = r.clone();
                     async move { telemetry(req, &m, r.as_deref()) }
                 },
-                aux_stop.subscribe(),
+                ctx.ended(),
             )));
             tracing::info!("metrics on http://{addr}/metrics, bottlenecks on http://{addr}{BOTTLENECKS_PATH}");
         }
@@ -288,8 +272,8 @@ impl Collector {
             aux_servers,
             flushers,
             exporters,
-            tails,
             addresses,
+            runtime,
         })
     }
 
@@ -316,31 +300,21 @@ impl Collector {
         }
         tracing::info!("receivers stopped; deciding buffered traces and flushing");
         let flushers = self.flushers;
-        let _ = tokio::task::spawn_blocking(move || {
-            for f in flushers {
-                f.flush();
-            }
-        })
-        .await;
+        let _ = self
+            .runtime
+            .spawn_blocking(move || {
+                for f in flushers {
+                    f.flush();
+                }
+            })
+            .await;
         let drains: Vec<_> = self
             .exporters
             .iter()
-            .map(|(_, e)| tokio::spawn(e.clone().shutdown_dyn(deadline)))
+            .map(|(_, e)| self.runtime.spawn(e.clone().shutdown_dyn(deadline)))
             .collect();
         for d in drains {
             let _ = d.await;
-        }
-        for (name, t) in &self.tails {
-            let s = t.sampler.stats();
-            tracing::info!(
-                pipeline = %name,
-                "tail sampling: {} spans received, {} kept, {} dropped by policy, {} late kept, {} late dropped",
-                s.spans_received,
-                s.spans_sampled,
-                s.spans_not_sampled,
-                s.late_spans_sampled,
-                s.late_spans_dropped
-            );
         }
         let _ = self.aux_stop.send(true);
         for s in self.aux_servers {
@@ -349,39 +323,14 @@ impl Collector {
     }
 }
 
-fn ext_path(ext: &ExtensionConfig) -> &str {
-    match ext {
-        ExtensionConfig::HealthCheck { path, .. } => path,
-        ExtensionConfig::Ignored(_) => "",
-    }
-}
+pub(crate) type Reply = http::Response<http_body_util::Full<bytes::Bytes>>;
 
-type Reply = http::Response<http_body_util::Full<bytes::Bytes>>;
-
-fn text(status: http::StatusCode, content_type: &'static str, body: String) -> Reply {
+pub(crate) fn text(status: http::StatusCode, content_type: &'static str, body: String) -> Reply {
     let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
     r
-}
-
-fn health(req: http::Request<hyper::body::Incoming>, path: &str, stopping: bool) -> Reply {
-    if req.uri().path() != path {
-        return text(http::StatusCode::NOT_FOUND, "text/plain", "not found\n".into());
-    }
-    if stopping {
-        return text(
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            "application/json",
-            "{\"status\":\"Server not available\"}".into(),
-        );
-    }
-    text(
-        http::StatusCode::OK,
-        "application/json",
-        "{\"status\":\"Server available\"}".into(),
-    )
 }
 
 /// Where the telemetry server shows the bottleneck summary (`?format=json`
@@ -434,94 +383,4 @@ fn register_process_gauges(metrics: &Metrics) {
         &[],
         move || live.get() as f64,
     );
-}
-
-fn register_tail_gauges(metrics: &Metrics, stage: &Arc<TailStage>, id: &str, pipeline: &str) {
-    let l = [("processor", id), ("pipeline", pipeline)];
-    type Read = fn(&crate::engine::TailSamplingStats) -> u64;
-    let fields: [(&str, &str, Read); 10] = [
-        (
-            "otelcol_processor_tail_sampling_spans_received",
-            "Spans received.",
-            |s| s.spans_received,
-        ),
-        (
-            "otelcol_processor_tail_sampling_traces_received",
-            "Traces received.",
-            |s| s.traces_received,
-        ),
-        (
-            "otelcol_processor_tail_sampling_spans_sampled",
-            "Spans of kept traces.",
-            |s| s.spans_sampled,
-        ),
-        (
-            "otelcol_processor_tail_sampling_spans_not_sampled",
-            "Spans of traces not kept.",
-            |s| s.spans_not_sampled,
-        ),
-        ("otelcol_processor_tail_sampling_traces_sampled", "Traces kept.", |s| {
-            s.traces_sampled
-        }),
-        (
-            "otelcol_processor_tail_sampling_traces_not_sampled",
-            "Traces not kept.",
-            |s| s.traces_not_sampled,
-        ),
-        (
-            "otelcol_processor_tail_sampling_late_spans_sampled",
-            "Late spans of kept traces, forwarded.",
-            |s| s.late_spans_sampled,
-        ),
-        (
-            "otelcol_processor_tail_sampling_late_spans_dropped",
-            "Late spans of dropped traces.",
-            |s| s.late_spans_dropped,
-        ),
-        (
-            "otelcol_processor_tail_sampling_traces_evicted",
-            "Traces decided early (num_traces reached).",
-            |s| s.evicted,
-        ),
-        (
-            "otelcol_processor_tail_sampling_spans_buffered",
-            "Spans buffered now.",
-            |s| s.buffered_spans,
-        ),
-    ];
-    for (name, help, read) in fields {
-        let weak = Arc::downgrade(stage);
-        metrics.gauge(name, help, &l, move || {
-            weak.upgrade().map_or(0.0, |s| read(&s.sampler.stats()) as f64)
-        });
-    }
-    type Vote = fn(&crate::engine::PolicyCounts) -> u64;
-    let votes: [(&str, Vote); 2] = [("true", |q| q.sampled), ("false", |q| q.not_sampled + q.dropped)];
-    for p in stage.sampler.stats().policies {
-        for (sampled, vote) in votes {
-            let weak = Arc::downgrade(stage);
-            let name = p.name.clone();
-            let labels = [
-                ("processor", id),
-                ("pipeline", pipeline),
-                ("policy", p.name.as_str()),
-                ("sampled", sampled),
-            ];
-            metrics.gauge(
-                "otelcol_processor_tail_sampling_count_traces_sampled",
-                "Traces each policy voted on.",
-                &labels,
-                move || {
-                    weak.upgrade().map_or(0.0, |s| {
-                        s.sampler
-                            .stats()
-                            .policies
-                            .iter()
-                            .find(|q| q.name == name)
-                            .map_or(0.0, |q| vote(q) as f64)
-                    })
-                },
-            );
-        }
-    }
 }

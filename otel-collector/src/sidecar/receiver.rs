@@ -2,7 +2,7 @@
 //! unparsed) and HTTP (protobuf or JSON, gzip or zstd), both feeding the
 //! same intake.
 
-use super::memory::MemoryLimiter;
+use super::component::Admission;
 use super::metrics::{Metrics, add};
 use super::pipeline::Consumer;
 use super::wire::split_request;
@@ -24,9 +24,10 @@ use tokio::sync::watch;
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
-/// Where a receiver's spans go: each pipeline's head, after its memory limiters.
+/// Where a receiver's spans go: each pipeline's head, after its gates (memory limiters).
+#[derive(Clone)]
 pub(crate) struct PipelineEntry {
-    pub(crate) limiters: Vec<Arc<MemoryLimiter>>,
+    pub(crate) gates: Vec<Arc<dyn Admission>>,
     pub(crate) head: Arc<dyn Consumer>,
 }
 
@@ -92,7 +93,7 @@ impl Intake {
             return Ok(0);
         }
         for p in &self.pipelines {
-            if p.limiters.iter().any(|l| !l.admit(0, n as u64)) {
+            if p.gates.iter().any(|g| !g.admit(0, n as u64)) {
                 add(&self.refused, n as u64);
                 return Err(Refusal::Memory);
             }
@@ -415,6 +416,8 @@ where
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
+                // This loop runs on the collector's runtime (started with
+                // `BuildContext::spawn`), so its connections do too.
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });

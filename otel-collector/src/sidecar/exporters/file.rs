@@ -1,0 +1,126 @@
+//! `file`: OTLP JSON, one request per line, written by a thread of its own.
+
+use super::{BoxFuture, ExportCounters, Exporter, ExporterDyn, request_body};
+use crate::lock;
+use crate::sidecar::component::{BuildContext, Component, ExporterSettings, Factory};
+use crate::sidecar::config::{At, ConfigError, child, get_str};
+use crate::sidecar::metrics::add;
+use crate::sidecar::pipeline::Consumer;
+use crate::sidecar::wire::SpanRec;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The table line.
+pub(crate) const FACTORY: Factory<dyn ExporterSettings> = Factory {
+    component: Component {
+        section: "exporters",
+        name: "file",
+        settings: &["path", "format"],
+        ignored: &["flush_interval"],
+    },
+    parse: |at, _| Ok(Box::new(FileConfig::parse(at)?)),
+};
+
+/// `file` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileConfig {
+    /// `path`: the file appended to.
+    pub path: String,
+}
+
+impl FileConfig {
+    fn parse(at: At<'_>) -> Result<Self, ConfigError> {
+        if let Some(f) = get_str(at, "format")?
+            && f != "json"
+        {
+            return Err(ConfigError::new(
+                child(at.path, "format"),
+                format!("only json is supported, got {f:?}"),
+            ));
+        }
+        let path = get_str(at, "path")?
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| ConfigError::new(child(at.path, "path"), "the file exporter needs a path"))?;
+        Ok(FileConfig { path: path.to_owned() })
+    }
+}
+
+impl ExporterSettings for FileConfig {
+    fn build(&self, ctx: &BuildContext, id: &str) -> Result<Arc<dyn ExporterDyn>, String> {
+        let e: Arc<FileExporter> = FileExporter::new(&self.path, ExportCounters::new(ctx.metrics(), id))?;
+        Ok(e)
+    }
+}
+
+/// `file`: one OTLP JSON request per line, written by a thread of its own.
+pub(crate) struct FileExporter {
+    tx: Mutex<Option<std::sync::mpsc::SyncSender<Vec<SpanRec>>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    counters: ExportCounters,
+}
+
+impl FileExporter {
+    pub(crate) fn new(path: &str, counters: ExportCounters) -> Result<Arc<Self>, String> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open {path:?} for writing: {e}"))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<SpanRec>>(1024);
+        let c = counters.clone();
+        let path = path.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("file-exporter".into())
+            .spawn(move || {
+                let mut out = std::io::BufWriter::new(file);
+                for batch in rx {
+                    let n = batch.len() as u64;
+                    let line = request_body(&batch, true);
+                    drop(batch);
+                    let written = line.map_err(|e| e.to_string()).and_then(|mut l| {
+                        l.push(b'\n');
+                        out.write_all(&l).and_then(|()| out.flush()).map_err(|e| e.to_string())
+                    });
+                    match written {
+                        Ok(()) => add(&c.sent, n),
+                        Err(e) => {
+                            add(&c.failed, n);
+                            tracing::warn!("file exporter cannot write to {path:?}: {e}");
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the file exporter thread: {e}"))?;
+        Ok(Arc::new(FileExporter {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            counters,
+        }))
+    }
+}
+
+impl Consumer for FileExporter {
+    fn consume(&self, spans: Vec<SpanRec>) {
+        let n = spans.len() as u64;
+        let sent = match &*lock(&self.tx) {
+            Some(tx) => tx.try_send(spans).is_ok(),
+            None => false,
+        };
+        if !sent {
+            add(&self.counters.enqueue_failed, n);
+        }
+    }
+}
+
+impl Exporter for FileExporter {
+    fn shutdown(self: Arc<Self>, _deadline: Instant) -> BoxFuture {
+        Box::pin(async move {
+            drop(lock(&self.tx).take());
+            let thread = lock(&self.thread).take();
+            if let Some(t) = thread {
+                let _ = tokio::task::spawn_blocking(move || t.join()).await;
+            }
+        })
+    }
+}

@@ -1,0 +1,530 @@
+//! `otlp` (gRPC) and `otlphttp` (HTTP, protobuf or JSON) exporters behind
+//! a bounded sending queue with `num_consumers` requests in flight.
+
+use super::{BoxFuture, ExportCounters, Exporter, ExporterDyn, request_body};
+use crate::lock;
+use crate::sidecar::component::{BuildContext, Component, ExporterSettings, Factory};
+use crate::sidecar::config::{
+    At, ConfigError, check_send_address, child, get, get_bool, get_duration, get_f64, get_str, get_u64, reject,
+};
+use crate::sidecar::metrics::add;
+use crate::sidecar::pipeline::Consumer;
+use crate::sidecar::wire::{LiveGuard, SpanRec};
+use otel_export::{OtlpExporter, Protocol, RetryPolicy};
+use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, mpsc};
+
+const SETTINGS: &[&str] = &[
+    "endpoint",
+    "traces_endpoint",
+    "encoding",
+    "tls",
+    "headers",
+    "compression",
+    "timeout",
+    "sending_queue",
+    "retry_on_failure",
+    "auth",
+];
+const IGNORED: &[&str] = &[
+    "balancer_name",
+    "keepalive",
+    "wait_for_ready",
+    "read_buffer_size",
+    "write_buffer_size",
+];
+
+/// The table line for `otlp`.
+pub(crate) const OTLP: Factory<dyn ExporterSettings> = Factory {
+    component: Component {
+        section: "exporters",
+        name: "otlp",
+        settings: SETTINGS,
+        ignored: IGNORED,
+    },
+    parse: |at, _| Ok(Box::new(OtlpExporterConfig::parse(at, Transport::Grpc, true)?)),
+};
+
+/// The table line for `otlphttp`.
+pub(crate) const OTLPHTTP: Factory<dyn ExporterSettings> = Factory {
+    component: Component {
+        section: "exporters",
+        name: "otlphttp",
+        settings: SETTINGS,
+        ignored: IGNORED,
+    },
+    parse: |at, _| Ok(Box::new(OtlpExporterConfig::parse(at, Transport::Http, true)?)),
+};
+
+/// How an OTLP exporter sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// OTLP/gRPC (`otlp`).
+    Grpc,
+    /// OTLP/HTTP (`otlphttp`).
+    Http,
+}
+
+/// The body of an OTLP/HTTP request (`encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// Protobuf (the default).
+    Proto,
+    /// OTLP JSON.
+    Json,
+}
+
+/// `sending_queue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueConfig {
+    /// Whether requests queue; when off, at most one request is in flight.
+    pub enabled: bool,
+    /// Requests sent concurrently.
+    pub num_consumers: usize,
+    /// Requests waiting at most; beyond it a batch is dropped and counted.
+    pub queue_size: usize,
+}
+
+/// `retry_on_failure`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RetryConfig {
+    /// Whether failed requests are retried.
+    pub enabled: bool,
+    /// First backoff.
+    pub initial_interval: Duration,
+    /// Largest backoff.
+    pub max_interval: Duration,
+    /// Give up after this long.
+    pub max_elapsed_time: Duration,
+    /// Backoff growth.
+    pub multiplier: f64,
+}
+
+/// An OTLP exporter (`otlp` over gRPC, `otlphttp` over HTTP).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OtlpExporterConfig {
+    /// gRPC (`otlp`) or HTTP (`otlphttp`).
+    pub transport: Transport,
+    /// `endpoint`; for HTTP the base URL (`/v1/traces` appended) unless
+    /// `traces_endpoint` is set.
+    pub endpoint: String,
+    /// `traces_endpoint` (HTTP only), used as it is.
+    pub traces_endpoint: Option<String>,
+    /// `encoding: json` (HTTP only).
+    pub encoding: Encoding,
+    /// `tls.insecure`: plaintext when the endpoint has no scheme.
+    pub insecure: bool,
+    /// `tls.ca_file`.
+    pub ca_file: Option<String>,
+    /// `tls.cert_file` and `tls.key_file`.
+    pub client_cert: Option<(String, String)>,
+    /// `headers`.
+    pub headers: Vec<(String, String)>,
+    /// `compression`: none, gzip or zstd (default gzip, as the Go exporters).
+    pub compression: otel_export::Compression,
+    /// `timeout` per request.
+    pub timeout: Duration,
+    /// `sending_queue`.
+    pub queue: QueueConfig,
+    /// `retry_on_failure`.
+    pub retry: RetryConfig,
+}
+
+impl OtlpExporterConfig {
+    /// Reads the settings; `needs_endpoint` is false where another setting gives it (load balancing).
+    pub(crate) fn parse(at: At<'_>, transport: Transport, needs_endpoint: bool) -> Result<Self, ConfigError> {
+        let http = transport == Transport::Http;
+        reject(
+            at,
+            "auth",
+            "exporter authentication extensions are not supported; set headers instead",
+        )?;
+        let endpoint = get_str(at, "endpoint")?.unwrap_or("").to_owned();
+        let traces_endpoint = if http {
+            get_str(at, "traces_endpoint")?.map(str::to_owned)
+        } else {
+            None
+        };
+        if !http {
+            reject(at, "traces_endpoint", "traces_endpoint is an otlphttp setting")?;
+        }
+        if needs_endpoint && endpoint.is_empty() && traces_endpoint.is_none() {
+            return Err(ConfigError::new(
+                child(at.path, "endpoint"),
+                "an OTLP exporter needs an endpoint",
+            ));
+        }
+        for (key, value) in [
+            ("endpoint", Some(&endpoint)),
+            ("traces_endpoint", traces_endpoint.as_ref()),
+        ] {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                check_send_address(v, http).map_err(|why| ConfigError::new(child(at.path, key), why))?;
+            }
+        }
+        let encoding = match get_str(at, "encoding")? {
+            None | Some("proto") => Encoding::Proto,
+            Some("json") if http => Encoding::Json,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    child(at.path, "encoding"),
+                    if http {
+                        format!("must be proto or json, got {other:?}")
+                    } else {
+                        "encoding is an otlphttp setting".to_owned()
+                    },
+                ));
+            }
+        };
+        let mut cfg = OtlpExporterConfig {
+            transport,
+            endpoint,
+            traces_endpoint,
+            encoding,
+            insecure: false,
+            ca_file: None,
+            client_cert: None,
+            headers: Vec::new(),
+            compression: otel_export::Compression::Gzip,
+            timeout: Duration::from_secs(if http { 30 } else { 5 }),
+            queue: QueueConfig {
+                enabled: true,
+                num_consumers: 10,
+                queue_size: 1000,
+            },
+            retry: RetryConfig {
+                enabled: true,
+                initial_interval: Duration::from_secs(5),
+                max_interval: Duration::from_secs(30),
+                max_elapsed_time: Duration::from_secs(300),
+                multiplier: 1.5,
+            },
+        };
+        if let Some(v) = get(at, "tls") {
+            let path = child(at.path, "tls");
+            let t = At { value: v, path: &path };
+            t.map()?;
+            t.only_keys(&[
+                "insecure",
+                "insecure_skip_verify",
+                "ca_file",
+                "cert_file",
+                "key_file",
+                "server_name_override",
+                "min_version",
+            ])?;
+            if get_bool(t, "insecure_skip_verify")? == Some(true) {
+                return Err(ConfigError::new(
+                    child(&path, "insecure_skip_verify"),
+                    "skipping certificate verification is not supported; give the server's CA in ca_file",
+                ));
+            }
+            cfg.insecure = get_bool(t, "insecure")?.unwrap_or(false);
+            cfg.ca_file = get_str(t, "ca_file")?.map(str::to_owned);
+            match (get_str(t, "cert_file")?, get_str(t, "key_file")?) {
+                (Some(c), Some(k)) => cfg.client_cert = Some((c.to_owned(), k.to_owned())),
+                (None, None) => {}
+                _ => return Err(t.err("cert_file and key_file go together")),
+            }
+        }
+        if let Some(v) = get(at, "headers") {
+            let Value::Object(m) = v else {
+                return Err(ConfigError::new(
+                    child(at.path, "headers"),
+                    "must be a mapping of header names to values",
+                ));
+            };
+            for (k, v) in m {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => return Err(ConfigError::new(format!("{}.headers.{k}", at.path), "must be a string")),
+                };
+                if http::HeaderName::from_bytes(k.as_bytes()).is_err() || http::HeaderValue::from_str(&v).is_err() {
+                    return Err(ConfigError::new(
+                        format!("{}.headers.{k}", at.path),
+                        "is not a valid HTTP header",
+                    ));
+                }
+                cfg.headers.push((k.clone(), v));
+            }
+        }
+        if let Some(c) = get_str(at, "compression")? {
+            cfg.compression = match c {
+                "" | "none" => otel_export::Compression::None,
+                "gzip" => otel_export::Compression::Gzip,
+                "zstd" => otel_export::Compression::Zstd,
+                other => {
+                    return Err(ConfigError::new(
+                        child(at.path, "compression"),
+                        format!("{other:?} is not supported; use none, gzip or zstd"),
+                    ));
+                }
+            };
+        }
+        if let Some(t) = get_duration(at, "timeout")? {
+            if t.is_zero() {
+                return Err(ConfigError::new(child(at.path, "timeout"), "must be above 0"));
+            }
+            cfg.timeout = t;
+        }
+        if let Some(v) = get(at, "sending_queue") {
+            let path = child(at.path, "sending_queue");
+            let q = At { value: v, path: &path };
+            q.map()?;
+            q.only_keys(&["enabled", "num_consumers", "queue_size", "storage", "blocking", "sizer"])?;
+            reject(q, "storage", "persistent queues are not supported")?;
+            cfg.queue.enabled = get_bool(q, "enabled")?.unwrap_or(true);
+            if let Some(n) = get_u64(q, "num_consumers")? {
+                cfg.queue.num_consumers = (n as usize).max(1);
+            }
+            if let Some(n) = get_u64(q, "queue_size")? {
+                if n == 0 {
+                    return Err(ConfigError::new(child(&path, "queue_size"), "must be above 0"));
+                }
+                cfg.queue.queue_size = n as usize;
+            }
+        }
+        if let Some(v) = get(at, "retry_on_failure") {
+            let path = child(at.path, "retry_on_failure");
+            let r = At { value: v, path: &path };
+            r.map()?;
+            r.only_keys(&[
+                "enabled",
+                "initial_interval",
+                "max_interval",
+                "max_elapsed_time",
+                "multiplier",
+                "randomization_factor",
+            ])?;
+            cfg.retry.enabled = get_bool(r, "enabled")?.unwrap_or(true);
+            if let Some(d) = get_duration(r, "initial_interval")? {
+                cfg.retry.initial_interval = d;
+            }
+            if let Some(d) = get_duration(r, "max_interval")? {
+                cfg.retry.max_interval = d;
+            }
+            if let Some(d) = get_duration(r, "max_elapsed_time")? {
+                cfg.retry.max_elapsed_time = d;
+            }
+            if let Some(m) = get_f64(r, "multiplier")? {
+                if !(1.0..=10.0).contains(&m) {
+                    return Err(ConfigError::new(child(&path, "multiplier"), "must be between 1 and 10"));
+                }
+                cfg.retry.multiplier = m;
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+impl ExporterSettings for OtlpExporterConfig {
+    fn build(&self, ctx: &BuildContext, id: &str) -> Result<Arc<dyn ExporterDyn>, String> {
+        let e: Arc<QueuedOtlp> = QueuedOtlp::new(
+            ctx.runtime(),
+            id,
+            self,
+            &self.endpoint,
+            ExportCounters::new(ctx.metrics(), id),
+        )?;
+        Ok(e)
+    }
+}
+
+fn otlp_exporter(cfg: &OtlpExporterConfig, endpoint: &str) -> Result<OtlpExporter, String> {
+    let protocol = match (cfg.transport, cfg.encoding) {
+        (Transport::Grpc, _) => Protocol::Grpc,
+        (Transport::Http, Encoding::Proto) => Protocol::HttpProtobuf,
+        (Transport::Http, Encoding::Json) => Protocol::HttpJson,
+    };
+    let retry = if cfg.retry.enabled {
+        RetryPolicy {
+            max_attempts: u32::MAX,
+            initial_backoff: cfg.retry.initial_interval,
+            max_backoff: cfg.retry.max_interval,
+            multiplier: cfg.retry.multiplier,
+            max_elapsed: cfg.retry.max_elapsed_time,
+        }
+    } else {
+        RetryPolicy::disabled()
+    };
+    let mut b = OtlpExporter::builder()
+        .with_protocol(protocol)
+        .with_insecure(cfg.insecure)
+        .with_compression(cfg.compression)
+        .with_timeout(cfg.timeout)
+        .with_retry(retry);
+    b = match (&cfg.traces_endpoint, cfg.transport) {
+        (Some(t), Transport::Http) => b.with_endpoint(t.clone()),
+        (None, Transport::Http) => b.with_base_endpoint(endpoint.to_owned()),
+        (_, Transport::Grpc) => b.with_endpoint(endpoint.to_owned()),
+    };
+    for (k, v) in &cfg.headers {
+        b = b.with_header(k.clone(), v.clone());
+    }
+    if let Some(ca) = &cfg.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| format!("cannot read tls.ca_file {ca:?}: {e}"))?;
+        b = b.with_ca_certificate_pem(pem);
+    }
+    if let Some((cert, key)) = &cfg.client_cert {
+        let c = std::fs::read(cert).map_err(|e| format!("cannot read tls.cert_file {cert:?}: {e}"))?;
+        let k = std::fs::read(key).map_err(|e| format!("cannot read tls.key_file {key:?}: {e}"))?;
+        b = b.with_client_identity_pem(c, k);
+    }
+    // The builder names the environment variable an endpoint would come
+    // from; here it came from the configuration.
+    b.build()
+        .map_err(|e| format!("endpoint {:?} is not valid; accepted: {}", e.value(), e.accepted()))
+}
+
+/// An OTLP exporter behind a bounded queue with `num_consumers` requests in flight.
+pub(crate) struct QueuedOtlp {
+    id: String,
+    exporter: Arc<OtlpExporter>,
+    /// The collector's runtime: requests are sent and shut down on it.
+    runtime: tokio::runtime::Handle,
+    tx: Mutex<Option<mpsc::Sender<Vec<SpanRec>>>>,
+    dispatcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Spans queued or in flight, counted as failed if shutdown times out.
+    pending: Arc<AtomicU64>,
+    counters: ExportCounters,
+    warned: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl QueuedOtlp {
+    /// Starts the queue's dispatcher on `runtime`.
+    pub(crate) fn new(
+        runtime: &tokio::runtime::Handle,
+        id: &str,
+        cfg: &OtlpExporterConfig,
+        endpoint: &str,
+        counters: ExportCounters,
+    ) -> Result<Arc<Self>, String> {
+        let exporter = Arc::new(otlp_exporter(cfg, endpoint)?);
+        let (consumers, size) = if cfg.queue.enabled {
+            (cfg.queue.num_consumers, cfg.queue.queue_size)
+        } else {
+            (1, 1)
+        };
+        let (tx, mut rx) = mpsc::channel::<Vec<SpanRec>>(size);
+        let pending = Arc::new(AtomicU64::new(0));
+        let warned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let json = cfg.encoding == Encoding::Json;
+        let dispatcher = {
+            let (exporter, pending, counters, warned, id, rt) = (
+                exporter.clone(),
+                pending.clone(),
+                counters.clone(),
+                warned.clone(),
+                id.to_owned(),
+                runtime.clone(),
+            );
+            runtime.spawn(async move {
+                let permits = Arc::new(Semaphore::new(consumers));
+                while let Some(batch) = rx.recv().await {
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let n = batch.len() as u64;
+                    let body = request_body(&batch, json);
+                    drop(batch);
+                    let (exporter, pending, counters, warned, id) = (
+                        exporter.clone(),
+                        pending.clone(),
+                        counters.clone(),
+                        warned.clone(),
+                        id.clone(),
+                    );
+                    rt.spawn(async move {
+                        let result = match body {
+                            Ok(body) => {
+                                let _live = LiveGuard::new(&counters.live, body.len());
+                                exporter.export_encoded(body, n).await
+                            }
+                            Err(e) => Err(format!("cannot encode the request: {e}")),
+                        };
+                        match result {
+                            Ok(()) => add(&counters.sent, n),
+                            Err(e) => {
+                                add(&counters.failed, n);
+                                if !warned.swap(true, Ordering::Relaxed) {
+                                    tracing::warn!(exporter = %id, "export failed: {e} (further failures are counted in otelcol_exporter_send_failed_spans)");
+                                } else {
+                                    tracing::debug!(exporter = %id, "export failed: {e}");
+                                }
+                            }
+                        }
+                        pending.fetch_sub(n, Ordering::Relaxed);
+                        drop(permit);
+                    });
+                }
+                // Wait for the requests in flight.
+                let _ = permits.acquire_many(consumers as u32).await;
+            })
+        };
+        Ok(Arc::new(QueuedOtlp {
+            id: id.to_owned(),
+            exporter,
+            runtime: runtime.clone(),
+            tx: Mutex::new(Some(tx)),
+            dispatcher: Mutex::new(Some(dispatcher)),
+            pending,
+            counters,
+            warned,
+        }))
+    }
+}
+
+impl Consumer for QueuedOtlp {
+    fn consume(&self, spans: Vec<SpanRec>) {
+        let n = spans.len() as u64;
+        if n == 0 {
+            return;
+        }
+        let tx = lock(&self.tx).clone();
+        let Some(tx) = tx else {
+            add(&self.counters.failed, n);
+            return;
+        };
+        self.pending.fetch_add(n, Ordering::Relaxed);
+        if tx.try_send(spans).is_err() {
+            self.pending.fetch_sub(n, Ordering::Relaxed);
+            add(&self.counters.enqueue_failed, n);
+            if !self.warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(exporter = %self.id, "sending queue is full; dropping spans (counted in otelcol_exporter_enqueue_failed_spans)");
+            }
+        }
+    }
+}
+
+impl Exporter for QueuedOtlp {
+    fn shutdown(self: Arc<Self>, deadline: Instant) -> BoxFuture {
+        Box::pin(async move {
+            drop(lock(&self.tx).take());
+            let dispatcher = lock(&self.dispatcher).take();
+            if let Some(d) = dispatcher {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if tokio::time::timeout(left, d).await.is_err() {
+                    let lost = self.pending.swap(0, Ordering::Relaxed);
+                    add(&self.counters.failed, lost);
+                    tracing::warn!(exporter = %self.id, "shutdown deadline passed with {lost} spans unsent");
+                }
+            }
+            let exporter = self.exporter.clone();
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(100));
+            let _ = self
+                .runtime
+                .spawn_blocking(move || {
+                    use opentelemetry_sdk::trace::SpanExporter as _;
+                    exporter.shutdown_with_timeout(left)
+                })
+                .await;
+        })
+    }
+}

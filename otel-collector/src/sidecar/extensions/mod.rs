@@ -1,0 +1,10 @@
+//! Extensions, one module each, and their table.
+
+use super::component::{ExtensionSettings, Factory};
+
+pub(crate) mod health_check;
+pub(crate) mod not_started;
+
+/// Every extension, by type name.
+pub(crate) const TABLE: &[Factory<dyn ExtensionSettings>] =
+    &[health_check::FACTORY, not_started::PPROF, not_started::ZPAGES];

@@ -1,0 +1,135 @@
+//! `batch`: sends when `send_batch_size` spans wait or every `timeout`,
+//! splitting batches above `send_batch_max_size`.
+
+use crate::lock;
+use crate::sidecar::component::{BuildContext, Built, Component, Factory, ProcessorSettings, StagePlace};
+use crate::sidecar::config::{At, ConfigError, child, get, get_duration, get_u64};
+use crate::sidecar::pipeline::{Consumer, Flush};
+use crate::sidecar::wire::SpanRec;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The table line.
+pub(crate) const FACTORY: Factory<dyn ProcessorSettings> = Factory {
+    component: Component {
+        section: "processors",
+        name: "batch",
+        settings: &["timeout", "send_batch_size", "send_batch_max_size", "metadata_keys"],
+        ignored: &["metadata_cardinality_limit"],
+    },
+    parse: |at, _| Ok(Box::new(BatchConfig::parse(at)?)),
+};
+
+/// `batch` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchConfig {
+    /// Send after this long even when the batch is small.
+    pub timeout: Duration,
+    /// Send when this many spans are waiting.
+    pub send_batch_size: usize,
+    /// Split larger batches (0: no limit).
+    pub send_batch_max_size: usize,
+}
+
+impl BatchConfig {
+    fn parse(at: At<'_>) -> Result<Self, ConfigError> {
+        if get(at, "metadata_keys").is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
+            return Err(ConfigError::new(
+                child(at.path, "metadata_keys"),
+                "batching by metadata is not supported",
+            ));
+        }
+        let timeout = get_duration(at, "timeout")?.unwrap_or(Duration::from_millis(200));
+        let send_batch_size = get_u64(at, "send_batch_size")?.unwrap_or(8192) as usize;
+        let send_batch_max_size = get_u64(at, "send_batch_max_size")?.unwrap_or(0) as usize;
+        if send_batch_max_size != 0 && send_batch_max_size < send_batch_size {
+            return Err(ConfigError::new(
+                child(at.path, "send_batch_max_size"),
+                format!("must be 0 or at least send_batch_size ({send_batch_size})"),
+            ));
+        }
+        Ok(BatchConfig {
+            timeout,
+            send_batch_size,
+            send_batch_max_size,
+        })
+    }
+}
+
+impl ProcessorSettings for BatchConfig {
+    fn build(&self, ctx: &BuildContext, _: StagePlace<'_>, next: Arc<dyn Consumer>) -> Result<Built, String> {
+        Ok(Built::buffering(BatchStage::new(ctx, *self, next)))
+    }
+}
+
+/// The `batch` processor: sends when `send_batch_size` spans wait or every `timeout`.
+pub(crate) struct BatchStage {
+    cfg: BatchConfig,
+    buf: Mutex<Vec<SpanRec>>,
+    next: Arc<dyn Consumer>,
+}
+
+impl BatchStage {
+    pub(crate) fn new(ctx: &BuildContext, cfg: BatchConfig, next: Arc<dyn Consumer>) -> Arc<Self> {
+        let stage = Arc::new(BatchStage {
+            cfg,
+            buf: Mutex::new(Vec::new()),
+            next,
+        });
+        let weak = Arc::downgrade(&stage);
+        let period = cfg.timeout.max(Duration::from_millis(1));
+        ctx.spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(stage) => stage.flush(),
+                    None => return,
+                }
+            }
+        });
+        stage
+    }
+
+    fn send(&self, spans: Vec<SpanRec>) {
+        if spans.is_empty() {
+            return;
+        }
+        let max = self.cfg.send_batch_max_size;
+        if max == 0 || spans.len() <= max {
+            self.next.consume(spans);
+            return;
+        }
+        let mut spans = spans;
+        while !spans.is_empty() {
+            let rest = spans.split_off(spans.len().min(max));
+            self.next.consume(spans);
+            spans = rest;
+        }
+    }
+}
+
+impl Consumer for BatchStage {
+    fn consume(&self, spans: Vec<SpanRec>) {
+        let ready = {
+            let mut buf = lock(&self.buf);
+            if buf.is_empty() && spans.len() >= self.cfg.send_batch_size {
+                Some(spans)
+            } else {
+                buf.extend(spans);
+                (buf.len() >= self.cfg.send_batch_size).then(|| std::mem::take(&mut *buf))
+            }
+        };
+        if let Some(batch) = ready {
+            self.send(batch);
+        }
+    }
+}
+
+impl Flush for BatchStage {
+    fn flush(&self) {
+        let batch = std::mem::take(&mut *lock(&self.buf));
+        self.send(batch);
+    }
+}

@@ -1,0 +1,88 @@
+//! `resource`: resource attribute actions, applied once per distinct resource.
+
+use crate::sidecar::actions::{self, Action, parse_actions};
+use crate::sidecar::component::{BuildContext, Built, Component, Factory, ProcessorSettings, StagePlace};
+use crate::sidecar::config::{At, ConfigError};
+use crate::sidecar::pipeline::Consumer;
+use crate::sidecar::wire::{ResourceBlock, ScopeBlock, SpanRec};
+use otel_export::wire::field::resource;
+use std::sync::Arc;
+
+/// The table line.
+pub(crate) const FACTORY: Factory<dyn ProcessorSettings> = Factory {
+    component: Component {
+        section: "processors",
+        name: "resource",
+        settings: &["attributes"],
+        ignored: &[],
+    },
+    parse: |at, _| Ok(Box::new(ResourceConfig::parse(at)?)),
+};
+
+/// `resource` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ResourceConfig {
+    /// `attributes`: the actions, in order.
+    pub(crate) actions: Vec<Action>,
+}
+
+impl ResourceConfig {
+    fn parse(at: At<'_>) -> Result<Self, ConfigError> {
+        Ok(ResourceConfig {
+            actions: parse_actions(at, "attributes")?,
+        })
+    }
+}
+
+impl ProcessorSettings for ResourceConfig {
+    fn build(&self, _: &BuildContext, _: StagePlace<'_>, next: Arc<dyn Consumer>) -> Result<Built, String> {
+        Ok(Built::stage(Arc::new(ResourceStage {
+            actions: self.actions.clone(),
+            next,
+        })))
+    }
+}
+
+/// The `resource` processor: resource attribute actions, once per distinct resource.
+pub(crate) struct ResourceStage {
+    pub(crate) actions: Vec<Action>,
+    pub(crate) next: Arc<dyn Consumer>,
+}
+
+impl Consumer for ResourceStage {
+    fn consume(&self, mut spans: Vec<SpanRec>) {
+        // Old scope block -> rewritten scope block (resource rewritten once).
+        let mut scopes: Vec<(Arc<ScopeBlock>, Arc<ScopeBlock>)> = Vec::new();
+        let mut resources: Vec<(Arc<ResourceBlock>, Arc<ResourceBlock>)> = Vec::new();
+        for s in &mut spans {
+            if let Some((_, new)) = scopes.iter().find(|(old, _)| Arc::ptr_eq(old, &s.scope)) {
+                s.scope = new.clone();
+                continue;
+            }
+            let old_resource = &s.scope.resource;
+            let new_resource = match resources.iter().find(|(old, _)| Arc::ptr_eq(old, old_resource)) {
+                Some((_, new)) => new.clone(),
+                None => {
+                    let new = match actions::apply(&old_resource.bytes, resource::ATTRIBUTES, &self.actions) {
+                        Some(bytes) => Arc::new(ResourceBlock {
+                            bytes: bytes.into_boxed_slice(),
+                            schema_url: old_resource.schema_url.clone(),
+                        }),
+                        None => old_resource.clone(),
+                    };
+                    resources.push((old_resource.clone(), new.clone()));
+                    new
+                }
+            };
+            let new_scope = Arc::new(ScopeBlock {
+                resource: new_resource,
+                bytes: s.scope.bytes.clone(),
+                schema_url: s.scope.schema_url.clone(),
+                live: s.scope.live.clone(),
+            });
+            scopes.push((s.scope.clone(), new_scope.clone()));
+            s.scope = new_scope;
+        }
+        self.next.consume(spans);
+    }
+}

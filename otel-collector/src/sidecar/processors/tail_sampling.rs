@@ -1,0 +1,231 @@
+//! `tail_sampling`: buffers each trace for `decision_wait`, decides it
+//! whole with the Go processor's policies, and passes on kept traces. Each
+//! pipeline that names it gets its own engine (and its own policy state).
+
+use crate::engine::{KeptBy, TailSampler, TailSamplerBuilder, TraceSink};
+use crate::predicate::ResourceMatch;
+use crate::settings::{TOP_KEYS, TailSamplingConfig};
+use crate::sidecar::bottlenecks::BottleneckReport;
+use crate::sidecar::component::{BuildContext, Built, Component, Factory, ProcessorSettings, StagePlace};
+use crate::sidecar::metrics::{Metrics, add};
+use crate::sidecar::pipeline::{Consumer, Flush};
+use crate::sidecar::wire::{ResourceBlock, ResourceView, SpanRec};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+/// The table line.
+pub(crate) const FACTORY: Factory<dyn ProcessorSettings> = Factory {
+    component: Component {
+        section: "processors",
+        name: "tail_sampling",
+        settings: TOP_KEYS,
+        ignored: &[],
+    },
+    parse: |at, _| Ok(Box::new(TailSamplingConfig::from_value(at.value, at.path)?)),
+};
+
+impl ProcessorSettings for TailSamplingConfig {
+    fn build(&self, ctx: &BuildContext, at: StagePlace<'_>, next: Arc<dyn Consumer>) -> Result<Built, String> {
+        let stage = TailStage::new(
+            self.clone(),
+            next,
+            ctx.metrics(),
+            at.id,
+            at.pipeline,
+            ctx.report().cloned(),
+        );
+        register_tail_gauges(ctx.metrics(), &stage, at.id, at.pipeline);
+        Ok(Built::buffering(stage))
+    }
+
+    fn decides_traces(&self) -> bool {
+        true
+    }
+}
+
+/// Hands kept traces to the next stage, and decided ones to the bottleneck
+/// summary.
+struct Forward {
+    next: Arc<dyn Consumer>,
+    report: Option<Arc<BottleneckReport>>,
+}
+
+impl TraceSink<SpanRec> for Forward {
+    fn keep(&self, _trace_id: [u8; 16], spans: Vec<SpanRec>, kept_by: KeptBy<'_>) {
+        // Late spans of a kept trace are fragments: not a trace to analyse.
+        if let (Some(report), KeptBy::Policy(_)) = (&self.report, kept_by) {
+            report.kept(&spans);
+        }
+        self.next.consume(spans);
+    }
+
+    fn not_kept(&self, _trace_id: [u8; 16], spans: Vec<SpanRec>) {
+        if let Some(report) = &self.report {
+            report.not_kept(spans);
+        }
+    }
+}
+
+/// The `tail_sampling` processor.
+pub(crate) struct TailStage {
+    pub(crate) sampler: TailSampler<SpanRec>,
+    malformed: Arc<AtomicU64>,
+    /// `pipeline/processor`, for the log line at shutdown.
+    name: String,
+}
+
+impl TailStage {
+    pub(crate) fn new(
+        config: TailSamplingConfig,
+        next: Arc<dyn Consumer>,
+        metrics: &Metrics,
+        id: &str,
+        pipeline: &str,
+        report: Option<Arc<BottleneckReport>>,
+    ) -> Arc<Self> {
+        let sink: Arc<dyn TraceSink<SpanRec>> = Arc::new(Forward { next, report });
+        let sampler = TailSamplerBuilder::new(config).build(sink);
+        let malformed = metrics.counter(
+            "otelcol_processor_tail_sampling_malformed_spans",
+            "Spans the tail sampler could not read (dropped).",
+            &[("processor", id), ("pipeline", pipeline)],
+        );
+        Arc::new(TailStage {
+            sampler,
+            malformed,
+            name: format!("{pipeline}/{id}"),
+        })
+    }
+}
+
+impl Consumer for TailStage {
+    fn consume(&self, spans: Vec<SpanRec>) {
+        let mut last: Option<(*const ResourceBlock, ResourceMatch)> = None;
+        for s in spans {
+            let resource_ptr = Arc::as_ptr(&s.scope.resource);
+            let res = match last {
+                Some((p, m)) if std::ptr::eq(p, resource_ptr) => m,
+                _ => {
+                    let m = self.sampler.resource_match(&ResourceView(&s.scope.resource.bytes));
+                    last = Some((resource_ptr, m));
+                    m
+                }
+            };
+            let prepared = match s.view() {
+                Ok(view) => self.sampler.prepare(&res, &view),
+                Err(_) => {
+                    // Receivers check spans, so this is unreachable in practice; count it anyway.
+                    add(&self.malformed, 1);
+                    continue;
+                }
+            };
+            self.sampler.ingest_prepared(prepared, s);
+        }
+    }
+}
+
+impl Flush for TailStage {
+    fn flush(&self) {
+        self.sampler.shutdown();
+        let s = self.sampler.stats();
+        tracing::info!(
+            pipeline = %self.name,
+            "tail sampling: {} spans received, {} kept, {} dropped by policy, {} late kept, {} late dropped",
+            s.spans_received,
+            s.spans_sampled,
+            s.spans_not_sampled,
+            s.late_spans_sampled,
+            s.late_spans_dropped
+        );
+    }
+}
+
+fn register_tail_gauges(metrics: &Metrics, stage: &Arc<TailStage>, id: &str, pipeline: &str) {
+    let l = [("processor", id), ("pipeline", pipeline)];
+    type Read = fn(&crate::engine::TailSamplingStats) -> u64;
+    let fields: [(&str, &str, Read); 10] = [
+        (
+            "otelcol_processor_tail_sampling_spans_received",
+            "Spans received.",
+            |s| s.spans_received,
+        ),
+        (
+            "otelcol_processor_tail_sampling_traces_received",
+            "Traces received.",
+            |s| s.traces_received,
+        ),
+        (
+            "otelcol_processor_tail_sampling_spans_sampled",
+            "Spans of kept traces.",
+            |s| s.spans_sampled,
+        ),
+        (
+            "otelcol_processor_tail_sampling_spans_not_sampled",
+            "Spans of traces not kept.",
+            |s| s.spans_not_sampled,
+        ),
+        ("otelcol_processor_tail_sampling_traces_sampled", "Traces kept.", |s| {
+            s.traces_sampled
+        }),
+        (
+            "otelcol_processor_tail_sampling_traces_not_sampled",
+            "Traces not kept.",
+            |s| s.traces_not_sampled,
+        ),
+        (
+            "otelcol_processor_tail_sampling_late_spans_sampled",
+            "Late spans of kept traces, forwarded.",
+            |s| s.late_spans_sampled,
+        ),
+        (
+            "otelcol_processor_tail_sampling_late_spans_dropped",
+            "Late spans of dropped traces.",
+            |s| s.late_spans_dropped,
+        ),
+        (
+            "otelcol_processor_tail_sampling_traces_evicted",
+            "Traces decided early (num_traces reached).",
+            |s| s.evicted,
+        ),
+        (
+            "otelcol_processor_tail_sampling_spans_buffered",
+            "Spans buffered now.",
+            |s| s.buffered_spans,
+        ),
+    ];
+    for (name, help, read) in fields {
+        let weak = Arc::downgrade(stage);
+        metrics.gauge(name, help, &l, move || {
+            weak.upgrade().map_or(0.0, |s| read(&s.sampler.stats()) as f64)
+        });
+    }
+    type Vote = fn(&crate::engine::PolicyCounts) -> u64;
+    let votes: [(&str, Vote); 2] = [("true", |q| q.sampled), ("false", |q| q.not_sampled + q.dropped)];
+    for p in stage.sampler.stats().policies {
+        for (sampled, vote) in votes {
+            let weak = Arc::downgrade(stage);
+            let name = p.name.clone();
+            let labels = [
+                ("processor", id),
+                ("pipeline", pipeline),
+                ("policy", p.name.as_str()),
+                ("sampled", sampled),
+            ];
+            metrics.gauge(
+                "otelcol_processor_tail_sampling_count_traces_sampled",
+                "Traces each policy voted on.",
+                &labels,
+                move || {
+                    weak.upgrade().map_or(0.0, |s| {
+                        s.sampler
+                            .stats()
+                            .policies
+                            .iter()
+                            .find(|q| q.name == name)
+                            .map_or(0.0, |q| vote(q) as f64)
+                    })
+                },
+            );
+        }
+    }
+}
