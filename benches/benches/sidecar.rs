@@ -8,7 +8,9 @@
 //! Run with `cargo bench -p benches --bench sidecar`; it builds the
 //! collector binary in release mode first. `LOAD_RATE` (spans/s, default
 //! 150000) and `LOAD_SECONDS` (default 10) change the load; `ROTEL_AGENT`
-//! points at rotel when it is not in the repository's `.venv`.
+//! points at rotel when it is not in the repository's `.venv`; `SIDECAR_BASELINE`
+//! points at another build of the collector to measure beside this one
+//! (before/after a change, same run).
 
 use benches::loadgen::{Template, cpu_time, memory, run};
 use std::net::TcpStream;
@@ -302,10 +304,18 @@ fn main() {
         }
         None => {}
     }
-    for (name, tail) in [
-        ("otel-collector (passthrough)", false),
-        ("otel-collector (tail_sampling)", true),
-    ] {
+    // SIDECAR_BASELINE=<path to another otel-collector build> measures it
+    // too, in the same run: a before/after comparison of a change.
+    let baseline = std::env::var_os("SIDECAR_BASELINE").map(PathBuf::from);
+    let mut runs = vec![
+        ("otel-collector (passthrough)", false, ours.clone()),
+        ("otel-collector (tail_sampling)", true, ours.clone()),
+    ];
+    if let Some(b) = &baseline {
+        runs.push(("baseline (passthrough)", false, b.clone()));
+        runs.push(("baseline (tail_sampling)", true, b.clone()));
+    }
+    for (name, tail, binary) in runs {
         if !wanted(if tail { "tail" } else { "passthrough" }) {
             continue;
         }
@@ -314,7 +324,7 @@ fn main() {
         if std::fs::write(&config, ours_config(port, mport, sink_addr, tail)).is_err() {
             continue;
         }
-        let child = Command::new(&ours)
+        let child = Command::new(&binary)
             .arg("--config")
             .arg(&config)
             .stdout(Stdio::null())
@@ -371,7 +381,21 @@ fn main() {
             }
         );
     }
-    if let Some(o) = outcomes.iter().find(|o| o.name.contains("tail_sampling")) {
+    for (ours, base) in [
+        ("otel-collector (passthrough)", "baseline (passthrough)"),
+        ("otel-collector (tail_sampling)", "baseline (tail_sampling)"),
+    ] {
+        let rate_of = |name: &str| {
+            outcomes
+                .iter()
+                .find(|o| o.name == name)
+                .map(|o| o.sent as f64 / o.cpu.as_secs_f64().max(1e-9))
+        };
+        if let (Some(a), Some(b)) = (rate_of(ours), rate_of(base)) {
+            println!("{ours} vs baseline: {:.2}x spans/s per core", a / b);
+        }
+    }
+    if let Some(o) = outcomes.iter().find(|o| o.name == "otel-collector (tail_sampling)") {
         if o.peak_buffered > 0.0 {
             println!(
                 "tail_sampling peak memory: {} MiB resident at {:.0} spans buffered: {:.0} bytes per buffered span above the idle {} MiB, spans averaging {:.0} bytes of OTLP (Go processor: ~460 B per span retained)",

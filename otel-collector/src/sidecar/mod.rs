@@ -24,6 +24,8 @@ mod pipeline;
 pub(crate) mod processors;
 mod receiver;
 pub(crate) mod receivers;
+#[cfg(test)]
+mod testing;
 pub mod wire;
 
 pub use config::CollectorConfig;

@@ -32,3 +32,26 @@ impl Consumer for Fanout {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Consumer, Fanout};
+    use crate::sidecar::testing::{Recorder, spans, trace};
+    use crate::sidecar::wire::LiveBytes;
+    use std::sync::Arc;
+
+    #[test]
+    fn fanout_gives_every_consumer_every_span() {
+        let (a, b, c) = (Recorder::new(), Recorder::new(), Recorder::new());
+        let fan = Fanout(vec![a.clone() as Arc<dyn Consumer>, b.clone(), c.clone()]);
+        let live = LiveBytes::new();
+        fan.consume(spans("a", &trace(1, 3), &live));
+        for r in [&a, &b, &c] {
+            assert_eq!(r.ids(), vec![(1, 1), (1, 2), (1, 3)]);
+        }
+        drop((a, b, c, fan));
+        assert_eq!(live.get(), 0, "copies are accounted and released");
+        Fanout(Vec::new()).consume(spans("a", &trace(2, 1), &live));
+        assert_eq!(live.get(), 0);
+    }
+}

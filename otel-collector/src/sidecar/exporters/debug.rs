@@ -302,3 +302,49 @@ impl Exporter for DebugExporter {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::render_trees;
+    use crate::sidecar::testing::{context, exporter, metric, spans, trace};
+    use crate::sidecar::wire::LiveBytes;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn trees_name_service_operation_duration_and_error() {
+        let mut list = trace(1, 3);
+        list[0].ms = 40;
+        list[2].error = true;
+        let text = render_trees(&spans("checkout", &list, &LiveBytes::new()), true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with(&format!("trace {:032x} (3 spans, 40", 1)),
+            "{text}"
+        );
+        assert!(lines[0].ends_with("1 with errors)"), "{text}");
+        assert!(text.contains("[checkout] op-1"), "{text}");
+        assert!(text.contains("[checkout] op-3  ERROR: boom"), "{text}");
+        assert!(
+            text.contains("user.email = \"u@example.com\""),
+            "detailed shows attributes:\n{text}"
+        );
+        let plain = render_trees(&spans("checkout", &list, &LiveBytes::new()), false);
+        assert!(!plain.contains("user.email"));
+    }
+
+    #[tokio::test]
+    async fn batches_are_written_off_the_callers_thread_and_counted() {
+        let (ctx, metrics, _stop) = context();
+        let settings = exporter("{debug: {verbosity: basic, summary_interval: 0s}}", "debug");
+        let e = settings.build(&ctx, "debug").unwrap();
+        e.consume(spans("a", &trace(1, 3), &metrics.live()));
+        e.clone().shutdown_dyn(Instant::now() + Duration::from_secs(5)).await;
+        assert_eq!(metric(&metrics, "otelcol_exporter_sent_spans{exporter=\"debug\"}"), 3.0);
+        // After shutdown, spans are refused and counted, not lost silently.
+        e.consume(spans("a", &trace(2, 2), &metrics.live()));
+        assert_eq!(
+            metric(&metrics, "otelcol_exporter_enqueue_failed_spans{exporter=\"debug\"}"),
+            2.0
+        );
+    }
+}

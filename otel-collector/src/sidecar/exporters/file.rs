@@ -124,3 +124,53 @@ impl Exporter for FileExporter {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sidecar::testing::{context, exporter, metric, spans, trace};
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn writes_one_otlp_json_request_per_line_and_counts_spans() {
+        let (ctx, metrics, _stop) = context();
+        let dir = std::env::temp_dir().join(format!("file-exporter-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("spans.jsonl");
+        let settings = exporter(
+            &format!("{{file: {{path: {:?}}}, debug: {{}}}}", path.display()),
+            "file",
+        );
+        let e = settings.build(&ctx, "file").unwrap();
+        let live = metrics.live();
+        e.consume(spans("a", &trace(1, 3), &live));
+        e.consume(spans("b", &trace(2, 2), &live));
+        e.clone().shutdown_dyn(Instant::now() + Duration::from_secs(5)).await;
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let spans_in = |line: &str| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                .as_array()
+                .unwrap()
+                .len()
+        };
+        assert_eq!((spans_in(lines[0]), spans_in(lines[1])), (3, 2));
+        assert!(lines[1].contains("\"b\""), "the resource travels with its spans");
+        assert_eq!(metric(&metrics, "otelcol_exporter_sent_spans{exporter=\"file\"}"), 5.0);
+        // Everything written is released from the memory account.
+        assert_eq!(live.get(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_opened_is_an_error_at_build() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _guard = rt.enter();
+        let (ctx, _, _stop) = context();
+        let settings = exporter("{file: {path: /nonexistent/dir/spans.jsonl}, debug: {}}", "file");
+        let e = settings.build(&ctx, "file").err().unwrap();
+        assert!(e.contains("cannot open \"/nonexistent/dir/spans.jsonl\""), "{e}");
+    }
+}

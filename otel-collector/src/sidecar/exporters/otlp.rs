@@ -528,3 +528,37 @@ impl Exporter for QueuedOtlp {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sidecar::testing::{context, exporter, metric, spans, trace};
+    use std::time::{Duration, Instant};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_span_is_sent_failed_or_refused_and_counted() {
+        let (ctx, metrics, _stop) = context();
+        // Nothing listens on port 1: every request fails, fast.
+        let settings = exporter(
+            "{otlp: {endpoint: 127.0.0.1:1, tls: {insecure: true}, timeout: 1s, \
+               retry_on_failure: {enabled: false}, sending_queue: {num_consumers: 1, queue_size: 1}}, debug: {}}",
+            "otlp",
+        );
+        let e = settings.build(&ctx, "otlp").unwrap();
+        let live = metrics.live();
+        for t in 1..=20 {
+            e.consume(spans("a", &trace(t, 2), &live));
+        }
+        e.clone().shutdown_dyn(Instant::now() + Duration::from_secs(10)).await;
+        let count = |name: &str| metric(&metrics, &format!("{name}{{exporter=\"otlp\"}}"));
+        let (sent, failed, refused) = (
+            count("otelcol_exporter_sent_spans"),
+            count("otelcol_exporter_send_failed_spans"),
+            count("otelcol_exporter_enqueue_failed_spans"),
+        );
+        assert_eq!(sent, 0.0);
+        assert!(refused >= 2.0, "a queue of 1 overflows: {refused}");
+        assert!(failed >= 2.0, "{failed}");
+        assert_eq!(failed + refused, 40.0);
+        assert_eq!(live.get(), 0, "nothing held after shutdown");
+    }
+}

@@ -66,3 +66,35 @@ impl Consumer for AttributesStage {
         self.next.consume(spans);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sidecar::testing::{Recorder, build, context, processor, span_attr, spans, trace};
+
+    #[tokio::test]
+    async fn actions_apply_to_every_span_in_order() {
+        let (ctx, metrics, _stop) = context();
+        let settings = processor(
+            "{attributes: {actions: [\
+               {key: env, action: insert, value: prod},\
+               {key: owner, action: upsert, from_attribute: user.email},\
+               {key: user.email, action: hash},\
+               {key: missing, action: update, value: x}]}}",
+        );
+        let out = Recorder::new();
+        let built = build(&ctx, &settings, "attributes", out.clone());
+        assert!(built.flush.is_none() && built.gate.is_none());
+        built.head.consume(spans("a", &trace(1, 2), &metrics.live()));
+        let got = out.take();
+        assert_eq!(got.len(), 2);
+        let sha = crate::sidecar::actions::hex_digest(b"u@example.com");
+        for s in &got {
+            assert_eq!(span_attr(s, "env").as_deref(), Some("prod"));
+            assert_eq!(span_attr(s, "owner").as_deref(), Some("u@example.com"));
+            assert_eq!(span_attr(s, "user.email"), Some(sha.clone()));
+            assert_eq!(span_attr(s, "missing"), None, "update does not add");
+            // The rest of the span is untouched.
+            assert!(s.view().unwrap().name.starts_with("op-"));
+        }
+    }
+}

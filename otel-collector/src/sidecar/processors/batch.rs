@@ -133,3 +133,46 @@ impl Flush for BatchStage {
         self.send(batch);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sidecar::testing::{Recorder, build, context, processor, spans, trace};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn sends_full_batches_at_once_splits_large_ones_and_flushes_the_rest() {
+        let (ctx, metrics, _stop) = context();
+        let settings = processor("{batch: {send_batch_size: 4, send_batch_max_size: 6, timeout: 1h}}");
+        let out = Recorder::new();
+        let built = build(&ctx, &settings, "batch", out.clone());
+        let flush = built.flush.expect("batch buffers, so it flushes");
+        let live = metrics.live();
+
+        built.head.consume(spans("a", &trace(1, 3), &live));
+        assert!(out.sizes().is_empty(), "3 < send_batch_size waits");
+        built.head.consume(spans("a", &trace(2, 1), &live));
+        assert_eq!(out.sizes(), vec![4]);
+        // A request larger than the maximum goes at once, in pieces of at most 6.
+        built.head.consume(spans("a", &trace(3, 14), &live));
+        assert_eq!(out.sizes(), vec![4, 6, 6, 2]);
+        built.head.consume(spans("a", &trace(4, 2), &live));
+        flush.flush();
+        assert_eq!(out.sizes(), vec![4, 6, 6, 2, 2]);
+        // In arrival order, nothing lost or repeated.
+        let ids = out.ids();
+        assert_eq!(ids.len(), 20);
+        assert_eq!(ids.first(), Some(&(1, 1)));
+        assert_eq!(ids.last(), Some(&(4, 2)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_batch_goes_after_the_timeout() {
+        let (ctx, metrics, _stop) = context();
+        let settings = processor("{batch: {send_batch_size: 1000, timeout: 50ms}}");
+        let out = Recorder::new();
+        let built = build(&ctx, &settings, "batch", out.clone());
+        built.head.consume(spans("a", &trace(1, 3), &metrics.live()));
+        assert_eq!(out.wait_for(3, Duration::from_secs(5)), 3);
+        assert_eq!(out.sizes(), vec![3]);
+    }
+}

@@ -210,3 +210,37 @@ impl Admission for MemoryLimiter {
         ok
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sidecar::testing::{Recorder, build, context, metric, processor};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn refuses_above_the_limit_counts_it_and_is_one_limiter_per_id() {
+        let (ctx, metrics, _stop) = context();
+        // 1 MiB is below any process's resident size: everything is refused.
+        let tight = processor("{memory_limiter: {limit_mib: 1, spike_limit_mib: 0}}");
+        let out = Recorder::new();
+        let first = build(&ctx, &tight, "memory_limiter", out.clone());
+        let second = build(&ctx, &tight, "memory_limiter", out.clone());
+        let gate = first.gate.expect("the limiter admits at the receiver");
+        let again = second.gate.expect("gate");
+        assert!(Arc::ptr_eq(&gate, &again), "two pipelines, one limiter");
+        // It is not a stage: spans go straight to the next one.
+        assert!(first.flush.is_none());
+        assert!(!gate.admit(100, 7));
+        assert_eq!(
+            metric(
+                &metrics,
+                "otelcol_processor_refused_spans{processor=\"memory_limiter\"}"
+            ),
+            7.0
+        );
+
+        // 1 TiB admits.
+        let roomy = processor("{memory_limiter: {limit_mib: 1048576}}");
+        let gate = build(&ctx, &roomy, "memory_limiter/roomy", out).gate.expect("gate");
+        assert!(gate.admit(1 << 20, 1));
+    }
+}

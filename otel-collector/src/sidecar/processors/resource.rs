@@ -86,3 +86,33 @@ impl Consumer for ResourceStage {
         self.next.consume(spans);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sidecar::testing::{Recorder, build, context, processor, resource_attr, spans, trace};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn each_distinct_resource_is_rewritten_once() {
+        let (ctx, metrics, _stop) = context();
+        let settings = processor(
+            "{resource: {attributes: [{key: deployment.environment, action: upsert, value: prod},\
+               {key: service.name, action: update, value: renamed}]}}",
+        );
+        let out = Recorder::new();
+        let built = build(&ctx, &settings, "resource", out.clone());
+        let live = metrics.live();
+        let mut input = spans("a", &trace(1, 3), &live);
+        input.extend(spans("b", &trace(2, 2), &live));
+        built.head.consume(input);
+        let got = out.take();
+        assert_eq!(got.len(), 5);
+        for s in &got {
+            assert_eq!(resource_attr(s, "deployment.environment").as_deref(), Some("prod"));
+            assert_eq!(resource_attr(s, "service.name").as_deref(), Some("renamed"));
+        }
+        // Spans that shared a resource still share one (rewritten once).
+        assert!(Arc::ptr_eq(&got[0].scope.resource, &got[2].scope.resource));
+        assert!(!Arc::ptr_eq(&got[0].scope.resource, &got[3].scope.resource));
+    }
+}

@@ -229,3 +229,84 @@ fn register_tail_gauges(metrics: &Metrics, stage: &Arc<TailStage>, id: &str, pip
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sidecar::testing::{Recorder, S, build, context, metric, processor, spans, trace};
+    use std::time::Duration;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keeps_error_and_slow_traces_whole_and_counts_the_rest() {
+        let (ctx, metrics, _stop) = context();
+        let settings = processor(
+            "{tail_sampling: {decision_wait: 200ms, policies: [\
+               {name: errors, type: status_code, status_code: {status_codes: [ERROR]}},\
+               {name: slow, type: latency, latency: {threshold_ms: 500}}]}}",
+        );
+        assert!(settings.decides_traces());
+        let out = Recorder::new();
+        let built = build(&ctx, &settings, "tail_sampling", out.clone());
+        let flush = built.flush.expect("tail sampling buffers");
+        let live = metrics.live();
+
+        let mut failing = trace(1, 3);
+        failing[2].error = true;
+        let mut slow = trace(2, 2);
+        slow[0].ms = 900;
+        // The failing trace arrives in two requests, as from two services.
+        built.head.consume(spans("a", &failing[..2], &live));
+        built.head.consume(spans("b", &failing[2..], &live));
+        built.head.consume(spans("a", &slow, &live));
+        built.head.consume(spans("a", &trace(3, 4), &live));
+        assert_eq!(out.wait_for(5, Duration::from_secs(10)), 5);
+        let mut ids = out.ids();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![(1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]);
+
+        // A late span of a kept trace follows it; one of a dropped trace does not.
+        let late = |trace| S {
+            trace,
+            id: 9,
+            parent: 1,
+            ms: 1,
+            error: false,
+        };
+        built.head.consume(spans("a", &[late(1), late(3)], &live));
+        assert_eq!(out.wait_for(6, Duration::from_secs(10)), 6);
+        flush.flush();
+        assert!(out.ids().contains(&(1, 9)) && !out.ids().contains(&(3, 9)));
+        let labels = "{processor=\"tail_sampling\",pipeline=\"traces\"}";
+        assert_eq!(
+            metric(
+                &metrics,
+                &format!("otelcol_processor_tail_sampling_spans_received{labels}")
+            ),
+            11.0
+        );
+        assert_eq!(
+            metric(
+                &metrics,
+                &format!("otelcol_processor_tail_sampling_traces_not_sampled{labels}")
+            ),
+            1.0
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_pipeline_gets_its_own_engine() {
+        let (ctx, metrics, _stop) = context();
+        let settings = processor(
+            "{tail_sampling: {decision_wait: 1h, policies: [{name: few, type: rate_limiting, rate_limiting: {spans_per_second: 3}}]}}",
+        );
+        let (a, b) = (Recorder::new(), Recorder::new());
+        let first = build(&ctx, &settings, "tail_sampling", a.clone());
+        let second = build(&ctx, &settings, "tail_sampling", b.clone());
+        let live = metrics.live();
+        first.head.consume(spans("a", &trace(1, 3), &live));
+        second.head.consume(spans("a", &trace(1, 3), &live));
+        // Each decides at its flush with a full budget of its own.
+        first.flush.expect("buffers").flush();
+        second.flush.expect("buffers").flush();
+        assert_eq!((a.ids().len(), b.ids().len()), (3, 3));
+    }
+}
