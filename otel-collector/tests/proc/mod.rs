@@ -303,3 +303,133 @@ pub fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+// --- collectors as sinks, and requests made by hand --------------------------------
+
+/// A collector with a `file` exporter: (process, OTLP/gRPC port, file).
+pub fn file_sink(dir: &std::path::Path, name: &str) -> (Proc, u16, std::path::PathBuf) {
+    let port = free_port("127.0.0.1");
+    let path = dir.join(format!("{name}.jsonl"));
+    let yaml = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{port}
+exporters:
+  file:
+    path: {}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [file]
+"#,
+        path.display()
+    );
+    (collector(name, dir, &yaml, "127.0.0.1", &[port]), port, path)
+}
+
+pub fn post(port: u16, path: &str, content_type: &str, encoding: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    if let Some(e) = encoding {
+        req.push_str(&format!("content-encoding: {e}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    http("127.0.0.1", port, &bytes)
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+pub async fn grpc_export(port: u16, body: Vec<u8>) -> Result<(), tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(bytes::Bytes::from(body)),
+        http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export"),
+        otel_export::RawCodec,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// A valid request: one span of trace `n`.
+pub fn one_span_request(n: u8) -> Vec<u8> {
+    use otel_export::wire::{put_bytes, put_fixed64};
+    let mut span = Vec::new();
+    put_bytes(&mut span, 1, &[n; 16]);
+    put_bytes(&mut span, 2, &[n; 8]);
+    put_bytes(&mut span, 5, b"op");
+    put_fixed64(&mut span, 7, 1_000);
+    put_fixed64(&mut span, 8, 2_000);
+    let mut scope_spans = Vec::new();
+    put_bytes(&mut scope_spans, 2, &span);
+    let mut rs = Vec::new();
+    put_bytes(&mut rs, 1, &[]);
+    put_bytes(&mut rs, 2, &scope_spans);
+    let mut req = Vec::new();
+    put_bytes(&mut req, 1, &rs);
+    req
+}
+
+/// A request of `traces` five-span traces with fresh ids from `next`.
+pub fn load_request(next: &std::sync::atomic::AtomicU64, traces: usize) -> Vec<u8> {
+    use otel_export::wire::{put_bytes, put_fixed64, put_tag, put_varint};
+    let mut scope_spans = Vec::new();
+    put_bytes(&mut scope_spans, 1, b"\x0a\x04load");
+    for _ in 0..traces {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let mut trace = [0u8; 16];
+        trace[..8].copy_from_slice(&n.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+        trace[8..].copy_from_slice(&n.to_be_bytes());
+        for k in 0..5u64 {
+            let mut s = Vec::new();
+            put_bytes(&mut s, 1, &trace);
+            put_bytes(&mut s, 2, &((n << 3) | (k + 1)).to_be_bytes());
+            if k > 0 {
+                put_bytes(&mut s, 4, &((n << 3) | 1).to_be_bytes());
+            }
+            put_bytes(&mut s, 5, b"GET /api/products/{id}");
+            put_tag(&mut s, 6, 0);
+            put_varint(&mut s, 2);
+            put_fixed64(&mut s, 7, 1_700_000_000_000_000_000 + k * 1000);
+            put_fixed64(&mut s, 8, 1_700_000_000_020_000_000);
+            for (key, value) in [
+                ("http.request.method", "GET"),
+                ("url.path", "/api/products/42"),
+                ("server.address", "shop.example.com"),
+                ("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"),
+            ] {
+                let mut v = Vec::new();
+                put_bytes(&mut v, 1, value.as_bytes());
+                let mut kv = Vec::new();
+                put_bytes(&mut kv, 1, key.as_bytes());
+                put_bytes(&mut kv, 2, &v);
+                put_bytes(&mut s, 9, &kv);
+            }
+            put_bytes(&mut scope_spans, 2, &s);
+        }
+    }
+    let mut rs = Vec::new();
+    put_bytes(&mut rs, 1, b"\x0a\x1a\x0a\x0cservice.name\x12\x0a\x0a\x08overload");
+    put_bytes(&mut rs, 2, &scope_spans);
+    let mut req = Vec::new();
+    put_bytes(&mut req, 1, &rs);
+    req
+}
