@@ -87,11 +87,8 @@ pub(crate) fn load(
         )
     })?;
     parse(&text, lookup, mode).map_err(|e| {
-        ConfigError::new(
-            format!("{path}: {}", e.variable()),
-            e.value().to_owned(),
-            e.accepted().to_owned(),
-        )
+        let place = format!("{path}: {}", e.variable());
+        e.at(place)
     })
 }
 

@@ -494,7 +494,7 @@ impl TelemetryBuilder {
                     if e.variable() == otel_sampling::OTEL_TRACES_SAMPLER {
                         hints = DEFAULT_HINTS;
                     }
-                    env.reject(ConfigError::new(e.variable(), e.value(), e.accepted()))?;
+                    env.reject(e)?;
                 }
                 (sampler, hints)
             }

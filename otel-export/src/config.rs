@@ -4,52 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-/// A configuration value that cannot be used; names the variable (or setting),
-/// the value, and what is accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    variable: String,
-    value: String,
-    accepted: String,
-}
-
-impl ConfigError {
-    /// An error for `variable`, which had `value`; `accepted` says what would do.
-    pub fn new(variable: impl Into<String>, value: impl Into<String>, accepted: impl Into<String>) -> Self {
-        ConfigError {
-            variable: variable.into(),
-            value: value.into(),
-            accepted: accepted.into(),
-        }
-    }
-
-    /// The variable or setting that was wrong.
-    pub fn variable(&self) -> &str {
-        &self.variable
-    }
-
-    /// The rejected value.
-    pub fn value(&self) -> &str {
-        &self.value
-    }
-
-    /// What would have been accepted.
-    pub fn accepted(&self) -> &str {
-        &self.accepted
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}={:?} is not valid; accepted: {}",
-            self.variable, self.value, self.accepted
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use otel_propagation::ConfigError;
 
 /// How to treat a bad environment value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -49,6 +49,7 @@ pub mod b3;
 pub mod baggage;
 pub mod carrier;
 mod composite;
+mod config_error;
 mod hex;
 mod lex;
 mod names;
@@ -59,6 +60,7 @@ pub mod tracestate;
 pub use b3::{B3Encoding, B3Propagator};
 pub use baggage::{BAGGAGE_HEADER, BaggagePropagator, decode_baggage, encode_baggage};
 pub use composite::{BoxedPropagator, CompositePropagator};
+pub use config_error::ConfigError;
 pub use names::{KNOWN_PROPAGATORS, PropagatorNameError, propagator_from_names};
 pub use trace_context::{TRACEPARENT_HEADER, TRACESTATE_HEADER, TraceContextPropagator};
 

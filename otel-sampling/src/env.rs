@@ -2,7 +2,6 @@
 
 use crate::{AlwaysOff, AlwaysOn, ParentBased, ProbabilitySampler, RateLimitedSampler, RuleBasedSampler};
 use opentelemetry_sdk::trace::ShouldSample;
-use std::fmt;
 
 /// The sampler name variable.
 pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
@@ -45,50 +44,13 @@ pub const ACCEPTED_SAMPLERS: &[&str] = &[
     "parentbased_rules",
 ];
 
-/// A sampler configuration that cannot be used: names the variable, the value
-/// and what is accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SamplerConfigError {
-    variable: &'static str,
-    value: String,
-    accepted: String,
-}
-
-impl SamplerConfigError {
-    /// The environment variable (or setting) that was wrong.
-    pub fn variable(&self) -> &'static str {
-        self.variable
-    }
-
-    /// The rejected value.
-    pub fn value(&self) -> &str {
-        &self.value
-    }
-
-    /// What would have been accepted.
-    pub fn accepted(&self) -> &str {
-        &self.accepted
-    }
-}
-
-impl fmt::Display for SamplerConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}={:?} is not valid; accepted: {}",
-            self.variable, self.value, self.accepted
-        )
-    }
-}
-
-impl std::error::Error for SamplerConfigError {}
+/// A sampler configuration that cannot be used: the family's shared
+/// [`ConfigError`](otel_propagation::ConfigError), naming the variable, the
+/// value and what is accepted.
+pub type SamplerConfigError = otel_propagation::ConfigError;
 
 fn arg_error(value: &str, accepted: &str) -> SamplerConfigError {
-    SamplerConfigError {
-        variable: OTEL_TRACES_SAMPLER_ARG,
-        value: value.to_owned(),
-        accepted: accepted.to_owned(),
-    }
+    SamplerConfigError::new(OTEL_TRACES_SAMPLER_ARG, value, accepted)
 }
 
 fn probability_arg(arg: Option<&str>) -> Result<f64, SamplerConfigError> {
@@ -173,11 +135,11 @@ pub fn parse_sampler(name: &str, arg: Option<&str>) -> Result<Box<dyn ShouldSamp
         }
         "rules" => Box::new(rules_arg(arg)?),
         _ => {
-            return Err(SamplerConfigError {
-                variable: OTEL_TRACES_SAMPLER,
-                value: name.to_owned(),
-                accepted: ACCEPTED_SAMPLERS.join(", "),
-            });
+            return Err(SamplerConfigError::new(
+                OTEL_TRACES_SAMPLER,
+                name,
+                ACCEPTED_SAMPLERS.join(", "),
+            ));
         }
     };
     Ok(if parent_based {
@@ -202,11 +164,9 @@ fn read_var(variable: &'static str) -> Result<Option<String>, SamplerConfigError
     match std::env::var(variable) {
         Ok(v) => Ok(Some(v)),
         Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(v)) => Err(SamplerConfigError {
-            variable,
-            value: v.to_string_lossy().into_owned(),
-            accepted: "valid UTF-8".to_owned(),
-        }),
+        Err(std::env::VarError::NotUnicode(v)) => {
+            Err(SamplerConfigError::new(variable, v.to_string_lossy(), "valid UTF-8"))
+        }
     }
 }
 
@@ -236,7 +196,7 @@ pub fn sampler_or_default(name: &str, arg: Option<&str>) -> (Box<dyn ShouldSampl
     match parse_sampler(name, arg) {
         Ok(s) => (s, None),
         // A bad argument: the same sampler with its default argument.
-        Err(e) if e.variable == OTEL_TRACES_SAMPLER_ARG => match parse_sampler(name, None) {
+        Err(e) if e.variable() == OTEL_TRACES_SAMPLER_ARG => match parse_sampler(name, None) {
             Ok(s) => (s, Some(e)),
             Err(_) => (Box::new(ParentBased::new(AlwaysOn)), Some(e)),
         },
