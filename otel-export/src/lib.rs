@@ -68,6 +68,9 @@ pub mod encode;
 )]
 mod exporter;
 mod processor;
+// Shared with `otel-collector`, which reads and writes OTLP wire bytes with
+// it; not part of this crate's supported API (docs/adr/0009).
+#[doc(hidden)]
 pub mod wire;
 
 pub use config::{ConfigError, EnvMode, EnvReader};

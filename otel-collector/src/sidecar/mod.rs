@@ -346,7 +346,7 @@ fn telemetry(
     report: Option<&bottlenecks::BottleneckReport>,
 ) -> Reply {
     match req.uri().path() {
-        "/metrics" => text(http::StatusCode::OK, "text/plain; version=0.0.4", metrics.render()),
+        "/metrics" => text(http::StatusCode::OK, metrics::CONTENT_TYPE, metrics.render()),
         BOTTLENECKS_PATH => {
             let json = req
                 .uri()

@@ -147,18 +147,26 @@ service:
     let c = tokio::task::spawn_blocking(move || {
         assert!(c.alive(), "the collector died:\n{}", c.log_text());
         let m = scrape(metrics);
-        assert_eq!(metric(&m, "otelcol_receiver_accepted_spans", &[]), 2.0, "{m}");
+        assert_eq!(metric(&m, "otelcol_receiver_accepted_spans_total", &[]), 2.0, "{m}");
         // Every refused trace request over HTTP is counted: the eight above
         // (not the wrong path or the GET, which are not trace requests).
         assert_eq!(
-            metric(&m, "otelcol_receiver_malformed_requests", &[("transport", "http")]),
+            metric(
+                &m,
+                "otelcol_receiver_malformed_requests_total",
+                &[("transport", "http")]
+            ),
             8.0,
             "{m}"
         );
         // And over gRPC: the bad message and the oversized one, which tonic
         // refuses before the handler sees it.
         assert_eq!(
-            metric(&m, "otelcol_receiver_malformed_requests", &[("transport", "grpc")]),
+            metric(
+                &m,
+                "otelcol_receiver_malformed_requests_total",
+                &[("transport", "grpc")]
+            ),
             2.0,
             "{m}"
         );

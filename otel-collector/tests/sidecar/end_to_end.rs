@@ -112,25 +112,25 @@ service:
     // Every span received, every trace decided and delivered.
     eventually("decisions and exports", Duration::from_secs(30), || {
         let m = scrape(metrics);
-        let received = metric(&m, "otelcol_processor_tail_sampling_spans_received", &[]);
+        let received = metric(&m, "otelcol_processor_tail_sampling_spans_received_total", &[]);
         let buffered = metric(&m, "otelcol_processor_tail_sampling_spans_buffered", &[]);
-        let kept = metric(&m, "otelcol_processor_tail_sampling_spans_sampled", &[]);
-        let sent_b = metric(&m, "otelcol_exporter_sent_spans", &[("exporter", "otlp/b")]);
-        let sent_r = metric(&m, "otelcol_exporter_sent_spans", &[("exporter", "otlp/rotel")]);
+        let kept = metric(&m, "otelcol_processor_tail_sampling_spans_sampled_total", &[]);
+        let sent_b = metric(&m, "otelcol_exporter_sent_spans_total", &[("exporter", "otlp/b")]);
+        let sent_r = metric(&m, "otelcol_exporter_sent_spans_total", &[("exporter", "otlp/rotel")]);
         received as usize == total_spans && buffered == 0.0 && sent_b == kept && sent_r == kept
     });
     let m = scrape(metrics);
-    let accepted = metric(&m, "otelcol_receiver_accepted_spans", &[]);
-    let kept = metric(&m, "otelcol_processor_tail_sampling_spans_sampled", &[]);
-    let dropped = metric(&m, "otelcol_processor_tail_sampling_spans_not_sampled", &[]);
+    let accepted = metric(&m, "otelcol_receiver_accepted_spans_total", &[]);
+    let kept = metric(&m, "otelcol_processor_tail_sampling_spans_sampled_total", &[]);
+    let dropped = metric(&m, "otelcol_processor_tail_sampling_spans_not_sampled_total", &[]);
     assert_eq!(accepted as usize, total_spans);
     assert_eq!(
         (kept + dropped) as usize,
         total_spans,
         "received = kept + dropped by policy"
     );
-    assert_eq!(metric(&m, "otelcol_exporter_send_failed_spans", &[]), 0.0);
-    assert_eq!(metric(&m, "otelcol_receiver_refused_spans", &[]), 0.0);
+    assert_eq!(metric(&m, "otelcol_exporter_send_failed_spans_total", &[]), 0.0);
+    assert_eq!(metric(&m, "otelcol_receiver_refused_spans_total", &[]), 0.0);
 
     // What B wrote: error and slow traces whole, about 20% of the rest, nothing partial.
     let expected: HashMap<&str, (&str, usize)> = sent.iter().map(|(t, k, s)| (t.as_str(), (k.as_str(), *s))).collect();
@@ -408,7 +408,7 @@ service:
             .contains("[signup] POST /signup  120ms")
     });
     let m = scrape(metrics);
-    assert_eq!(metric(&m, "otelcol_receiver_accepted_spans", &[]), 1.0);
+    assert_eq!(metric(&m, "otelcol_receiver_accepted_spans_total", &[]), 1.0);
     a.signal("TERM");
     assert!(a.wait_exit(Duration::from_secs(30)).success());
     b.signal("TERM");

@@ -104,12 +104,12 @@ service:
     let mut decided = 0.0;
     for (i, b) in backends.iter().enumerate() {
         let m = scrape(b.3);
-        let traces = metric(&m, "otelcol_processor_tail_sampling_traces_received", &[]);
+        let traces = metric(&m, "otelcol_processor_tail_sampling_traces_received_total", &[]);
         assert!(traces > 30.0, "backend {i} got only {traces} traces");
-        decided += metric(&m, "otelcol_processor_tail_sampling_traces_sampled", &[])
-            + metric(&m, "otelcol_processor_tail_sampling_traces_not_sampled", &[]);
+        decided += metric(&m, "otelcol_processor_tail_sampling_traces_sampled_total", &[])
+            + metric(&m, "otelcol_processor_tail_sampling_traces_not_sampled_total", &[]);
         assert_eq!(
-            metric(&m, "otelcol_processor_tail_sampling_late_spans_sampled", &[]),
+            metric(&m, "otelcol_processor_tail_sampling_late_spans_sampled_total", &[]),
             0.0,
             "backend {i}"
         );

@@ -111,16 +111,16 @@ service:
         eventually("decisions", Duration::from_secs(30), || {
             let m = scrape(metrics);
             metric(&m, "otelcol_processor_tail_sampling_spans_buffered", &[]) == 0.0
-                && metric(&m, "otelcol_processor_tail_sampling_spans_received", &[]) as u64 == ok
+                && metric(&m, "otelcol_processor_tail_sampling_spans_received_total", &[]) as u64 == ok
         });
         let m = scrape(metrics);
-        assert_eq!(metric(&m, "otelcol_receiver_accepted_spans", &[]) as u64, ok);
-        assert_eq!(metric(&m, "otelcol_receiver_refused_spans", &[]) as u64, refused);
-        let kept = metric(&m, "otelcol_processor_tail_sampling_spans_sampled", &[]) as u64;
-        let dropped = metric(&m, "otelcol_processor_tail_sampling_spans_not_sampled", &[]) as u64;
+        assert_eq!(metric(&m, "otelcol_receiver_accepted_spans_total", &[]) as u64, ok);
+        assert_eq!(metric(&m, "otelcol_receiver_refused_spans_total", &[]) as u64, refused);
+        let kept = metric(&m, "otelcol_processor_tail_sampling_spans_sampled_total", &[]) as u64;
+        let dropped = metric(&m, "otelcol_processor_tail_sampling_spans_not_sampled_total", &[]) as u64;
         assert_eq!(kept + dropped, ok);
         eventually("exports", Duration::from_secs(10), || {
-            metric(&scrape(metrics), "otelcol_exporter_sent_spans", &[]) as u64 == kept
+            metric(&scrape(metrics), "otelcol_exporter_sent_spans_total", &[]) as u64 == kept
         });
         c
     })

@@ -339,11 +339,17 @@ mod tests {
         let e = settings.build(&ctx, "debug").unwrap();
         e.consume(spans("a", &trace(1, 3), &metrics.live()));
         e.clone().shutdown_dyn(Instant::now() + Duration::from_secs(5)).await;
-        assert_eq!(metric(&metrics, "otelcol_exporter_sent_spans{exporter=\"debug\"}"), 3.0);
+        assert_eq!(
+            metric(&metrics, "otelcol_exporter_sent_spans_total{exporter=\"debug\"}"),
+            3.0
+        );
         // After shutdown, spans are refused and counted, not lost silently.
         e.consume(spans("a", &trace(2, 2), &metrics.live()));
         assert_eq!(
-            metric(&metrics, "otelcol_exporter_enqueue_failed_spans{exporter=\"debug\"}"),
+            metric(
+                &metrics,
+                "otelcol_exporter_enqueue_failed_spans_total{exporter=\"debug\"}"
+            ),
             2.0
         );
     }

@@ -158,7 +158,10 @@ mod tests {
         };
         assert_eq!((spans_in(lines[0]), spans_in(lines[1])), (3, 2));
         assert!(lines[1].contains("\"b\""), "the resource travels with its spans");
-        assert_eq!(metric(&metrics, "otelcol_exporter_sent_spans{exporter=\"file\"}"), 5.0);
+        assert_eq!(
+            metric(&metrics, "otelcol_exporter_sent_spans_total{exporter=\"file\"}"),
+            5.0
+        );
         // Everything written is released from the memory account.
         assert_eq!(live.get(), 0);
         let _ = std::fs::remove_dir_all(&dir);

@@ -549,7 +549,7 @@ mod tests {
             e.consume(spans("a", &trace(t, 2), &live));
         }
         e.clone().shutdown_dyn(Instant::now() + Duration::from_secs(10)).await;
-        let count = |name: &str| metric(&metrics, &format!("{name}{{exporter=\"otlp\"}}"));
+        let count = |name: &str| metric(&metrics, &format!("{name}_total{{exporter=\"otlp\"}}"));
         let (sent, failed, refused) = (
             count("otelcol_exporter_sent_spans"),
             count("otelcol_exporter_send_failed_spans"),

@@ -4,8 +4,11 @@
 use crate::lock;
 use crate::sidecar::component::{BuildContext, Built, Component, Factory, ProcessorSettings, StagePlace};
 use crate::sidecar::config::{At, ConfigError, child, get, get_duration, get_u64};
+use crate::sidecar::metrics::add;
 use crate::sidecar::pipeline::{Consumer, Flush};
 use crate::sidecar::wire::SpanRec;
+use prometheus_client::metrics::histogram::Histogram;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,8 +60,8 @@ impl BatchConfig {
 }
 
 impl ProcessorSettings for BatchConfig {
-    fn build(&self, ctx: &BuildContext, _: StagePlace<'_>, next: Arc<dyn Consumer>) -> Result<Built, String> {
-        Ok(Built::buffering(BatchStage::new(ctx, *self, next)))
+    fn build(&self, ctx: &BuildContext, at: StagePlace<'_>, next: Arc<dyn Consumer>) -> Result<Built, String> {
+        Ok(Built::buffering(BatchStage::new(ctx, at, *self, next)))
     }
 }
 
@@ -67,14 +70,44 @@ pub(crate) struct BatchStage {
     cfg: BatchConfig,
     buf: Mutex<Vec<SpanRec>>,
     next: Arc<dyn Consumer>,
+    /// Spans per batch sent (the Go metric's buckets).
+    sizes: Histogram,
+    /// Batches sent because `send_batch_size` was reached.
+    by_size: Arc<AtomicU64>,
+    /// Batches sent because `timeout` passed.
+    by_timeout: Arc<AtomicU64>,
 }
 
+/// The bucket bounds of Go's `otelcol_processor_batch_batch_send_size`.
+const SEND_SIZE_BUCKETS: [f64; 22] = [
+    10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 7000.0, 8000.0,
+    9000.0, 10000.0, 20000.0, 30000.0, 50000.0, 100000.0,
+];
+
 impl BatchStage {
-    pub(crate) fn new(ctx: &BuildContext, cfg: BatchConfig, next: Arc<dyn Consumer>) -> Arc<Self> {
+    pub(crate) fn new(ctx: &BuildContext, at: StagePlace<'_>, cfg: BatchConfig, next: Arc<dyn Consumer>) -> Arc<Self> {
+        let metrics = ctx.metrics();
+        let labels = [("processor", at.id)];
         let stage = Arc::new(BatchStage {
             cfg,
             buf: Mutex::new(Vec::new()),
             next,
+            sizes: metrics.histogram(
+                "otelcol_processor_batch_batch_send_size",
+                "Number of spans in each batch sent.",
+                &labels,
+                SEND_SIZE_BUCKETS,
+            ),
+            by_size: metrics.counter(
+                "otelcol_processor_batch_batch_size_trigger_send",
+                "Batches sent because send_batch_size was reached.",
+                &labels,
+            ),
+            by_timeout: metrics.counter(
+                "otelcol_processor_batch_timeout_trigger_send",
+                "Batches sent because the timeout passed.",
+                &labels,
+            ),
         });
         let weak = Arc::downgrade(&stage);
         let period = cfg.timeout.max(Duration::from_millis(1));
@@ -84,12 +117,21 @@ impl BatchStage {
             loop {
                 tick.tick().await;
                 match weak.upgrade() {
-                    Some(stage) => stage.flush(),
+                    Some(stage) => stage.send_buffered(Some(&stage.by_timeout)),
                     None => return,
                 }
             }
         });
         stage
+    }
+
+    /// Sends what is buffered, counting the send in `trigger` when there was anything.
+    fn send_buffered(&self, trigger: Option<&AtomicU64>) {
+        let batch = std::mem::take(&mut *lock(&self.buf));
+        if let (false, Some(t)) = (batch.is_empty(), trigger) {
+            add(t, 1);
+        }
+        self.send(batch);
     }
 
     fn send(&self, spans: Vec<SpanRec>) {
@@ -98,12 +140,14 @@ impl BatchStage {
         }
         let max = self.cfg.send_batch_max_size;
         if max == 0 || spans.len() <= max {
+            self.sizes.observe(spans.len() as f64);
             self.next.consume(spans);
             return;
         }
         let mut spans = spans;
         while !spans.is_empty() {
             let rest = spans.split_off(spans.len().min(max));
+            self.sizes.observe(spans.len() as f64);
             self.next.consume(spans);
             spans = rest;
         }
@@ -122,6 +166,7 @@ impl Consumer for BatchStage {
             }
         };
         if let Some(batch) = ready {
+            add(&self.by_size, 1);
             self.send(batch);
         }
     }
@@ -129,14 +174,13 @@ impl Consumer for BatchStage {
 
 impl Flush for BatchStage {
     fn flush(&self) {
-        let batch = std::mem::take(&mut *lock(&self.buf));
-        self.send(batch);
+        self.send_buffered(None);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::sidecar::testing::{Recorder, build, context, processor, spans, trace};
+    use crate::sidecar::testing::{Recorder, build, context, metric, processor, spans, trace};
     use std::time::Duration;
 
     #[tokio::test]
@@ -163,6 +207,23 @@ mod tests {
         assert_eq!(ids.len(), 20);
         assert_eq!(ids.first(), Some(&(1, 1)));
         assert_eq!(ids.last(), Some(&(4, 2)));
+        // Two sends triggered by size (4, then 14 split in three); five batches sent.
+        let l = "{processor=\"batch\"}";
+        assert_eq!(
+            metric(
+                &metrics,
+                &format!("otelcol_processor_batch_batch_size_trigger_send_total{l}")
+            ),
+            2.0
+        );
+        assert_eq!(
+            metric(&metrics, &format!("otelcol_processor_batch_batch_send_size_count{l}")),
+            5.0
+        );
+        assert_eq!(
+            metric(&metrics, &format!("otelcol_processor_batch_batch_send_size_sum{l}")),
+            20.0
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,5 +235,12 @@ mod tests {
         built.head.consume(spans("a", &trace(1, 3), &metrics.live()));
         assert_eq!(out.wait_for(3, Duration::from_secs(5)), 3);
         assert_eq!(out.sizes(), vec![3]);
+        assert_eq!(
+            metric(
+                &metrics,
+                "otelcol_processor_batch_timeout_trigger_send_total{processor=\"batch\"}"
+            ),
+            1.0
+        );
     }
 }

@@ -233,7 +233,7 @@ mod tests {
         assert_eq!(
             metric(
                 &metrics,
-                "otelcol_processor_refused_spans{processor=\"memory_limiter\"}"
+                "otelcol_processor_refused_spans_total{processor=\"memory_limiter\"}"
             ),
             7.0
         );

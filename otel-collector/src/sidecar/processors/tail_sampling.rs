@@ -195,9 +195,13 @@ fn register_tail_gauges(metrics: &Metrics, stage: &Arc<TailStage>, id: &str, pip
     ];
     for (name, help, read) in fields {
         let weak = Arc::downgrade(stage);
-        metrics.gauge(name, help, &l, move || {
-            weak.upgrade().map_or(0.0, |s| read(&s.sampler.stats()) as f64)
-        });
+        let value = move || weak.upgrade().map_or(0, |s| read(&s.sampler.stats()));
+        // Spans buffered now goes up and down; the rest only grow.
+        if name.ends_with("_buffered") {
+            metrics.gauge(name, help, &l, move || value() as f64);
+        } else {
+            metrics.counter_fn(name, help, &l, value);
+        }
     }
     type Vote = fn(&crate::engine::PolicyCounts) -> u64;
     let votes: [(&str, Vote); 2] = [("true", |q| q.sampled), ("false", |q| q.not_sampled + q.dropped)];
@@ -211,18 +215,18 @@ fn register_tail_gauges(metrics: &Metrics, stage: &Arc<TailStage>, id: &str, pip
                 ("policy", p.name.as_str()),
                 ("sampled", sampled),
             ];
-            metrics.gauge(
+            metrics.counter_fn(
                 "otelcol_processor_tail_sampling_count_traces_sampled",
                 "Traces each policy voted on.",
                 &labels,
                 move || {
-                    weak.upgrade().map_or(0.0, |s| {
+                    weak.upgrade().map_or(0, |s| {
                         s.sampler
                             .stats()
                             .policies
                             .iter()
                             .find(|q| q.name == name)
-                            .map_or(0.0, |q| vote(q) as f64)
+                            .map_or(0, vote)
                     })
                 },
             );
@@ -279,14 +283,14 @@ mod tests {
         assert_eq!(
             metric(
                 &metrics,
-                &format!("otelcol_processor_tail_sampling_spans_received{labels}")
+                &format!("otelcol_processor_tail_sampling_spans_received_total{labels}")
             ),
             11.0
         );
         assert_eq!(
             metric(
                 &metrics,
-                &format!("otelcol_processor_tail_sampling_traces_not_sampled{labels}")
+                &format!("otelcol_processor_tail_sampling_traces_not_sampled_total{labels}")
             ),
             1.0
         );
