@@ -1,12 +1,11 @@
 //! `debug`: kept traces as trees on standard output, and the bottleneck
 //! summary of the tail samplers' traces.
 
-use super::{BoxFuture, ExportCounters, Exporter, ExporterDyn};
+use super::{BoxFuture, ExportCounters, Exporter, ExporterDyn, WriterThread};
 use crate::lock;
 use crate::sidecar::bottlenecks::BottleneckReport;
 use crate::sidecar::component::{BuildContext, Component, ExporterSettings, Factory};
 use crate::sidecar::config::{At, ConfigError, child, get_duration, get_str};
-use crate::sidecar::metrics::add;
 use crate::sidecar::pipeline::Consumer;
 use crate::sidecar::wire::{SpanRec, SpanView};
 use std::io::Write as _;
@@ -78,8 +77,12 @@ impl DebugConfig {
 impl ExporterSettings for DebugConfig {
     fn build(&self, ctx: &BuildContext, id: &str) -> Result<Arc<dyn ExporterDyn>, String> {
         let summary = ctx.report().cloned().zip(self.summary_interval);
-        let e: Arc<DebugExporter> =
-            DebugExporter::new(self.verbosity, ExportCounters::new(ctx.metrics(), id), summary)?;
+        let e: Arc<DebugExporter> = DebugExporter::new(
+            ctx.runtime(),
+            self.verbosity,
+            ExportCounters::new(ctx.metrics(), id),
+            summary,
+        )?;
         Ok(e)
     }
 }
@@ -198,10 +201,9 @@ pub(crate) fn render_trees(spans: &[SpanRec], detailed: bool) -> String {
 /// decision thread) never waits on stdout; a full queue drops the batch and
 /// counts it.
 pub(crate) struct DebugExporter {
-    counters: ExportCounters,
     report: Option<Arc<BottleneckReport>>,
-    tx: Mutex<Option<std::sync::mpsc::SyncSender<Vec<SpanRec>>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    writer: WriterThread,
+    runtime: tokio::runtime::Handle,
     /// Dropped to stop the summary thread.
     stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
@@ -211,6 +213,7 @@ const DEBUG_QUEUE: usize = 256;
 
 impl DebugExporter {
     pub(crate) fn new(
+        runtime: &tokio::runtime::Handle,
         verbosity: Verbosity,
         counters: ExportCounters,
         summary: Option<(Arc<BottleneckReport>, Duration)>,
@@ -237,28 +240,22 @@ impl DebugExporter {
             }
             None => (None, None),
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<SpanRec>>(DEBUG_QUEUE);
-        let c = counters.clone();
-        let writer = std::thread::Builder::new()
-            .name("debug-exporter".into())
-            .spawn(move || {
-                for spans in rx {
-                    let text = match verbosity {
-                        Verbosity::Basic => format!("debug exporter: {} spans\n", spans.len()),
-                        Verbosity::Normal => render_trees(&spans, false),
-                        Verbosity::Detailed => render_trees(&spans, true),
-                    };
-                    let mut stdout = std::io::stdout().lock();
-                    let ok = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).is_ok();
-                    add(if ok { &c.sent } else { &c.failed }, spans.len() as u64);
-                }
-            })
-            .map_err(|e| format!("cannot start the debug exporter's thread: {e}"))?;
+        let writer = WriterThread::start("debug-exporter", DEBUG_QUEUE, counters, move |spans| {
+            let text = match verbosity {
+                Verbosity::Basic => format!("debug exporter: {} spans\n", spans.len()),
+                Verbosity::Normal => render_trees(spans, false),
+                Verbosity::Detailed => render_trees(spans, true),
+            };
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(|e| format!("cannot write to standard output: {e}"))
+        })?;
         Ok(Arc::new(DebugExporter {
-            counters,
             report,
-            tx: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
+            writer,
+            runtime: runtime.clone(),
             stop: Mutex::new(stop),
         }))
     }
@@ -272,14 +269,7 @@ fn print_summary(report: &BottleneckReport) {
 
 impl Consumer for DebugExporter {
     fn consume(&self, spans: Vec<SpanRec>) {
-        let n = spans.len() as u64;
-        let sent = match &*lock(&self.tx) {
-            Some(tx) => tx.try_send(spans).is_ok(),
-            None => false,
-        };
-        if !sent {
-            add(&self.counters.enqueue_failed, n);
-        }
+        self.writer.send(spans);
     }
 }
 
@@ -287,11 +277,7 @@ impl Exporter for DebugExporter {
     fn shutdown(self: Arc<Self>, deadline: Instant) -> BoxFuture {
         Box::pin(async move {
             // The writer prints what is queued, then ends.
-            drop(lock(&self.tx).take());
-            let writer = lock(&self.writer).take();
-            if let Some(w) = writer {
-                let _ = tokio::task::spawn_blocking(move || w.join()).await;
-            }
+            self.writer.finish(&self.runtime).await;
             drop(lock(&self.stop).take());
             if let Some(report) = &self.report {
                 report.settle(deadline.saturating_duration_since(Instant::now())).await;

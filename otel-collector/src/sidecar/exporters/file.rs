@@ -1,14 +1,12 @@
 //! `file`: OTLP JSON, one request per line, written by a thread of its own.
 
-use super::{BoxFuture, ExportCounters, Exporter, ExporterDyn, request_body};
-use crate::lock;
+use super::{BoxFuture, ExportCounters, Exporter, ExporterDyn, WriterThread, request_body};
 use crate::sidecar::component::{BuildContext, Component, ExporterSettings, Factory};
 use crate::sidecar::config::{At, ConfigError, child, get_str};
-use crate::sidecar::metrics::add;
 use crate::sidecar::pipeline::Consumer;
 use crate::sidecar::wire::SpanRec;
 use std::io::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The table line.
@@ -48,80 +46,57 @@ impl FileConfig {
 
 impl ExporterSettings for FileConfig {
     fn build(&self, ctx: &BuildContext, id: &str) -> Result<Arc<dyn ExporterDyn>, String> {
-        let e: Arc<FileExporter> = FileExporter::new(&self.path, ExportCounters::new(ctx.metrics(), id))?;
+        let e: Arc<FileExporter> =
+            FileExporter::new(ctx.runtime(), &self.path, ExportCounters::new(ctx.metrics(), id))?;
         Ok(e)
     }
 }
 
 /// `file`: one OTLP JSON request per line, written by a thread of its own.
 pub(crate) struct FileExporter {
-    tx: Mutex<Option<std::sync::mpsc::SyncSender<Vec<SpanRec>>>>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    counters: ExportCounters,
+    writer: WriterThread,
+    runtime: tokio::runtime::Handle,
 }
 
+/// Batches waiting for the file exporter's writer.
+const FILE_QUEUE: usize = 1024;
+
 impl FileExporter {
-    pub(crate) fn new(path: &str, counters: ExportCounters) -> Result<Arc<Self>, String> {
+    pub(crate) fn new(
+        runtime: &tokio::runtime::Handle,
+        path: &str,
+        counters: ExportCounters,
+    ) -> Result<Arc<Self>, String> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(|e| format!("cannot open {path:?} for writing: {e}"))?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<SpanRec>>(1024);
-        let c = counters.clone();
+        let mut out = std::io::BufWriter::new(file);
         let path = path.to_owned();
-        let thread = std::thread::Builder::new()
-            .name("file-exporter".into())
-            .spawn(move || {
-                let mut out = std::io::BufWriter::new(file);
-                for batch in rx {
-                    let n = batch.len() as u64;
-                    let line = request_body(&batch, true);
-                    drop(batch);
-                    let written = line.map_err(|e| e.to_string()).and_then(|mut l| {
-                        l.push(b'\n');
-                        out.write_all(&l).and_then(|()| out.flush()).map_err(|e| e.to_string())
-                    });
-                    match written {
-                        Ok(()) => add(&c.sent, n),
-                        Err(e) => {
-                            add(&c.failed, n);
-                            tracing::warn!("file exporter cannot write to {path:?}: {e}");
-                        }
-                    }
-                }
-            })
-            .map_err(|e| format!("cannot start the file exporter thread: {e}"))?;
+        let writer = WriterThread::start("file-exporter", FILE_QUEUE, counters, move |batch| {
+            let mut line = request_body(batch, true)?;
+            line.push(b'\n');
+            out.write_all(&line)
+                .and_then(|()| out.flush())
+                .map_err(|e| format!("cannot write to {path:?}: {e}"))
+        })?;
         Ok(Arc::new(FileExporter {
-            tx: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
-            counters,
+            writer,
+            runtime: runtime.clone(),
         }))
     }
 }
 
 impl Consumer for FileExporter {
     fn consume(&self, spans: Vec<SpanRec>) {
-        let n = spans.len() as u64;
-        let sent = match &*lock(&self.tx) {
-            Some(tx) => tx.try_send(spans).is_ok(),
-            None => false,
-        };
-        if !sent {
-            add(&self.counters.enqueue_failed, n);
-        }
+        self.writer.send(spans);
     }
 }
 
 impl Exporter for FileExporter {
     fn shutdown(self: Arc<Self>, _deadline: Instant) -> BoxFuture {
-        Box::pin(async move {
-            drop(lock(&self.tx).take());
-            let thread = lock(&self.thread).take();
-            if let Some(t) = thread {
-                let _ = tokio::task::spawn_blocking(move || t.join()).await;
-            }
-        })
+        Box::pin(async move { self.writer.finish(&self.runtime).await })
     }
 }
 

@@ -81,6 +81,75 @@ pub(crate) fn to_json(proto: &[u8]) -> Result<Vec<u8>, String> {
     serde_json::to_vec(&request).map_err(|e| e.to_string())
 }
 
+/// A thread of an exporter's own that writes batches, behind a bounded
+/// queue: `consume` never waits for the write (the concurrency contract);
+/// a full queue drops the batch and counts it in `enqueue_failed`.
+pub(crate) struct WriterThread {
+    tx: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<Vec<SpanRec>>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    counters: ExportCounters,
+}
+
+impl WriterThread {
+    /// Starts thread `name`, which calls `write` for each batch, in order,
+    /// and counts its spans as sent (`Ok`) or failed (`Err`, logged once
+    /// per failure with `what`).
+    pub(crate) fn start(
+        name: &str,
+        queue: usize,
+        counters: ExportCounters,
+        mut write: impl FnMut(&[SpanRec]) -> Result<(), String> + Send + 'static,
+    ) -> Result<Self, String> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<SpanRec>>(queue);
+        let c = counters.clone();
+        let thread_name = name.to_owned();
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                for batch in rx {
+                    let n = batch.len() as u64;
+                    let written = write(&batch);
+                    drop(batch);
+                    match written {
+                        Ok(()) => super::metrics::add(&c.sent, n),
+                        Err(e) => {
+                            super::metrics::add(&c.failed, n);
+                            tracing::warn!("{thread_name}: {e}");
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the {name} thread: {e}"))?;
+        Ok(WriterThread {
+            tx: std::sync::Mutex::new(Some(tx)),
+            thread: std::sync::Mutex::new(Some(thread)),
+            counters,
+        })
+    }
+
+    /// Queues a batch for the thread, or counts it as refused.
+    pub(crate) fn send(&self, spans: Vec<SpanRec>) {
+        let n = spans.len() as u64;
+        let sent = match &*crate::lock(&self.tx) {
+            Some(tx) => tx.try_send(spans).is_ok(),
+            None => false,
+        };
+        if !sent {
+            super::metrics::add(&self.counters.enqueue_failed, n);
+        }
+    }
+
+    /// Lets the thread write what is queued, then waits for it to end (on
+    /// `runtime`'s blocking pool).
+    pub(crate) async fn finish(&self, runtime: &tokio::runtime::Handle) {
+        drop(crate::lock(&self.tx).take());
+        let thread = crate::lock(&self.thread).take();
+        if let Some(t) = thread {
+            let _ = runtime.spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
 /// An exporter as a trait object: consume, and shut down.
 pub(crate) trait ExporterDyn: Consumer {
     fn shutdown_dyn(self: Arc<Self>, deadline: Instant) -> BoxFuture;
