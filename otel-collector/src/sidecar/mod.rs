@@ -50,6 +50,7 @@ pub struct CollectorError {
     /// `receivers.otlp.protocols.grpc.endpoint`).
     place: String,
     message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 #[derive(Debug)]
@@ -68,7 +69,13 @@ impl CollectorError {
             kind,
             place: place.into(),
             message: message.into(),
+            source: None,
         }
+    }
+
+    fn caused_by(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
     }
 
     /// The YAML path of the component or setting that failed.
@@ -89,7 +96,11 @@ impl std::fmt::Display for CollectorError {
     }
 }
 
-impl std::error::Error for CollectorError {}
+impl std::error::Error for CollectorError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// A running collector.
 pub struct Collector {
@@ -140,8 +151,14 @@ impl Collector {
     /// a file cannot be opened or an exporter cannot be built; the error
     /// names the component or setting.
     pub async fn start(config: CollectorConfig) -> Result<Collector, CollectorError> {
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|e| CollectorError::new(ErrorKind::Runtime, "(runtime)", e.to_string()))?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
+            CollectorError::new(
+                ErrorKind::Runtime,
+                "(runtime)",
+                "Collector::start must run inside a tokio runtime",
+            )
+            .caused_by(e)
+        })?;
         let metrics = Arc::new(Metrics::default());
         register_process_gauges(&metrics);
         // Which services and operations make traces slow: fed by the tail samplers.
@@ -385,4 +402,57 @@ fn register_process_gauges(metrics: &Metrics) {
         &[],
         move || live.get() as f64,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+    use super::{Collector, CollectorConfig};
+    use std::error::Error as _;
+    use std::future::Future as _;
+    use std::task::{Context, Poll, Waker};
+
+    fn config(grpc: &str) -> CollectorConfig {
+        CollectorConfig::parse_with_env(
+            &format!(
+                "receivers: {{otlp: {{protocols: {{grpc: {{endpoint: \"{grpc}\"}}}}}}}}\n\
+                 exporters: {{debug: {{verbosity: basic}}}}\n\
+                 service: {{pipelines: {{traces: {{receivers: [otlp], exporters: [debug]}}}}}}\n"
+            ),
+            &|_| None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn outside_a_runtime_the_error_says_so() {
+        let mut start = Box::pin(Collector::start(config("127.0.0.1:0")));
+        let Poll::Ready(Err(e)) = start.as_mut().poll(&mut Context::from_waker(Waker::noop())) else {
+            panic!("start outside a runtime must fail at once");
+        };
+        assert_eq!(e.place(), "(runtime)");
+        assert!(e.to_string().contains("inside a tokio runtime"), "{e}");
+        assert!(e.source().is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_port_in_use_names_the_setting() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let e = Collector::start(config(&format!("127.0.0.1:{port}")))
+            .await
+            .unwrap_err();
+        assert_eq!(e.place(), "receivers.otlp");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "receivers.otlp.protocols.grpc.endpoint: cannot listen on 127.0.0.1:{port}"
+            )),
+            "{e}"
+        );
+
+        // A free port starts, serves and shuts down.
+        let c = Collector::start(config("127.0.0.1:0")).await.unwrap();
+        assert!(c.addresses().iter().any(|(name, _)| name == "otlp/grpc"));
+        c.shutdown(std::time::Duration::from_secs(5)).await;
+    }
 }
