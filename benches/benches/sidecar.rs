@@ -106,6 +106,10 @@ fn scrape(port: u16) -> String {
 
 struct Outcome {
     name: String,
+    /// How long the load ran.
+    wall: Duration,
+    /// Compressed request bytes the sink received.
+    bytes: u64,
     sent: u64,
     failed_requests: u64,
     exported: u64,
@@ -136,6 +140,7 @@ fn measure(
     }
     std::thread::sleep(Duration::from_millis(300));
     let exported_before = sink.spans();
+    let bytes_before = sink.wire_bytes();
     let cpu_before = cpu_time(pid)?;
     let baseline_rss = memory(pid)?.1;
     // Sample buffered spans while the load runs.
@@ -151,6 +156,7 @@ fn measure(
             peak
         })
     });
+    let load_started = Instant::now();
     let stats = rt.block_on(run(
         format!("http://127.0.0.1:{port}"),
         template.clone(),
@@ -158,6 +164,7 @@ fn measure(
         Duration::from_secs(seconds),
         16,
     ));
+    let wall = load_started.elapsed();
     // Let decisions and exports finish.
     let mut last = sink.spans();
     let settle_until = Instant::now() + settle;
@@ -175,6 +182,8 @@ fn measure(
     let (peak_rss, _) = memory(pid)?;
     Some(Outcome {
         name: name.to_owned(),
+        wall,
+        bytes: sink.wire_bytes() - bytes_before,
         sent: stats.ok_spans.load(std::sync::atomic::Ordering::Relaxed),
         failed_requests: stats.failed_requests.load(std::sync::atomic::Ordering::Relaxed),
         exported: sink.spans() - exported_before,
@@ -237,6 +246,97 @@ service:
     )
 }
 
+/// The saturating scenario's pipeline: memory limiter, tail sampling that
+/// keeps every trace (so both collectors export every span), batch, and the
+/// `otlp` exporter with its default settings (gzip).
+fn saturating_config(grpc: u16, metrics: u16, sink: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+processors:
+  memory_limiter:
+    check_interval: 1s
+    limit_mib: 8000
+    spike_limit_mib: 1000
+  tail_sampling:
+    decision_wait: 1s
+    num_traces: 1000000
+    policies:
+      - name: everything
+        type: always_sample
+  batch:
+    timeout: 200ms
+    send_batch_size: 8192
+exporters:
+  otlp:
+    endpoint: {sink}
+    tls: {{insecure: true}}
+service:
+  telemetry:
+    logs: {{level: warn}}
+    metrics:
+      address: 127.0.0.1:{metrics}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [memory_limiter, tail_sampling, batch]
+      exporters: [otlp]
+"#
+    )
+}
+
+/// Starts rotel as a passthrough to the sink; its OTLP/gRPC port.
+fn start_rotel(agent: &std::path::Path, sink: std::net::SocketAddr) -> Option<(Child, u16)> {
+    let port = free_port();
+    let child = Command::new(agent)
+        .args(["start", "--otlp-grpc-endpoint", &format!("127.0.0.1:{port}")])
+        .args(["--otlp-http-endpoint", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--exporter",
+            "otlp",
+            "--otlp-exporter-endpoint",
+            &format!("http://{sink}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match child {
+        Ok(c) => Some((c, port)),
+        Err(e) => {
+            eprintln!("cannot start rotel: {e}");
+            None
+        }
+    }
+}
+
+/// Starts a collector binary with the configuration `config(grpc, metrics)`.
+fn start_collector(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    file: &str,
+    config: impl Fn(u16, u16) -> String,
+) -> Option<(Child, u16, u16)> {
+    let (port, mport) = (free_port(), free_port());
+    let path = dir.join(file);
+    std::fs::write(&path, config(port, mport)).ok()?;
+    let child = Command::new(binary)
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .ok()?;
+    Some((child, port, mport))
+}
+
+fn per_cpu(o: &Outcome) -> f64 {
+    o.sent as f64 / o.cpu.as_secs_f64().max(1e-9)
+}
+
 fn main() {
     // `cargo bench` passes --bench; nothing to filter here.
     let rate: u64 = std::env::var("LOAD_RATE")
@@ -263,50 +363,35 @@ fn main() {
     let template = Arc::new(Template::new(50));
     let dir = std::env::temp_dir().join(format!("sidecar-bench-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
-    let mut outcomes = Vec::new();
-
-    // SIDECAR_ONLY=rotel|passthrough|tail runs one scenario (for profiling).
-    let only = std::env::var("SIDECAR_ONLY").unwrap_or_default();
-    let wanted = |key: &str| only.is_empty() || only == key;
-    match rotel_agent().filter(|_| wanted("rotel")) {
-        Some(agent) => {
-            let port = free_port();
-            let child = Command::new(agent)
-                .args(["start", "--otlp-grpc-endpoint", &format!("127.0.0.1:{port}")])
-                .args(["--otlp-http-endpoint", &format!("127.0.0.1:{}", free_port())])
-                .args([
-                    "--exporter",
-                    "otlp",
-                    "--otlp-exporter-endpoint",
-                    &format!("http://{sink_addr}"),
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            match child {
-                Ok(c) => outcomes.extend(measure(
-                    &rt,
-                    "rotel (passthrough)",
-                    c,
-                    port,
-                    None,
-                    &sink,
-                    &template,
-                    rate,
-                    seconds,
-                    Duration::from_secs(2),
-                )),
-                Err(e) => eprintln!("cannot start rotel: {e}"),
-            }
-        }
-        None if wanted("rotel") => {
-            eprintln!("rotel-agent not found (run scripts/test.sh or set ROTEL_AGENT); measuring ours only")
-        }
-        None => {}
-    }
     // SIDECAR_BASELINE=<path to another otel-collector build> measures it
     // too, in the same run: a before/after comparison of a change.
     let baseline = std::env::var_os("SIDECAR_BASELINE").map(PathBuf::from);
+    // SIDECAR_ONLY=rotel|passthrough|tail|saturating runs one part (for profiling).
+    let only = std::env::var("SIDECAR_ONLY").unwrap_or_default();
+    let wanted = |key: &str| only.is_empty() || only == key;
+    let rotel = rotel_agent();
+    if rotel.is_none() {
+        eprintln!("rotel-agent not found (run scripts/test.sh or set ROTEL_AGENT); measuring ours only");
+    }
+
+    // Paced: LOAD_RATE spans/s, the tail-sampling seeds' policies.
+    let mut outcomes = Vec::new();
+    if let Some(agent) = rotel.as_deref().filter(|_| wanted("rotel"))
+        && let Some((child, port)) = start_rotel(agent, sink_addr)
+    {
+        outcomes.extend(measure(
+            &rt,
+            "rotel (passthrough)",
+            child,
+            port,
+            None,
+            &sink,
+            &template,
+            rate,
+            seconds,
+            Duration::from_secs(2),
+        ));
+    }
     let mut runs = vec![
         ("otel-collector (passthrough)", false, ours.clone()),
         ("otel-collector (tail_sampling)", true, ours.clone()),
@@ -319,18 +404,8 @@ fn main() {
         if !wanted(if tail { "tail" } else { "passthrough" }) {
             continue;
         }
-        let (port, mport) = (free_port(), free_port());
-        let config = dir.join(format!("{tail}.yaml"));
-        if std::fs::write(&config, ours_config(port, mport, sink_addr, tail)).is_err() {
-            continue;
-        }
-        let child = Command::new(&binary)
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn();
-        if let Ok(c) = child {
+        let config = |port, mport| ours_config(port, mport, sink_addr, tail);
+        if let Some((child, port, mport)) = start_collector(&binary, &dir, &format!("{tail}.yaml"), config) {
             let settle = if tail {
                 Duration::from_secs(7)
             } else {
@@ -339,7 +414,7 @@ fn main() {
             outcomes.extend(measure(
                 &rt,
                 name,
-                c,
+                child,
                 port,
                 Some(mport),
                 &sink,
@@ -350,7 +425,58 @@ fn main() {
             ));
         }
     }
+    if !outcomes.is_empty() {
+        report_paced(&outcomes, &template, rate, seconds);
+    }
 
+    // Saturating: no pacing, 16 requests in flight, every trace kept.
+    let mut saturated = Vec::new();
+    if wanted("saturating") {
+        if let Some(agent) = rotel.as_deref()
+            && let Some((child, port)) = start_rotel(agent, sink_addr)
+        {
+            saturated.extend(measure(
+                &rt,
+                "rotel (passthrough)",
+                child,
+                port,
+                None,
+                &sink,
+                &template,
+                0,
+                seconds,
+                Duration::from_secs(3),
+            ));
+        }
+        let mut runs = vec![("otel-collector", ours.clone())];
+        if let Some(b) = &baseline {
+            runs.push(("baseline", b.clone()));
+        }
+        for (name, binary) in runs {
+            let config = |port, mport| saturating_config(port, mport, sink_addr);
+            if let Some((child, port, mport)) = start_collector(&binary, &dir, "saturating.yaml", config) {
+                saturated.extend(measure(
+                    &rt,
+                    name,
+                    child,
+                    port,
+                    Some(mport),
+                    &sink,
+                    &template,
+                    0,
+                    seconds,
+                    Duration::from_secs(3),
+                ));
+            }
+        }
+    }
+    if !saturated.is_empty() {
+        report_saturating(&saturated, seconds);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn report_paced(outcomes: &[Outcome], template: &Template, rate: u64, seconds: u64) {
     println!();
     println!(
         "== sidecar throughput: {rate} spans/s offered for {seconds} s, 8-span traces, OTLP/gRPC in, gzip OTLP/gRPC out =="
@@ -359,20 +485,16 @@ fn main() {
         "{:<32} {:>10} {:>10} {:>9} {:>16} {:>12}",
         "", "accepted", "exported", "CPU s", "spans/s per core", "vs rotel"
     );
-    let rotel_rate = outcomes
-        .iter()
-        .find(|o| o.name.starts_with("rotel"))
-        .map(|o| o.sent as f64 / o.cpu.as_secs_f64());
-    for o in &outcomes {
-        let per_core = o.sent as f64 / o.cpu.as_secs_f64().max(1e-9);
-        let vs = rotel_rate.map_or_else(|| "-".to_owned(), |r| format!("{:.2}x", per_core / r));
+    let rotel_rate = outcomes.iter().find(|o| o.name.starts_with("rotel")).map(per_cpu);
+    for o in outcomes {
+        let vs = rotel_rate.map_or_else(|| "-".to_owned(), |r| format!("{:.2}x", per_cpu(o) / r));
         println!(
             "{:<32} {:>10} {:>10} {:>9.2} {:>16.0} {:>12}{}",
             o.name,
             o.sent,
             o.exported,
             o.cpu.as_secs_f64(),
-            per_core,
+            per_cpu(o),
             vs,
             if o.failed_requests > 0 {
                 format!("  ({} requests failed)", o.failed_requests)
@@ -385,12 +507,7 @@ fn main() {
         ("otel-collector (passthrough)", "baseline (passthrough)"),
         ("otel-collector (tail_sampling)", "baseline (tail_sampling)"),
     ] {
-        let rate_of = |name: &str| {
-            outcomes
-                .iter()
-                .find(|o| o.name == name)
-                .map(|o| o.sent as f64 / o.cpu.as_secs_f64().max(1e-9))
-        };
+        let rate_of = |name: &str| outcomes.iter().find(|o| o.name == name).map(per_cpu);
         if let (Some(a), Some(b)) = (rate_of(ours), rate_of(base)) {
             println!("{ours} vs baseline: {:.2}x spans/s per core", a / b);
         }
@@ -407,12 +524,60 @@ fn main() {
             );
         }
         if let Some(r) = rotel_rate {
-            let ratio = (o.sent as f64 / o.cpu.as_secs_f64()) / r;
+            let ratio = per_cpu(o) / r;
             println!(
                 "target >= 1.50x rotel's spans/s per core: {ratio:.2}x {}",
                 if ratio >= 1.5 { "met" } else { "MISSED" }
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn report_saturating(outcomes: &[Outcome], seconds: u64) {
+    println!();
+    println!(
+        "== saturating load for {seconds} s: unpaced, 16 requests in flight, 8-span traces, OTLP/gRPC in; \
+         memory_limiter -> tail_sampling (always_sample, 1 s) -> batch (8192, 200 ms) -> otlp (defaults: gzip) =="
+    );
+    println!(
+        "{:<22} {:>10} {:>10} {:>7} {:>14} {:>12} {:>11} {:>10} {:>10}",
+        "", "accepted", "exported", "CPU s", "spans/CPU-s", "spans/wall-s", "bytes/span", "CPU vs r.", "wall vs r."
+    );
+    let rotel = outcomes.iter().find(|o| o.name.starts_with("rotel"));
+    let per_wall = |o: &Outcome| o.sent as f64 / o.wall.as_secs_f64().max(1e-9);
+    for o in outcomes {
+        let (vs_cpu, vs_wall) = rotel.map_or_else(
+            || ("-".to_owned(), "-".to_owned()),
+            |r| {
+                (
+                    format!("{:.2}x", per_cpu(o) / per_cpu(r)),
+                    format!("{:.2}x", per_wall(o) / per_wall(r)),
+                )
+            },
+        );
+        println!(
+            "{:<22} {:>10} {:>10} {:>7.2} {:>14.0} {:>12.0} {:>11.1} {:>10} {:>10}{}",
+            o.name,
+            o.sent,
+            o.exported,
+            o.cpu.as_secs_f64(),
+            per_cpu(o),
+            per_wall(o),
+            o.bytes as f64 / o.exported.max(1) as f64,
+            vs_cpu,
+            vs_wall,
+            if o.exported < o.sent {
+                format!("  ({} not delivered)", o.sent - o.exported)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let (Some(o), Some(r)) = (outcomes.iter().find(|o| o.name == "otel-collector"), rotel) {
+        let ratio = per_cpu(o) / per_cpu(r);
+        println!(
+            "target >= 2.00x rotel's spans per collector CPU-second (saturating): {ratio:.2}x {}",
+            if ratio >= 2.0 { "met" } else { "MISSED" }
+        );
+    }
 }

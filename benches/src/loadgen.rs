@@ -84,7 +84,8 @@ pub struct LoadStats {
 }
 
 /// Sends to `endpoint` (`http://host:port`) at `rate` spans per second for
-/// `duration`, with `concurrency` requests in flight at most.
+/// `duration`, with `concurrency` requests in flight at most; `rate` 0
+/// sends as fast as the collector answers (saturating load).
 ///
 /// # Panics
 ///
@@ -112,13 +113,19 @@ pub async fn run(
         tasks.push(tokio::spawn(async move {
             loop {
                 let first = next.fetch_add(template.traces() as u64, Ordering::Relaxed);
-                let request_no = first / template.traces() as u64;
-                // Pace: request k may start at k * per_request / rate seconds.
-                let due = started + Duration::from_secs_f64(request_no as f64 * per_request as f64 / rate as f64);
-                if due > started + duration {
-                    return;
+                if rate == 0 {
+                    if started.elapsed() > duration {
+                        return;
+                    }
+                } else {
+                    let request_no = first / template.traces() as u64;
+                    // Pace: request k may start at k * per_request / rate seconds.
+                    let due = started + Duration::from_secs_f64(request_no as f64 * per_request as f64 / rate as f64);
+                    if due > started + duration {
+                        return;
+                    }
+                    tokio::time::sleep_until(due.into()).await;
                 }
-                tokio::time::sleep_until(due.into()).await;
                 let body = template.with_ids(first);
                 let mut grpc = tonic::client::Grpc::new(channel.clone());
                 if grpc.ready().await.is_err() {

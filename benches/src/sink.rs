@@ -20,12 +20,57 @@ pub struct SinkCounts {
     pub spans: AtomicU64,
     /// Requests received.
     pub requests: AtomicU64,
+    /// Request body bytes as they came over the wire (compressed, with
+    /// gRPC framing).
+    pub wire_bytes: AtomicU64,
 }
 
 impl SinkCounts {
     /// Spans received so far.
     pub fn spans(&self) -> u64 {
         self.spans.load(Ordering::Relaxed)
+    }
+
+    /// Request bytes received so far, as sent (compressed).
+    pub fn wire_bytes(&self) -> u64 {
+        self.wire_bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// A request body that counts the bytes of its data frames.
+struct Counting<B> {
+    inner: B,
+    counts: Arc<SinkCounts>,
+}
+
+impl<B> http_body::Body for Counting<B>
+where
+    B: http_body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.counts
+                .wire_bytes
+                .fetch_add(data.remaining() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -103,7 +148,7 @@ impl tonic::server::NamedService for TraceService {
 
 impl<B> tower::Service<http::Request<B>> for TraceService
 where
-    B: http_body::Body + Send + 'static,
+    B: http_body::Body + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
     type Response = http::Response<tonic::body::Body>;
@@ -116,6 +161,10 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let counts = self.0.clone();
+        let req = req.map(|inner| Counting {
+            inner,
+            counts: counts.clone(),
+        });
         Box::pin(async move {
             if req.uri().path().ends_with("/Export") {
                 let mut grpc = tonic::server::Grpc::new(Raw)

@@ -4,7 +4,7 @@
 //!
 //! This module reads the frame (sections, `service`, pipelines, telemetry)
 //! and finds each component in its section's table by type name; the
-//! component's own module reads its settings (see [`super::component`]).
+//! component's own module reads its settings (see `component.rs`).
 
 pub use super::component::Component;
 use super::component::{ExporterSettings, ExtensionSettings, Factory, ProcessorSettings, ReceiverSettings};

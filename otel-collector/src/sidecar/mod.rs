@@ -10,12 +10,12 @@
 //!
 //! Each component is one module under `receivers/`, `processors/`,
 //! `exporters/` or `extensions/`, listed in its section's table; see
-//! [`component`] for what a module provides and the concurrency contract
+//! `component.rs` for what a module provides and the concurrency contract
 //! every stage keeps.
 
 mod actions;
 mod bottlenecks;
-pub mod component;
+pub(crate) mod component;
 pub mod config;
 pub(crate) mod exporters;
 pub(crate) mod extensions;
