@@ -1,12 +1,12 @@
-//! OTLP/gRPC with tonic, sending our pre-encoded request bytes as they are.
+//! OTLP/gRPC over tonic's channel (connections, HTTP/2, TLS), with our own
+//! framing: the request is encoded, compressed and framed before it gets
+//! here, and sent as it is; the status is read from the trailers.
 
 use super::{Attempt, Compression, Settings};
 use crate::exporter::response::{grpc_retry_delay, partial_success_proto};
 use bytes::{Buf, BufMut, Bytes};
-use http::uri::PathAndQuery;
 use tonic::Code;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -103,51 +103,207 @@ fn retryable(code: Code, has_retry_info: bool) -> bool {
     ) || (code == Code::ResourceExhausted && has_retry_info)
 }
 
-/// One attempt.
-pub(crate) async fn send(channel: Channel, settings: &Settings, body: Bytes) -> Attempt {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc = match settings.compression {
-        Compression::Gzip => grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip),
-        #[cfg(feature = "zstd")]
-        Compression::Zstd => grpc.send_compressed(tonic::codec::CompressionEncoding::Zstd),
-        #[cfg(not(feature = "zstd"))]
-        Compression::Zstd => return Attempt::Failed("zstd compression needs otel-export's `zstd` feature".to_owned()),
-        Compression::None => grpc,
-    };
-    if let Err(e) = grpc.ready().await {
+/// The gRPC status of a response: from its trailers (or its headers for a
+/// trailers-only response), read without trusting the server: a malformed
+/// `grpc-status-details-bin` is ignored, not a panic.
+struct GrpcStatus {
+    code: Code,
+    message: String,
+    details: Vec<u8>,
+}
+
+fn grpc_status(map: &http::HeaderMap) -> Option<GrpcStatus> {
+    use base64::Engine as _;
+    let code = map.get("grpc-status")?.to_str().ok()?.trim().parse::<i32>().ok()?;
+    let message = map
+        .get("grpc-message")
+        .map(|m| {
+            percent_encoding::percent_decode(m.as_bytes())
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let details = map
+        .get("grpc-status-details-bin")
+        .and_then(|d| LENIENT.decode(d.as_bytes()).ok())
+        .unwrap_or_default();
+    Some(GrpcStatus {
+        code: Code::from_i32(code),
+        message,
+        details,
+    })
+}
+
+/// The gRPC code for an HTTP status without `grpc-status` (the gRPC
+/// project's HTTP-to-gRPC status mapping).
+fn code_from_http(status: http::StatusCode) -> Code {
+    match status.as_u16() {
+        400 => Code::Internal,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::Unimplemented,
+        429 | 502 | 503 | 504 => Code::Unavailable,
+        _ => Code::Unknown,
+    }
+}
+
+/// The `grpc-timeout` header for `timeout` (at most 8 digits, as the
+/// protocol requires).
+fn grpc_timeout(timeout: std::time::Duration) -> String {
+    let ms = timeout.as_millis();
+    if ms < 100_000_000 {
+        format!("{ms}m")
+    } else {
+        format!("{}S", timeout.as_secs().min(99_999_999))
+    }
+}
+
+/// Largest response body read (an `ExportTraceServiceResponse` is small).
+const MAX_RESPONSE: usize = 4 << 20;
+
+/// The message of a unary response body (5-byte frame header, then the
+/// message; gzip-compressed when the flag says so).
+fn response_message(body: &[u8], encoding: Option<&[u8]>) -> Result<Vec<u8>, String> {
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    let header: [u8; 5] = body
+        .get(..5)
+        .and_then(|h| h.try_into().ok())
+        .ok_or("a gRPC response shorter than its frame header")?;
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    let message = body
+        .get(5..5 + len)
+        .ok_or("a gRPC response shorter than its frame says")?;
+    match (header[0], encoding) {
+        (0, _) => Ok(message.to_vec()),
+        (1, Some(b"gzip")) => {
+            let mut d = libdeflater::Decompressor::new();
+            let mut out = vec![0u8; MAX_RESPONSE];
+            let n = d
+                .gzip_decompress(message, &mut out)
+                .map_err(|e| format!("cannot gunzip the gRPC response: {e:?}"))?;
+            out.truncate(n);
+            Ok(out)
+        }
+        (1, other) => Err(format!(
+            "a gRPC response compressed with {:?}, which was not asked for",
+            other.map(String::from_utf8_lossy)
+        )),
+        (flag, _) => Err(format!("a gRPC frame with flag {flag}")),
+    }
+}
+
+/// One attempt: `body` is the framed (and compressed) request, sent as it
+/// is on the channel; the status is read from the response's trailers.
+pub(crate) async fn send(mut channel: Channel, settings: &Settings, body: Bytes) -> Attempt {
+    use http_body_util::BodyExt as _;
+    use tower_service::Service as _;
+    if let Err(e) = std::future::poll_fn(|cx| channel.poll_ready(cx)).await {
         return Attempt::Retryable {
             after: None,
             reason: format!("gRPC channel not ready: {e}"),
         };
     }
-    let mut request = tonic::Request::new(body);
-    request.set_timeout(settings.timeout);
+    let mut request = http::Request::new(tonic::body::Body::new(http_body_util::Full::new(body)));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = http::Uri::from_static(EXPORT_PATH);
+    let headers = request.headers_mut();
     for (k, v) in &settings.headers {
         if let (Ok(k), Ok(v)) = (
-            MetadataKey::from_bytes(k.as_bytes()),
-            MetadataValue::try_from(v.as_str()),
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
         ) {
-            request.metadata_mut().insert(k, v);
+            headers.insert(k, v);
         }
     }
-    match grpc
-        .unary(request, PathAndQuery::from_static(EXPORT_PATH), RawCodec)
-        .await
-    {
-        Ok(response) => Attempt::Sent(partial_success_proto(response.get_ref())),
-        Err(status) => {
-            let delay = grpc_retry_delay(status.details());
-            let mut reason = format!("gRPC {:?}: {}", status.code(), status.message());
-            let mut next = std::error::Error::source(&status);
-            while let Some(e) = next {
-                reason.push_str(": ");
-                reason.push_str(&e.to_string());
-                next = e.source();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    headers.insert("grpc-accept-encoding", http::HeaderValue::from_static("identity,gzip"));
+    if let Ok(t) = http::HeaderValue::from_str(&grpc_timeout(settings.timeout)) {
+        headers.insert("grpc-timeout", t);
+    }
+    match settings.compression {
+        Compression::None => {}
+        Compression::Gzip => {
+            headers.insert("grpc-encoding", http::HeaderValue::from_static("gzip"));
+        }
+        Compression::Zstd => {
+            headers.insert("grpc-encoding", http::HeaderValue::from_static("zstd"));
+        }
+    }
+    let failed = |code: Code, message: &str, details: &[u8], cause: Option<String>| {
+        let delay = grpc_retry_delay(details);
+        let mut reason = format!("gRPC {code:?}: {message}");
+        if let Some(c) = cause {
+            reason.push_str(": ");
+            reason.push_str(&c);
+        }
+        (code, delay, reason)
+    };
+    let outcome = match channel.call(request).await {
+        Err(e) => {
+            let mut cause = e.to_string();
+            let mut next = std::error::Error::source(&e);
+            while let Some(inner) = next {
+                cause.push_str(": ");
+                cause.push_str(&inner.to_string());
+                next = inner.source();
             }
+            Err(failed(Code::Unavailable, "transport error", &[], Some(cause)))
+        }
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            match grpc_status(&parts.headers) {
+                // Trailers-only: the status came with the headers.
+                Some(s) if s.code != Code::Ok => Err(failed(s.code, &s.message, &s.details, None)),
+                _ if parts.status != http::StatusCode::OK => Err(failed(
+                    code_from_http(parts.status),
+                    &format!("HTTP {}", parts.status),
+                    &[],
+                    None,
+                )),
+                header_status => match http_body_util::Limited::new(body, MAX_RESPONSE).collect().await {
+                    Err(e) => Err(failed(
+                        Code::Unavailable,
+                        "reading the response",
+                        &[],
+                        Some(e.to_string()),
+                    )),
+                    Ok(collected) => {
+                        let trailers = collected.trailers().and_then(grpc_status);
+                        match trailers.or(header_status) {
+                            None => Err(failed(Code::Internal, "the response has no grpc-status", &[], None)),
+                            Some(s) if s.code != Code::Ok => Err(failed(s.code, &s.message, &s.details, None)),
+                            Some(_) => {
+                                let encoding = parts.headers.get("grpc-encoding").map(http::HeaderValue::as_bytes);
+                                match response_message(&collected.to_bytes(), encoding) {
+                                    Ok(message) => Ok(partial_success_proto(&message)),
+                                    Err(e) => Err(failed(Code::Internal, &e, &[], None)),
+                                }
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    };
+    match outcome {
+        Ok(partial) => Attempt::Sent(partial),
+        Err((code, delay, reason)) => {
             // An HTTP/1.1-only server (an OTLP/HTTP port) answers an HTTP/2
             // preface with an HTTP/1 error: h2 sees a malformed frame. It
             // will not change on retry.
-            let connection_level = matches!(status.code(), tonic::Code::Unknown | tonic::Code::Unavailable);
+            let connection_level = matches!(code, Code::Unknown | Code::Unavailable);
             if connection_level
                 && super::peer_protocol(&settings.endpoint, settings.timeout).await == Some(super::Peer::Http1)
             {
@@ -155,7 +311,7 @@ pub(crate) async fn send(channel: Channel, settings: &Settings, body: Bytes) -> 
                     "{reason}: the server does not speak HTTP/2 (gRPC); is this the OTLP/HTTP port (4318)? set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"
                 ));
             }
-            if retryable(status.code(), delay.is_some()) {
+            if retryable(code, delay.is_some()) {
                 Attempt::Retryable { after: delay, reason }
             } else {
                 Attempt::Failed(reason)

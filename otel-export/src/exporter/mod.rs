@@ -1,5 +1,7 @@
 //! The OTLP span exporter: gRPC, HTTP/protobuf and HTTP/JSON.
 
+mod compress;
+pub use compress::{DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL};
 #[cfg(feature = "grpc")]
 mod grpc;
 #[cfg(feature = "grpc")]
@@ -174,6 +176,8 @@ pub(crate) struct Settings {
     pub(crate) endpoint: String,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) compression: Compression,
+    /// The level for `compression` (checked when built).
+    pub(crate) compression_level: i32,
     pub(crate) timeout: Duration,
     pub(crate) ca_pem: Option<Vec<u8>>,
     pub(crate) client_identity: Option<(Vec<u8>, Vec<u8>)>,
@@ -200,6 +204,7 @@ pub struct OtlpExporterBuilder {
     base_endpoint: bool,
     headers: Vec<(String, String)>,
     compression: Compression,
+    compression_level: Option<i32>,
     timeout: Option<Duration>,
     ca_pem: Option<Vec<u8>>,
     client_identity: Option<(Vec<u8>, Vec<u8>)>,
@@ -346,6 +351,15 @@ impl OtlpExporterBuilder {
         self
     }
 
+    /// The compression level: gzip 1 to 9 (default [`DEFAULT_GZIP_LEVEL`],
+    /// 6, as the Go Collector), zstd 1 to 22 (default
+    /// [`DEFAULT_ZSTD_LEVEL`], 3); -1 for the default. Checked by
+    /// [`build`](Self::build).
+    pub fn with_compression_level(mut self, level: i32) -> Self {
+        self.compression_level = Some(level);
+        self
+    }
+
     /// Per-request timeout. Defaults to 10 s.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
@@ -468,11 +482,19 @@ impl OtlpExporterBuilder {
     pub fn build(self) -> Result<OtlpExporter, ConfigError> {
         let endpoint = self.resolve_endpoint()?;
         self.check_features(&endpoint)?;
+        let compression_level = compress::resolve_level(self.compression, self.compression_level).ok_or_else(|| {
+            ConfigError::new(
+                "compression level",
+                self.compression_level.unwrap_or_default().to_string(),
+                compress::accepted_levels(self.compression),
+            )
+        })?;
         let settings = Settings {
             protocol: self.protocol,
             endpoint,
             headers: self.headers,
             compression: self.compression,
+            compression_level,
             timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
             ca_pem: self.ca_pem,
             client_identity: self.client_identity,
@@ -591,30 +613,22 @@ impl OtlpExporter {
         self.compress(raw)
     }
 
+    /// The request body as it goes on the wire: compressed, and for gRPC
+    /// framed (the 5-byte length prefix, written in place ahead of the
+    /// compressed bytes, so the body is not copied again).
     fn compress(&self, raw: Vec<u8>) -> Result<Bytes, String> {
         let settings = &self.inner.settings;
-        // gRPC bodies are compressed by tonic's codec; HTTP bodies here.
-        if settings.protocol == Protocol::Grpc {
-            return Ok(Bytes::from(raw));
-        }
-        match settings.compression {
-            Compression::None => Ok(Bytes::from(raw)),
-            Compression::Gzip => {
-                use std::io::Write;
-                let mut gz =
-                    flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::fast());
-                gz.write_all(&raw)
-                    .and_then(|()| gz.finish())
-                    .map(Bytes::from)
-                    .map_err(|e| format!("gzip failed: {e}"))
+        if settings.protocol != Protocol::Grpc {
+            if settings.compression == Compression::None {
+                return Ok(Bytes::from(raw));
             }
-            #[cfg(feature = "zstd")]
-            Compression::Zstd => zstd::bulk::compress(&raw, 1)
-                .map(Bytes::from)
-                .map_err(|e| format!("zstd failed: {e}")),
-            #[cfg(not(feature = "zstd"))]
-            Compression::Zstd => Err("zstd compression needs otel-export's `zstd` feature".to_owned()),
+            return compress::compress(settings.compression, settings.compression_level, &raw, 0).map(Bytes::from);
         }
+        let mut framed = compress::compress(settings.compression, settings.compression_level, &raw, 5)?;
+        let len = u32::try_from(framed.len() - 5).map_err(|_| "a gRPC message is at most 4 GiB".to_owned())?;
+        framed[0] = u8::from(settings.compression != Compression::None);
+        framed[1..5].copy_from_slice(&len.to_be_bytes());
+        Ok(Bytes::from(framed))
     }
 
     /// Whether request bodies are OTLP JSON (`http/json`) rather than protobuf.

@@ -24,6 +24,7 @@ const SETTINGS: &[&str] = &[
     "tls",
     "headers",
     "compression",
+    "compression_params",
     "timeout",
     "sending_queue",
     "retry_on_failure",
@@ -125,6 +126,8 @@ pub(crate) struct OtlpExporterConfig {
     pub headers: Vec<(String, String)>,
     /// `compression`: none, gzip or zstd (default gzip, as the Go exporters).
     pub compression: otel_export::Compression,
+    /// `compression_params.level` (gzip 1-9, default 6; zstd 1-22, default 3).
+    pub compression_level: Option<i32>,
     /// `timeout` per request.
     pub timeout: Duration,
     /// `sending_queue`.
@@ -189,6 +192,7 @@ impl OtlpExporterConfig {
             client_cert: None,
             headers: Vec::new(),
             compression: otel_export::Compression::Gzip,
+            compression_level: None,
             timeout: Duration::from_secs(if http { 30 } else { 5 }),
             queue: QueueConfig {
                 enabled: true,
@@ -265,6 +269,31 @@ impl OtlpExporterConfig {
                     ));
                 }
             };
+        }
+        if let Some(v) = get(at, "compression_params") {
+            let path = child(at.path, "compression_params");
+            let p = At { value: v, path: &path };
+            p.map()?;
+            p.only_keys(&["level"])?;
+            if let Some(level) = crate::config::get_i64(p, "level")? {
+                let (lo, hi, default) = match cfg.compression {
+                    otel_export::Compression::Gzip => (1, 9, otel_export::DEFAULT_GZIP_LEVEL),
+                    otel_export::Compression::Zstd => (1, 22, otel_export::DEFAULT_ZSTD_LEVEL),
+                    _ => {
+                        return Err(ConfigError::new(
+                            child(&path, "level"),
+                            "a level needs compression: gzip or zstd",
+                        ));
+                    }
+                };
+                if level != -1 && !(lo..=hi).contains(&level) {
+                    return Err(ConfigError::new(
+                        child(&path, "level"),
+                        format!("must be {lo} to {hi}, or -1 for the default ({default}), got {level}"),
+                    ));
+                }
+                cfg.compression_level = Some(level as i32);
+            }
         }
         if let Some(t) = get_duration(at, "timeout")? {
             if t.is_zero() {
@@ -365,6 +394,9 @@ fn otlp_exporter(cfg: &OtlpExporterConfig, endpoint: &str) -> Result<OtlpExporte
     };
     for (k, v) in &cfg.headers {
         b = b.with_header(k.clone(), v.clone());
+    }
+    if let Some(level) = cfg.compression_level {
+        b = b.with_compression_level(level);
     }
     if let Some(ca) = &cfg.ca_file {
         let pem = std::fs::read(ca).map_err(|e| format!("cannot read tls.ca_file {ca:?}: {e}"))?;
@@ -531,7 +563,35 @@ impl Exporter for QueuedOtlp {
 
 #[cfg(test)]
 mod tests {
+    use crate::sidecar::CollectorConfig;
     use crate::sidecar::testing::{context, exporter, metric, spans, trace};
+
+    #[test]
+    fn the_compression_level_is_checked_where_it_is_written() {
+        let yaml = |exporter: &str| {
+            format!(
+                "receivers: {{otlp: {{protocols: {{grpc: {{}}}}}}}}\n\
+                 exporters: {{otlp: {exporter}}}\n\
+                 service: {{pipelines: {{traces: {{receivers: [otlp], exporters: [otlp]}}}}}}\n"
+            )
+        };
+        for ok in [
+            "{endpoint: a:4317, compression_params: {level: 1}}",
+            "{endpoint: a:4317, compression: zstd, compression_params: {level: 19}}",
+            "{endpoint: a:4317, compression_params: {level: -1}}",
+        ] {
+            assert!(CollectorConfig::parse_with_env(&yaml(ok), &|_| None).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("{endpoint: a:4317, compression_params: {level: 10}}", "must be 1 to 9"),
+            ("{endpoint: a:4317, compression: none, compression_params: {level: 3}}", "needs compression"),
+            ("{endpoint: a:4317, compression_params: {speed: 3}}", "speed"),
+        ] {
+            let e = CollectorConfig::parse_with_env(&yaml(bad), &|_| None).unwrap_err();
+            assert!(e.path().starts_with("exporters.otlp.compression_params"), "{e}");
+            assert!(e.to_string().contains(why), "{e}");
+        }
+    }
     use std::time::{Duration, Instant};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
