@@ -142,8 +142,20 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
+        // Tags, lengths of short fields and small numbers take one byte.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.varint_slow()
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, WireError> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let b = *self.buf.get(self.pos).ok_or(WireError::Truncated)?;
@@ -156,6 +168,7 @@ impl<'a> Reader<'a> {
         Err(WireError::VarintOverflow)
     }
 
+    #[inline(always)]
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         let end = self.pos.checked_add(n).ok_or(WireError::Truncated)?;
         let bytes = self.buf.get(self.pos..end).ok_or(WireError::Truncated)?;
@@ -176,6 +189,7 @@ impl<'a> Reader<'a> {
         Some(self.read_field())
     }
 
+    #[inline(always)]
     fn read_field(&mut self) -> Result<(u32, Field<'a>), WireError> {
         let key = self.varint()?;
         let field = u32::try_from(key >> 3).map_err(|_| WireError::VarintOverflow)?;

@@ -584,7 +584,10 @@ mod tests {
         }
         for (bad, why) in [
             ("{endpoint: a:4317, compression_params: {level: 10}}", "must be 1 to 9"),
-            ("{endpoint: a:4317, compression: none, compression_params: {level: 3}}", "needs compression"),
+            (
+                "{endpoint: a:4317, compression: none, compression_params: {level: 3}}",
+                "needs compression",
+            ),
             ("{endpoint: a:4317, compression_params: {speed: 3}}", "speed"),
         ] {
             let e = CollectorConfig::parse_with_env(&yaml(bad), &|_| None).unwrap_err();
