@@ -67,6 +67,7 @@ pub(crate) fn compress(compression: Compression, level: i32, raw: &[u8], prefix:
                 .gzip_compress(raw, &mut out[prefix..])
                 .map_err(|e| format!("gzip failed: {e:?}"))?;
             out.truncate(prefix + n);
+            fit(&mut out);
             Ok(out)
         }),
         #[cfg(feature = "zstd")]
@@ -76,10 +77,19 @@ pub(crate) fn compress(compression: Compression, level: i32, raw: &[u8], prefix:
             let n = zstd::bulk::compress_to_buffer(raw, &mut out[prefix..], level)
                 .map_err(|e| format!("zstd failed: {e}"))?;
             out.truncate(prefix + n);
+            fit(&mut out);
             Ok(out)
         }
         #[cfg(not(feature = "zstd"))]
         Compression::Zstd => Err("zstd compression needs otel-export's `zstd` feature".to_owned()),
+    }
+}
+
+/// Gives back the room the compression bound reserved: the body may wait in
+/// a queue or for retries, and should hold only its own bytes meanwhile.
+fn fit(out: &mut Vec<u8>) {
+    if out.capacity() > out.len() + out.len() / 4 + 4096 {
+        out.shrink_to_fit();
     }
 }
 
