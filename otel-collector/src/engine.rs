@@ -500,6 +500,15 @@ impl<T: Send + 'static> TailSampler<T> {
         self.inner.ingest(prepared, item);
     }
 
+    /// Buffers many spans, each described by its prepared facts, as
+    /// [`ingest_prepared`](Self::ingest_prepared) would one by one; spans of
+    /// one trace that come together (as they do in an export request) take
+    /// the trace's shard lock and map entry once, and the clock and the
+    /// counters are read and written once per call.
+    pub fn ingest_prepared_batch(&self, items: Vec<(PreparedSpan, T)>) {
+        self.inner.ingest_batch(items);
+    }
+
     /// Decides every trace whose wait is over at the clock's time.
     pub fn decide_due(&self) {
         self.inner.decide_due(self.inner.clock.now_ms());
@@ -600,6 +609,129 @@ impl<T: Send + 'static> Inner<T> {
 
     fn shard(&self, key: u128) -> &Mutex<Shard<T>> {
         &self.shards[(mix(key) >> 60) as usize % SHARDS]
+    }
+
+    fn ingest_batch(&self, items: Vec<(PreparedSpan, T)>) {
+        if items.is_empty() {
+            return;
+        }
+        // A trace may be cut off at the size limit span by span; keep that exact.
+        if self.cfg.maximum_trace_size_bytes.is_some() {
+            for (f, item) in items {
+                self.ingest(f, item);
+            }
+            return;
+        }
+        let stats = &self.stats;
+        stats.spans_received.fetch_add(items.len() as u64, Relaxed);
+        if self.closed.load(Relaxed) {
+            stats.spans_after_shutdown.fetch_add(items.len() as u64, Relaxed);
+            return;
+        }
+        let now = self.clock.now_ms();
+        let mut items = items.into_iter().peekable();
+        let mut run: Vec<(PreparedSpan, T)> = Vec::new();
+        while let Some(first) = items.next() {
+            let id = first.0.trace_id;
+            run.push(first);
+            while let Some(next) = items.next_if(|(f, _)| f.trace_id == id) {
+                run.push(next);
+            }
+            self.ingest_run(&mut run, now);
+        }
+    }
+
+    /// Buffers `run`, spans of one trace (emptied).
+    fn ingest_run(&self, run: &mut Vec<(PreparedSpan, T)>, now: u64) {
+        let stats = &self.stats;
+        let Some(trace_id) = run.first().map(|(f, _)| f.trace_id) else {
+            return;
+        };
+        let n = run.len() as u64;
+        let key = u128::from_be_bytes(trace_id);
+        let after_root = self.cfg.decision_wait_after_root_received.map(|d| d.as_millis() as u64);
+        let has_root = run.iter().any(|(f, _)| f.root);
+        let mut shard = lock(self.shard(key));
+        let shard_ref = &mut *shard;
+        match shard_ref.live.entry(key) {
+            Entry::Occupied(mut e) => {
+                let t = e.get_mut();
+                t.spans.reserve(run.len());
+                for (f, item) in run.drain(..) {
+                    t.summary.add(f.start, f.end, f.status, f.bytes, f.bits);
+                    t.spans.push(item);
+                }
+                stats.buffered_spans.fetch_add(n, Relaxed);
+                let seq = t.seq;
+                let schedule_root = has_root && !t.root_seen && after_root.is_some();
+                t.root_seen |= has_root;
+                drop(shard);
+                if let (true, Some(wait)) = (schedule_root, after_root) {
+                    self.schedule(
+                        Due {
+                            at_ms: now + wait,
+                            key,
+                            seq,
+                        },
+                        true,
+                    );
+                }
+            }
+            Entry::Vacant(e) => {
+                if shard_ref.sampled.contains(key) {
+                    drop(shard);
+                    stats.late_spans_sampled.fetch_add(n, Relaxed);
+                    let items: Vec<T> = run.drain(..).map(|(_, item)| item).collect();
+                    self.sink.keep(trace_id, items, KeptBy::Cache);
+                    return;
+                }
+                if shard_ref.not_sampled.contains(key) {
+                    drop(shard);
+                    stats.late_spans_dropped.fetch_add(n, Relaxed);
+                    run.clear();
+                    return;
+                }
+                let seq = self.seq.fetch_add(1, Relaxed);
+                let mut summary = Summary::default();
+                let mut spans = Vec::with_capacity(run.len());
+                for (f, item) in run.drain(..) {
+                    summary.add(f.start, f.end, f.status, f.bytes, f.bits);
+                    spans.push(item);
+                }
+                e.insert(Trace {
+                    seq,
+                    arrived_ms: now,
+                    root_seen: has_root,
+                    summary,
+                    spans,
+                });
+                drop(shard);
+                stats.traces_received.fetch_add(1, Relaxed);
+                stats.buffered_spans.fetch_add(n, Relaxed);
+                self.live.fetch_add(1, Relaxed);
+                self.schedule(
+                    Due {
+                        at_ms: now + self.cfg.decision_wait.as_millis() as u64,
+                        key,
+                        seq,
+                    },
+                    false,
+                );
+                if let (true, Some(wait)) = (has_root, after_root) {
+                    self.schedule(
+                        Due {
+                            at_ms: now + wait,
+                            key,
+                            seq,
+                        },
+                        true,
+                    );
+                }
+                if self.live.load(Relaxed) > self.cfg.num_traces {
+                    self.evict_oldest();
+                }
+            }
+        }
     }
 
     fn ingest(&self, f: PreparedSpan, item: T) {

@@ -719,3 +719,69 @@ fn the_decision_thread_decides_within_milliseconds() {
     assert_eq!(sink.calls(), 2);
     engine.shutdown();
 }
+
+#[test]
+fn batched_ingest_decides_as_span_by_span_ingest_does() {
+    const POLICY: &str = r#"
+decision_wait: 1s
+decision_wait_after_root_received: 200ms
+policies:
+  - name: errors
+    type: status_code
+    status_code: {status_codes: [ERROR]}
+"#;
+    // Requests as they arrive: runs of spans of one trace, a trace split
+    // across two requests, a late span of a decided trace.
+    let requests = |batch: &dyn Fn(Vec<TSpan>)| {
+        batch(vec![
+            TSpan::new(tid(1), 1).root(),
+            TSpan::new(tid(1), 2),
+            TSpan::new(tid(2), 1),
+            TSpan::new(tid(2), 2).error(),
+            TSpan::new(tid(3), 1),
+        ]);
+        batch(vec![TSpan::new(tid(3), 2).error(), TSpan::new(tid(3), 3).root()]);
+    };
+    let one_by_one = Rig::new(POLICY);
+    let batched = Rig::new(POLICY);
+    let no_resource = batched.engine.resource_match(&TResource(Vec::new()));
+    requests(&|spans| {
+        for s in spans {
+            one_by_one.ingest(s);
+        }
+    });
+    requests(&|spans| {
+        let prepared = spans
+            .into_iter()
+            .map(|s| (batched.engine.prepare(&no_resource, &s), s))
+            .collect();
+        batched.engine.ingest_prepared_batch(prepared);
+    });
+    for rig in [&one_by_one, &batched] {
+        rig.advance_ms(250);
+        // Trace 1 and 3 had their root: decided after 200 ms; trace 3 kept.
+        assert!(rig.sink.has(tid(3)) && !rig.sink.has(tid(1)));
+        rig.advance_ms(1000);
+        assert_eq!(rig.sink.spans_of(tid(2)), 2);
+        assert_eq!(rig.sink.spans_of(tid(3)), 3);
+        rig.ingest(TSpan::new(tid(3), 4));
+    }
+    let (a, b) = (one_by_one.engine.stats(), batched.engine.stats());
+    assert_eq!(
+        (
+            a.spans_received,
+            a.traces_received,
+            a.traces_sampled,
+            a.spans_sampled,
+            a.late_spans_sampled
+        ),
+        (
+            b.spans_received,
+            b.traces_received,
+            b.traces_sampled,
+            b.spans_sampled,
+            b.late_spans_sampled
+        )
+    );
+    assert_eq!((b.spans_received, b.traces_received, b.traces_sampled), (8, 3, 2));
+}

@@ -157,7 +157,7 @@ fn bad(what: &str, e: WireError) -> DecodeError {
 }
 
 fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, DecodeError> {
-    std::str::from_utf8(bytes).map_err(|_| DecodeError(format!("{what} is not UTF-8")))
+    simdutf8::basic::from_utf8(bytes).map_err(|_| DecodeError(format!("{what} is not UTF-8")))
 }
 
 /// Nesting allowed inside attribute values (arrays and maps of values).
@@ -432,9 +432,9 @@ impl<'a> SpanView<'a> {
             match f? {
                 (span::TRACE_ID, Field::Bytes(b)) if b.len() == 16 => v.trace_id.copy_from_slice(b),
                 (span::SPAN_ID, Field::Bytes(b)) if b.len() == 8 => v.span_id.copy_from_slice(b),
-                (span::TRACE_STATE, Field::Bytes(b)) => v.trace_state = std::str::from_utf8(b).unwrap_or(""),
+                (span::TRACE_STATE, Field::Bytes(b)) => v.trace_state = simdutf8::basic::from_utf8(b).unwrap_or(""),
                 (span::PARENT_SPAN_ID, Field::Bytes(b)) if b.len() == 8 => v.parent_span_id.copy_from_slice(b),
-                (span::NAME, Field::Bytes(b)) => v.name = std::str::from_utf8(b).unwrap_or(""),
+                (span::NAME, Field::Bytes(b)) => v.name = simdutf8::basic::from_utf8(b).unwrap_or(""),
                 (span::KIND, Field::Varint(k)) => v.kind = k,
                 (span::START_TIME, Field::Fixed64(t)) => v.start = t,
                 (span::END_TIME, Field::Fixed64(t)) => v.end = t,
@@ -450,7 +450,7 @@ impl<'a> SpanView<'a> {
                                 }
                             }
                             (status::MESSAGE, Field::Bytes(m)) => {
-                                v.status_message = std::str::from_utf8(m).unwrap_or("")
+                                v.status_message = simdutf8::basic::from_utf8(m).unwrap_or("")
                             }
                             _ => {}
                         }
@@ -480,7 +480,7 @@ pub fn keyvalues<'a>(message: &'a [u8], field: u32) -> impl Iterator<Item = (&'a
                     let mut k = Reader::new(kv);
                     while let Some(Ok(f)) = k.next_field() {
                         match f {
-                            (key_value::KEY, Field::Bytes(b)) => key = std::str::from_utf8(b).unwrap_or(""),
+                            (key_value::KEY, Field::Bytes(b)) => key = simdutf8::basic::from_utf8(b).unwrap_or(""),
                             (key_value::VALUE, Field::Bytes(b)) => value = b,
                             _ => {}
                         }
@@ -501,7 +501,7 @@ pub fn any_value(bytes: &[u8]) -> AttrValue<'_> {
     while let Some(Ok(f)) = r.next_field() {
         out = match f {
             (field::any_value::STRING, Field::Bytes(s)) => {
-                std::str::from_utf8(s).map_or(AttrValue::Other, AttrValue::Str)
+                simdutf8::basic::from_utf8(s).map_or(AttrValue::Other, AttrValue::Str)
             }
             (field::any_value::BOOL, Field::Varint(b)) => AttrValue::Bool(b != 0),
             (field::any_value::INT, Field::Varint(i)) => AttrValue::Int(i as i64),

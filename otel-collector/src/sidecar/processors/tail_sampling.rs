@@ -101,6 +101,7 @@ impl TailStage {
 impl Consumer for TailStage {
     fn consume(&self, spans: Vec<SpanRec>) {
         let mut last: Option<(*const ResourceBlock, ResourceMatch)> = None;
+        let mut prepared = Vec::with_capacity(spans.len());
         for s in spans {
             let resource_ptr = Arc::as_ptr(&s.scope.resource);
             let res = match last {
@@ -111,16 +112,18 @@ impl Consumer for TailStage {
                     m
                 }
             };
-            let prepared = match s.view() {
-                Ok(view) => self.sampler.prepare(&res, &view),
+            match s.view() {
+                Ok(view) => {
+                    let facts = self.sampler.prepare(&res, &view);
+                    prepared.push((facts, s));
+                }
                 Err(_) => {
                     // Receivers check spans, so this is unreachable in practice; count it anyway.
                     add(&self.malformed, 1);
-                    continue;
                 }
-            };
-            self.sampler.ingest_prepared(prepared, s);
+            }
         }
+        self.sampler.ingest_prepared_batch(prepared);
     }
 }
 
