@@ -398,7 +398,7 @@ impl CollectorConfig {
             extensions.push((id, e));
         }
 
-        let telemetry = parse_telemetry(service_at)?;
+        let telemetry = parse_telemetry(service_at, &mut warnings)?;
         let pipelines_at = At {
             value: get(service_at, "pipelines").unwrap_or(&EMPTY),
             path: "service.pipelines",
@@ -636,7 +636,7 @@ pub(crate) fn reject(at: At<'_>, key: &str, why: &str) -> Result<(), ConfigError
     Ok(())
 }
 
-fn parse_telemetry(service: At<'_>) -> Result<TelemetryConfig, ConfigError> {
+fn parse_telemetry(service: At<'_>, warnings: &mut Vec<String>) -> Result<TelemetryConfig, ConfigError> {
     let mut t = TelemetryConfig::default();
     let Some(v) = get(service, "telemetry") else {
         return Ok(t);
@@ -647,6 +647,7 @@ fn parse_telemetry(service: At<'_>) -> Result<TelemetryConfig, ConfigError> {
     };
     tel.map()?;
     tel.only_keys(&["logs", "metrics", "traces", "resource"])?;
+    note_ignored(tel, &["traces", "resource"], warnings);
     if let Some(l) = get(tel, "logs") {
         let logs = At {
             value: l,
@@ -661,6 +662,11 @@ fn parse_telemetry(service: At<'_>) -> Result<TelemetryConfig, ConfigError> {
             "error_output_paths",
             "sampling",
         ])?;
+        note_ignored(
+            logs,
+            &["development", "output_paths", "error_output_paths", "sampling"],
+            warnings,
+        );
         if let Some(level) = get_str(logs, "level")? {
             t.log_level = match level.to_ascii_lowercase().as_str() {
                 "debug" => LogLevel::Debug,
@@ -693,15 +699,24 @@ fn parse_telemetry(service: At<'_>) -> Result<TelemetryConfig, ConfigError> {
         };
         metrics.map()?;
         metrics.only_keys(&["address", "level", "readers"])?;
-        if get_str(metrics, "level")? == Some("none") {
-            return Ok(t);
+        match get_str(metrics, "level")? {
+            Some("none") => return Ok(t),
+            None | Some("normal") => {}
+            Some(other) => warnings.push(format!(
+                "service.telemetry.metrics.level {other:?} is served as \"normal\" by this collector (one set of metrics)"
+            )),
         }
         if get(metrics, "address").is_some() {
             t.metrics_address = Some(listen_endpoint(metrics, "address", "")?);
         }
         if let Some(Value::Array(readers)) = get(metrics, "readers") {
-            for r in readers {
+            for (i, r) in readers.iter().enumerate() {
                 let prom = r.pointer("/pull/exporter/prometheus");
+                if prom.is_none() {
+                    warnings.push(format!(
+                        "service.telemetry.metrics.readers[{i}] is ignored by this collector: only pull readers with a prometheus exporter are served"
+                    ));
+                }
                 if let Some(p) = prom {
                     let host = p.get("host").and_then(Value::as_str).unwrap_or("localhost");
                     let port = p.get("port").and_then(Value::as_u64).unwrap_or(8888);
@@ -804,6 +819,55 @@ service:
         )
         .unwrap();
         assert_eq!(plain.warnings, Vec::<String>::new());
+    }
+
+    #[test]
+    fn go_settings_not_acted_on_are_each_named() {
+        let yaml = r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:4318
+        metrics_url_path: /v1/metrics
+exporters:
+  otlp:
+    endpoint: tempo:4317
+    tls: {server_name_override: tempo.internal, min_version: "1.2"}
+    sending_queue: {blocking: true, sizer: items}
+    retry_on_failure: {randomization_factor: 0.5}
+service:
+  telemetry:
+    logs: {development: true, output_paths: [stderr]}
+    metrics:
+      level: detailed
+      readers: [{periodic: {exporter: {otlp: {endpoint: x:4317}}}}]
+    resource: {service.name: gateway}
+  pipelines:
+    traces: {receivers: [otlp], exporters: [otlp]}
+"#;
+        let config = CollectorConfig::parse_with_env(yaml, &|_| None).unwrap();
+        for place in [
+            "receivers.otlp.protocols.http.metrics_url_path",
+            "exporters.otlp.tls.server_name_override",
+            "exporters.otlp.sending_queue.blocking",
+            "exporters.otlp.sending_queue.sizer",
+            "exporters.otlp.retry_on_failure.randomization_factor",
+            "service.telemetry.logs.development",
+            "service.telemetry.logs.output_paths",
+            "service.telemetry.metrics.level",
+            "service.telemetry.metrics.readers[0]",
+            "service.telemetry.resource",
+        ] {
+            assert!(
+                config.warnings.iter().any(|w| w.starts_with(place)),
+                "{place} not in {:#?}",
+                config.warnings
+            );
+        }
+        // A TLS minimum this collector cannot enforce is an error, not a warning.
+        let e = CollectorConfig::parse_with_env(&yaml.replace("\"1.2\"", "\"1.3\""), &|_| None).unwrap_err();
+        assert_eq!(e.path(), "exporters.otlp.tls.min_version");
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl LoadBalancingConfig {
             ));
         }
         super::otlp::OTLP.component.check_keys(otlp, warnings)?;
-        let template = OtlpExporterConfig::parse(otlp, Transport::Grpc, false)?;
+        let template = OtlpExporterConfig::parse(otlp, Transport::Grpc, false, warnings)?;
         let rpath = child(at.path, "resolver");
         let resolver = At {
             value: get(at, "resolver").unwrap_or(&EMPTY),

@@ -5,7 +5,8 @@ use super::{BoxFuture, ExportCounters, Exporter, ExporterDyn, request_body};
 use crate::lock;
 use crate::sidecar::component::{BuildContext, Component, ExporterSettings, Factory};
 use crate::sidecar::config::{
-    At, ConfigError, check_send_address, child, get, get_bool, get_duration, get_f64, get_str, get_u64, reject,
+    At, ConfigError, check_send_address, child, get, get_bool, get_duration, get_f64, get_str, get_u64, note_ignored,
+    reject,
 };
 use crate::sidecar::metrics::add;
 use crate::sidecar::pipeline::Consumer;
@@ -46,7 +47,14 @@ pub(crate) const OTLP: Factory<dyn ExporterSettings> = Factory {
         settings: SETTINGS,
         ignored: IGNORED,
     },
-    parse: |at, _| Ok(Box::new(OtlpExporterConfig::parse(at, Transport::Grpc, true)?)),
+    parse: |at, warnings| {
+        Ok(Box::new(OtlpExporterConfig::parse(
+            at,
+            Transport::Grpc,
+            true,
+            warnings,
+        )?))
+    },
 };
 
 /// The table line for `otlphttp`.
@@ -57,7 +65,14 @@ pub(crate) const OTLPHTTP: Factory<dyn ExporterSettings> = Factory {
         settings: SETTINGS,
         ignored: IGNORED,
     },
-    parse: |at, _| Ok(Box::new(OtlpExporterConfig::parse(at, Transport::Http, true)?)),
+    parse: |at, warnings| {
+        Ok(Box::new(OtlpExporterConfig::parse(
+            at,
+            Transport::Http,
+            true,
+            warnings,
+        )?))
+    },
 };
 
 /// How an OTLP exporter sends.
@@ -138,7 +153,12 @@ pub(crate) struct OtlpExporterConfig {
 
 impl OtlpExporterConfig {
     /// Reads the settings; `needs_endpoint` is false where another setting gives it (load balancing).
-    pub(crate) fn parse(at: At<'_>, transport: Transport, needs_endpoint: bool) -> Result<Self, ConfigError> {
+    pub(crate) fn parse(
+        at: At<'_>,
+        transport: Transport,
+        needs_endpoint: bool,
+        warnings: &mut Vec<String>,
+    ) -> Result<Self, ConfigError> {
         let http = transport == Transport::Http;
         reject(
             at,
@@ -226,6 +246,31 @@ impl OtlpExporterConfig {
                     "skipping certificate verification is not supported; give the server's CA in ca_file",
                 ));
             }
+            // rustls speaks TLS 1.2 and 1.3 only: a minimum up to 1.2 is what
+            // happens anyway; a 1.3 minimum would need refusing 1.2, which
+            // this collector does not do yet, so it is refused rather than
+            // silently weakened.
+            match get_str(t, "min_version")? {
+                None | Some("" | "1.0" | "1.1" | "1.2") => {}
+                Some("1.3") => {
+                    return Err(ConfigError::new(
+                        child(&path, "min_version"),
+                        "a TLS 1.3 minimum is not supported yet (connections negotiate TLS 1.2 or 1.3); remove it or set 1.2",
+                    ));
+                }
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        child(&path, "min_version"),
+                        format!("must be 1.0, 1.1, 1.2 or 1.3, got {other:?}"),
+                    ));
+                }
+            }
+            if get(t, "server_name_override").is_some() {
+                warnings.push(format!(
+                    "{}.server_name_override is ignored by this collector: certificates are verified against the endpoint's host name",
+                    path
+                ));
+            }
             cfg.insecure = get_bool(t, "insecure")?.unwrap_or(false);
             cfg.ca_file = get_str(t, "ca_file")?.map(str::to_owned);
             match (get_str(t, "cert_file")?, get_str(t, "key_file")?) {
@@ -307,6 +352,17 @@ impl OtlpExporterConfig {
             q.map()?;
             q.only_keys(&["enabled", "num_consumers", "queue_size", "storage", "blocking", "sizer"])?;
             reject(q, "storage", "persistent queues are not supported")?;
+            if get_bool(q, "blocking")? == Some(true) {
+                warnings.push(format!(
+                    "{path}.blocking is ignored by this collector: a full queue refuses the batch and counts it in otelcol_exporter_enqueue_failed_spans"
+                ));
+            }
+            match get_str(q, "sizer")? {
+                None | Some("requests") => {}
+                Some(other) => warnings.push(format!(
+                    "{path}.sizer {other:?} is ignored by this collector: queue_size counts requests (batches)"
+                )),
+            }
             cfg.queue.enabled = get_bool(q, "enabled")?.unwrap_or(true);
             if let Some(n) = get_u64(q, "num_consumers")? {
                 cfg.queue.num_consumers = (n as usize).max(1);
@@ -330,6 +386,7 @@ impl OtlpExporterConfig {
                 "multiplier",
                 "randomization_factor",
             ])?;
+            note_ignored(r, &["randomization_factor"], warnings);
             cfg.retry.enabled = get_bool(r, "enabled")?.unwrap_or(true);
             if let Some(d) = get_duration(r, "initial_interval")? {
                 cfg.retry.initial_interval = d;

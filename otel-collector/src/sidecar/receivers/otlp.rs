@@ -126,6 +126,14 @@ impl OtlpReceiverConfig {
                 warnings.push(format!("{}.cors is ignored by this collector: {CORS}", path));
             }
             note_ignored(h, IGNORED, warnings);
+            for key in ["metrics_url_path", "logs_url_path"] {
+                if get(h, key).is_some() {
+                    warnings.push(format!(
+                        "{} is ignored by this collector: it takes traces only",
+                        child(&path, key)
+                    ));
+                }
+            }
             reject(
                 h,
                 "tls",
