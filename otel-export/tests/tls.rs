@@ -12,8 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn certificate() -> (String, String) {
+    certificate_for(&["127.0.0.1", "localhost"])
+}
+
+fn certificate_for(names: &[&str]) -> (String, String) {
     let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let params = rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
     let cert = params.self_signed(&key).unwrap();
     (cert.pem(), key.serialize_pem())
 }
@@ -34,19 +38,7 @@ fn export(builder: otel_export::OtlpExporterBuilder, n: usize) -> otel_export::C
 async fn grpc_over_tls_with_a_custom_ca() {
     let (cert, key) = certificate();
     let received = Arc::new(common::Received::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let tls = tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(&cert, &key));
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    let svc = TraceServiceServer::new(common::GrpcServiceForTests::new(received.clone()));
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .tls_config(tls)
-            .unwrap()
-            .add_service(svc)
-            .serve_with_incoming(incoming),
-    );
-
+    let addr = grpc_tls_server(&cert, &key, received.clone()).await;
     let endpoint = format!("https://127.0.0.1:{}", addr.port());
     let trusted = OtlpExporter::builder()
         .with_protocol(Protocol::Grpc)
@@ -64,16 +56,68 @@ async fn grpc_over_tls_with_a_custom_ca() {
     assert_eq!(received.span_count(), 20);
 }
 
+/// A gRPC server over TLS with `cert`; its address.
+async fn grpc_tls_server(cert: &str, key: &str, received: Arc<common::Received>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tls = tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let svc = TraceServiceServer::new(common::GrpcServiceForTests::new(received));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .tls_config(tls)
+            .unwrap()
+            .add_service(svc)
+            .serve_with_incoming(incoming),
+    );
+    addr
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn https_with_a_custom_ca() {
-    let (cert, key) = certificate();
+async fn the_tls_server_name_can_differ_from_the_endpoint_host() {
+    // The certificate names a service, the endpoint is an IP address.
+    let (cert, key) = certificate_for(&["collector.internal"]);
     let received = Arc::new(common::Received::default());
+    let addr = grpc_tls_server(&cert, &key, received.clone()).await;
+    let endpoint = format!("https://127.0.0.1:{}", addr.port());
+    let named = OtlpExporter::builder()
+        .with_protocol(Protocol::Grpc)
+        .with_endpoint(endpoint.clone())
+        .with_ca_certificate_pem(cert.as_bytes())
+        .with_tls_server_name("collector.internal");
+    let c = tokio::task::spawn_blocking(move || export(named, 10)).await.unwrap();
+    assert_eq!((c.exported, received.span_count()), (10, 10));
+    // Verified against the endpoint's host, the certificate does not match.
+    let unnamed = OtlpExporter::builder()
+        .with_protocol(Protocol::Grpc)
+        .with_endpoint(endpoint)
+        .with_ca_certificate_pem(cert.as_bytes());
+    let c = tokio::task::spawn_blocking(move || export(unnamed, 5)).await.unwrap();
+    assert_eq!((c.exported, c.failed), (0, 5));
+    // And over HTTPS.
+    let received = Arc::new(common::Received::default());
+    let addr = https_server(&cert, &key, received.clone()).await;
+    let endpoint = format!("https://127.0.0.1:{}", addr.port());
+    let named = OtlpExporter::builder()
+        .with_endpoint(endpoint.clone())
+        .with_ca_certificate_pem(cert.as_bytes())
+        .with_tls_server_name("collector.internal");
+    let c = tokio::task::spawn_blocking(move || export(named, 10)).await.unwrap();
+    assert_eq!((c.exported, received.span_count()), (10, 10));
+    let unnamed = OtlpExporter::builder()
+        .with_endpoint(endpoint)
+        .with_ca_certificate_pem(cert.as_bytes());
+    let c = tokio::task::spawn_blocking(move || export(unnamed, 5)).await.unwrap();
+    assert_eq!((c.exported, c.failed), (0, 5));
+}
+
+/// An OTLP/HTTP server over TLS with `cert`; its address.
+async fn https_server(cert: &str, key: &str, received: Arc<common::Received>) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     use rustls::pki_types::pem::PemObject;
     let certs = vec![rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
     let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    // The server of the test: ring, as the exporter falls back to.
     #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -83,20 +127,28 @@ async fn https_with_a_custom_ca() {
         .with_single_cert(certs, key)
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let r = received.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             let acceptor = acceptor.clone();
-            let r = r.clone();
+            let r = received.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else { return };
                 common::serve_http_connection(tokio_rustls::TlsStream::Server(tls), r).await;
             });
         }
     });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_with_a_custom_ca() {
+    let (cert, key) = certificate();
+    let received = Arc::new(common::Received::default());
+    // The server of the test uses ring, as the exporter falls back to.
+    let addr = https_server(&cert, &key, received.clone()).await;
     let trusted = OtlpExporter::builder()
         .with_endpoint(format!("https://127.0.0.1:{}", addr.port()))
         .with_ca_certificate_pem(cert.as_bytes());

@@ -849,7 +849,6 @@ service:
         let config = CollectorConfig::parse_with_env(yaml, &|_| None).unwrap();
         for place in [
             "receivers.otlp.protocols.http.metrics_url_path",
-            "exporters.otlp.tls.server_name_override",
             "exporters.otlp.sending_queue.blocking",
             "exporters.otlp.sending_queue.sizer",
             "exporters.otlp.retry_on_failure.randomization_factor",
@@ -865,6 +864,8 @@ service:
                 config.warnings
             );
         }
+        // server_name_override acts (the exporter verifies against that name).
+        assert!(!config.warnings.iter().any(|w| w.contains("server_name_override")));
         // A TLS minimum this collector cannot enforce is an error, not a warning.
         let e = CollectorConfig::parse_with_env(&yaml.replace("\"1.2\"", "\"1.3\""), &|_| None).unwrap_err();
         assert_eq!(e.path(), "exporters.otlp.tls.min_version");

@@ -82,6 +82,9 @@ pub(crate) fn channel(settings: &Settings) -> Result<Channel, String> {
         if let Some((cert, key)) = &settings.client_identity {
             tls = tls.identity(tonic::transport::Identity::from_pem(cert.clone(), key.clone()));
         }
+        if let Some(name) = &settings.tls_server_name {
+            tls = tls.domain_name(name.clone());
+        }
         endpoint = endpoint
             .tls_config(tls)
             .map_err(|e| format!("TLS configuration failed: {e}"))?;

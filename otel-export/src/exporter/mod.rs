@@ -180,6 +180,9 @@ pub(crate) struct Settings {
     pub(crate) compression_level: i32,
     pub(crate) timeout: Duration,
     pub(crate) ca_pem: Option<Vec<u8>>,
+    /// The name the server's certificate is verified against (and sent as
+    /// SNI), instead of the endpoint's host.
+    pub(crate) tls_server_name: Option<String>,
     pub(crate) client_identity: Option<(Vec<u8>, Vec<u8>)>,
     pub(crate) retry: RetryPolicy,
     pub(crate) json: bool,
@@ -207,6 +210,7 @@ pub struct OtlpExporterBuilder {
     compression_level: Option<i32>,
     timeout: Option<Duration>,
     ca_pem: Option<Vec<u8>>,
+    tls_server_name: Option<String>,
     client_identity: Option<(Vec<u8>, Vec<u8>)>,
     insecure: Option<bool>,
     retry: RetryPolicy,
@@ -366,6 +370,15 @@ impl OtlpExporterBuilder {
         self
     }
 
+    /// The name the server's certificate must carry (and the TLS SNI), when
+    /// it is not the endpoint's host: e.g. an IP endpoint whose certificate
+    /// names a service (the Go Collector's `tls.server_name_override`).
+    /// Defaults to the endpoint's host.
+    pub fn with_tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.tls_server_name = Some(name.into());
+        self
+    }
+
     /// PEM CA certificates to trust besides the system's. Defaults to none.
     pub fn with_ca_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca_pem = Some(pem.into());
@@ -497,6 +510,7 @@ impl OtlpExporterBuilder {
             compression_level,
             timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
             ca_pem: self.ca_pem,
+            tls_server_name: self.tls_server_name,
             client_identity: self.client_identity,
             retry: self.retry,
             json: self.protocol == Protocol::HttpJson,

@@ -135,6 +135,9 @@ pub(crate) struct OtlpExporterConfig {
     pub insecure: bool,
     /// `tls.ca_file`.
     pub ca_file: Option<String>,
+    /// `tls.server_name_override`: the name the server's certificate is
+    /// verified against (and the SNI) instead of the endpoint's host.
+    pub server_name_override: Option<String>,
     /// `tls.cert_file` and `tls.key_file`.
     pub client_cert: Option<(String, String)>,
     /// `headers`.
@@ -209,6 +212,7 @@ impl OtlpExporterConfig {
             encoding,
             insecure: false,
             ca_file: None,
+            server_name_override: None,
             client_cert: None,
             headers: Vec::new(),
             compression: otel_export::Compression::Gzip,
@@ -265,12 +269,9 @@ impl OtlpExporterConfig {
                     ));
                 }
             }
-            if get(t, "server_name_override").is_some() {
-                warnings.push(format!(
-                    "{}.server_name_override is ignored by this collector: certificates are verified against the endpoint's host name",
-                    path
-                ));
-            }
+            cfg.server_name_override = get_str(t, "server_name_override")?
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned);
             cfg.insecure = get_bool(t, "insecure")?.unwrap_or(false);
             cfg.ca_file = get_str(t, "ca_file")?.map(str::to_owned);
             match (get_str(t, "cert_file")?, get_str(t, "key_file")?) {
@@ -451,6 +452,9 @@ fn otlp_exporter(cfg: &OtlpExporterConfig, endpoint: &str) -> Result<OtlpExporte
     };
     for (k, v) in &cfg.headers {
         b = b.with_header(k.clone(), v.clone());
+    }
+    if let Some(name) = &cfg.server_name_override {
+        b = b.with_tls_server_name(name.clone());
     }
     if let Some(level) = cfg.compression_level {
         b = b.with_compression_level(level);
