@@ -18,6 +18,7 @@ fn fast_retry() -> RetryPolicy {
         max_backoff: Duration::from_millis(200),
         multiplier: 2.0,
         max_elapsed: Duration::from_secs(20),
+        ..RetryPolicy::default()
     }
 }
 
@@ -303,6 +304,7 @@ async fn connection_refused_then_up() {
                 max_backoff: Duration::from_millis(200),
                 multiplier: 1.5,
                 max_elapsed: Duration::from_secs(20),
+                ..RetryPolicy::default()
             }),
     );
     emit(&provider, 9);

@@ -851,7 +851,6 @@ service:
             "receivers.otlp.protocols.http.metrics_url_path",
             "exporters.otlp.sending_queue.blocking",
             "exporters.otlp.sending_queue.sizer",
-            "exporters.otlp.retry_on_failure.randomization_factor",
             "service.telemetry.logs.development",
             "service.telemetry.logs.output_paths",
             "service.telemetry.metrics.level",

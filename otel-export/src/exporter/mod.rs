@@ -137,6 +137,10 @@ pub struct RetryPolicy {
     pub multiplier: f64,
     /// No retry starts after this long since the first attempt.
     pub max_elapsed: Duration,
+    /// Each backoff is drawn at random within this fraction of itself (0.2:
+    /// 80% to 120%), so that many clients refused together do not retry
+    /// together. 0 to 1; the Go Collector's `randomization_factor`.
+    pub randomization_factor: f64,
 }
 
 impl Default for RetryPolicy {
@@ -147,6 +151,7 @@ impl Default for RetryPolicy {
             max_backoff: Duration::from_secs(5),
             multiplier: 1.5,
             max_elapsed: Duration::from_secs(30),
+            randomization_factor: 0.2,
         }
     }
 }
@@ -752,7 +757,7 @@ impl Inner {
                     return Err(reason);
                 }
                 Attempt::Retryable { after, reason } => {
-                    let delay = after.unwrap_or_else(|| jitter(backoff));
+                    let delay = after.unwrap_or_else(|| jitter(backoff, retry.randomization_factor));
                     if attempt >= retry.max_attempts || started.elapsed() + delay > retry.max_elapsed {
                         Counters::add(&self.counters.send_failed, spans);
                         let reason = format!("{reason} (gave up after {attempt} attempts)");
@@ -819,10 +824,16 @@ pub(crate) async fn peer_protocol(endpoint: &str, timeout: Duration) -> Option<P
 }
 
 /// `d` scaled by a random factor in [0.8, 1.2].
-fn jitter(d: Duration) -> Duration {
+/// `d` spread uniformly over `d * (1 - factor) ..= d * (1 + factor)`.
+fn jitter(d: Duration, factor: f64) -> Duration {
     use std::hash::{BuildHasher, RandomState};
-    let r = RandomState::new().hash_one(Instant::now()) % 1000;
-    d.mul_f64(0.8 + 0.4 * r as f64 / 1000.0)
+    let factor = if factor.is_finite() {
+        factor.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let r = (RandomState::new().hash_one(Instant::now()) % 1001) as f64 / 1000.0;
+    d.mul_f64(1.0 - factor + 2.0 * factor * r)
 }
 
 impl SpanExporter for OtlpExporter {
@@ -874,6 +885,25 @@ impl SpanExporter for OtlpExporter {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn backoffs_spread_within_the_randomization_factor() {
+        let d = Duration::from_millis(1000);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let j = super::jitter(d, 0.5);
+            assert!(
+                j >= Duration::from_millis(500) && j <= Duration::from_millis(1500),
+                "{j:?}"
+            );
+            seen.insert(j.as_millis() / 100);
+        }
+        assert!(seen.len() >= 5, "spread over the range: {seen:?}");
+        assert_eq!(super::jitter(d, 0.0), d);
+        // Out-of-range factors are clamped, never a panic.
+        assert!(super::jitter(d, 7.0) <= Duration::from_millis(2000));
+        assert_eq!(super::jitter(d, f64::NAN), d);
+    }
+
     use super::*;
     use std::collections::HashMap;
 

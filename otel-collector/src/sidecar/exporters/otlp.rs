@@ -5,8 +5,7 @@ use super::{BoxFuture, ExportCounters, Exporter, ExporterDyn, request_body};
 use crate::lock;
 use crate::sidecar::component::{BuildContext, Component, ExporterSettings, Factory};
 use crate::sidecar::config::{
-    At, ConfigError, check_send_address, child, get, get_bool, get_duration, get_f64, get_str, get_u64, note_ignored,
-    reject,
+    At, ConfigError, check_send_address, child, get, get_bool, get_duration, get_f64, get_str, get_u64, reject,
 };
 use crate::sidecar::metrics::add;
 use crate::sidecar::pipeline::Consumer;
@@ -117,6 +116,8 @@ pub(crate) struct RetryConfig {
     pub max_elapsed_time: Duration,
     /// Backoff growth.
     pub multiplier: f64,
+    /// Each backoff is drawn within this fraction of itself (Go's default 0.5).
+    pub randomization_factor: f64,
 }
 
 /// An OTLP exporter (`otlp` over gRPC, `otlphttp` over HTTP).
@@ -229,6 +230,7 @@ impl OtlpExporterConfig {
                 max_interval: Duration::from_secs(30),
                 max_elapsed_time: Duration::from_secs(300),
                 multiplier: 1.5,
+                randomization_factor: 0.5,
             },
         };
         if let Some(v) = get(at, "tls") {
@@ -387,7 +389,6 @@ impl OtlpExporterConfig {
                 "multiplier",
                 "randomization_factor",
             ])?;
-            note_ignored(r, &["randomization_factor"], warnings);
             cfg.retry.enabled = get_bool(r, "enabled")?.unwrap_or(true);
             if let Some(d) = get_duration(r, "initial_interval")? {
                 cfg.retry.initial_interval = d;
@@ -397,6 +398,15 @@ impl OtlpExporterConfig {
             }
             if let Some(d) = get_duration(r, "max_elapsed_time")? {
                 cfg.retry.max_elapsed_time = d;
+            }
+            if let Some(f) = get_f64(r, "randomization_factor")? {
+                if !(0.0..=1.0).contains(&f) {
+                    return Err(ConfigError::new(
+                        child(&path, "randomization_factor"),
+                        "must be between 0 and 1",
+                    ));
+                }
+                cfg.retry.randomization_factor = f;
             }
             if let Some(m) = get_f64(r, "multiplier")? {
                 if !(1.0..=10.0).contains(&m) {
@@ -435,6 +445,7 @@ fn otlp_exporter(cfg: &OtlpExporterConfig, endpoint: &str) -> Result<OtlpExporte
             max_backoff: cfg.retry.max_interval,
             multiplier: cfg.retry.multiplier,
             max_elapsed: cfg.retry.max_elapsed_time,
+            randomization_factor: cfg.retry.randomization_factor,
         }
     } else {
         RetryPolicy::disabled()
