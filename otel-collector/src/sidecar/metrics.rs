@@ -27,6 +27,8 @@ enum Value {
     Counter(Arc<AtomicU64>),
     /// A monotonic total read when scraped (kept by another component).
     CounterFn(Box<dyn Fn() -> u64 + Send + Sync>),
+    /// A monotonic total in fractions (seconds), read when scraped.
+    CounterF64(ReadFn),
     /// A gauge read when scraped.
     Gauge(ReadFn),
     /// A histogram the data path observes.
@@ -36,7 +38,7 @@ enum Value {
 impl Value {
     fn metric_type(&self) -> MetricType {
         match self {
-            Value::Counter(_) | Value::CounterFn(_) => MetricType::Counter,
+            Value::Counter(_) | Value::CounterFn(_) | Value::CounterF64(_) => MetricType::Counter,
             Value::Gauge(_) => MetricType::Gauge,
             Value::Histogram(_) => MetricType::Histogram,
         }
@@ -78,6 +80,7 @@ impl Collector for Entries {
                 match &e.value {
                     Value::Counter(c) => ConstCounter::new(c.load(Ordering::Relaxed)).encode(labelled)?,
                     Value::CounterFn(read) => ConstCounter::new(read()).encode(labelled)?,
+                    Value::CounterF64(read) => ConstCounter::new(read()).encode(labelled)?,
                     Value::Gauge(read) => ConstGauge::new(read()).encode(labelled)?,
                     Value::Histogram(h) => h.encode(labelled)?,
                 }
@@ -166,6 +169,18 @@ impl Metrics {
         self.push(name, help, owned(labels), Value::CounterFn(Box::new(read)));
     }
 
+    /// A monotonic total in fractions (seconds), read when scraped and
+    /// exposed as the counter `{name}_total`.
+    pub fn counter_f64(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) {
+        self.push(name, help, owned(labels), Value::CounterF64(Box::new(read)));
+    }
+
     /// A gauge read when scraped.
     pub fn gauge(
         &self,
@@ -199,7 +214,7 @@ impl Metrics {
             .map(|e| match &e.value {
                 Value::Counter(c) => c.load(Ordering::Relaxed),
                 Value::CounterFn(read) => read(),
-                Value::Gauge(read) => read() as u64,
+                Value::CounterF64(read) | Value::Gauge(read) => read() as u64,
                 Value::Histogram(_) => 0,
             })
             .sum()

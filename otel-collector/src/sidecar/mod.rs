@@ -388,7 +388,32 @@ fn telemetry(
     }
 }
 
+/// CPU time of this process (user + system), seconds, from `/proc/self/stat`.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // Linux reports clock ticks of 1/100 s (USER_HZ).
+    Some((utime + stime) as f64 / 100.0)
+}
+
 fn register_process_gauges(metrics: &Metrics) {
+    let started = Instant::now();
+    metrics.counter_f64(
+        "otelcol_process_uptime",
+        "Uptime of the process, seconds.",
+        &[],
+        move || started.elapsed().as_secs_f64(),
+    );
+    metrics.counter_f64(
+        "otelcol_process_cpu_seconds",
+        "Total CPU user and system time, seconds.",
+        &[],
+        || cpu_seconds().unwrap_or(0.0),
+    );
     metrics.gauge(
         "otelcol_process_memory_rss",
         "Resident memory of the collector, bytes.",
@@ -453,6 +478,14 @@ mod tests {
         // A free port starts, serves and shuts down.
         let c = Collector::start(config("127.0.0.1:0")).await.unwrap();
         assert!(c.addresses().iter().any(|(name, _)| name == "otlp/grpc"));
+        let text = c.metrics().render();
+        for name in [
+            "otelcol_process_uptime_total ",
+            "otelcol_process_cpu_seconds_total ",
+            "otelcol_process_memory_rss ",
+        ] {
+            assert!(text.lines().any(|l| l.starts_with(name)), "{name} in {text}");
+        }
         c.shutdown(std::time::Duration::from_secs(5)).await;
     }
 }

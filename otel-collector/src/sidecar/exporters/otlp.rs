@@ -428,6 +428,21 @@ impl ExporterSettings for OtlpExporterConfig {
             &self.endpoint,
             ExportCounters::new(ctx.metrics(), id),
         )?;
+        let labels = [("exporter", id), ("data_type", "traces")];
+        let weak = Arc::downgrade(&e);
+        ctx.metrics().gauge(
+            "otelcol_exporter_queue_size",
+            "Requests (batches) waiting in the sending queue.",
+            &labels,
+            move || weak.upgrade().map_or(0.0, |q| q.queued() as f64),
+        );
+        let capacity = if self.queue.enabled { self.queue.queue_size } else { 1 };
+        ctx.metrics().gauge(
+            "otelcol_exporter_queue_capacity",
+            "Requests (batches) the sending queue holds at most.",
+            &labels,
+            move || capacity as f64,
+        );
         Ok(e)
     }
 }
@@ -583,6 +598,15 @@ impl QueuedOtlp {
     }
 }
 
+impl QueuedOtlp {
+    /// Batches waiting in the queue now.
+    fn queued(&self) -> usize {
+        lock(&self.tx)
+            .as_ref()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+}
+
 impl Consumer for QueuedOtlp {
     fn consume(&self, spans: Vec<SpanRec>) {
         let n = spans.len() as u64;
@@ -694,6 +718,9 @@ mod tests {
         assert!(refused >= 2.0, "a queue of 1 overflows: {refused}");
         assert!(failed >= 2.0, "{failed}");
         assert_eq!(failed + refused, 40.0);
+        let queue = |name: &str| metric(&metrics, &format!("{name}{{exporter=\"otlp\",data_type=\"traces\"}}"));
+        assert_eq!(queue("otelcol_exporter_queue_capacity"), 1.0);
+        assert_eq!(queue("otelcol_exporter_queue_size"), 0.0, "drained at shutdown");
         assert_eq!(live.get(), 0, "nothing held after shutdown");
     }
 }
