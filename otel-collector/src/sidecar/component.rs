@@ -98,6 +98,42 @@ pub(crate) trait ExporterSettings: std::fmt::Debug + Send + Sync {
 pub(crate) trait ExtensionSettings: std::fmt::Debug + Send + Sync {
     /// Starts it; what it serves ends after the pipelines have drained.
     fn start<'a>(&'a self, ctx: &'a BuildContext, id: &'a str) -> BoxFuture<'a, Result<Vec<Listening>, String>>;
+
+    /// The authenticator, for an `auth` extension (`bearertokenauth`).
+    fn authenticator(&self) -> Result<Option<Arc<dyn Authenticator>>, String> {
+        Ok(None)
+    }
+
+    /// Whether it is an `auth` extension (checked when the configuration is read).
+    fn is_authenticator(&self) -> bool {
+        false
+    }
+}
+
+/// An `auth` extension as receivers (checking requests) and exporters
+/// (sending credentials) use it.
+pub(crate) trait Authenticator: Send + Sync {
+    /// Whether a request's headers carry valid credentials.
+    fn authenticate(&self, headers: &http::HeaderMap) -> bool;
+
+    /// The header a client sends: (name, value).
+    fn client_header(&self) -> Result<(String, String), String>;
+}
+
+/// The `auth` setting of a receiver protocol or an exporter:
+/// `auth: {authenticator: <extension id>}`.
+pub(crate) fn parse_auth(at: At<'_>) -> Result<Option<String>, ConfigError> {
+    let Some(v) = super::config::get(at, "auth") else {
+        return Ok(None);
+    };
+    let path = super::config::child(at.path, "auth");
+    let a = At { value: v, path: &path };
+    a.map()?;
+    a.only_keys(&["authenticator"])?;
+    let id = super::config::get_str(a, "authenticator")?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| a.err("auth needs an authenticator: the id of an auth extension, e.g. bearertokenauth"))?;
+    Ok(Some(id.to_owned()))
 }
 
 /// Where a processor stage sits.
@@ -170,6 +206,8 @@ pub(crate) struct BuildContext {
     ended: watch::Receiver<bool>,
     /// Instances shared across pipelines by component id.
     shared: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+    /// The enabled auth extensions, by id.
+    authenticators: HashMap<String, Arc<dyn Authenticator>>,
 }
 
 impl BuildContext {
@@ -179,6 +217,7 @@ impl BuildContext {
         report: Option<Arc<BottleneckReport>>,
         stopping: watch::Receiver<bool>,
         ended: watch::Receiver<bool>,
+        authenticators: HashMap<String, Arc<dyn Authenticator>>,
     ) -> Self {
         BuildContext {
             runtime,
@@ -187,7 +226,15 @@ impl BuildContext {
             stopping,
             ended,
             shared: Mutex::new(HashMap::new()),
+            authenticators,
         }
+    }
+
+    /// The auth extension `id` (enabled in `service.extensions`).
+    pub(crate) fn authenticator(&self, id: &str) -> Result<Arc<dyn Authenticator>, String> {
+        self.authenticators.get(id).cloned().ok_or_else(|| {
+            format!("auth.authenticator {id:?} is not an enabled auth extension (define it under extensions and list it in service.extensions)")
+        })
     }
 
     /// The collector's runtime.

@@ -398,6 +398,7 @@ impl CollectorConfig {
             extensions.push((id, e));
         }
 
+        check_authenticators(root, &extensions)?;
         let telemetry = parse_telemetry(service_at, &mut warnings)?;
         let pipelines_at = At {
             value: get(service_at, "pipelines").unwrap_or(&EMPTY),
@@ -472,6 +473,49 @@ impl CollectorConfig {
             warnings,
         })
     }
+}
+
+/// Every `auth.authenticator` names an auth extension enabled in
+/// `service.extensions` (the Go Collector refuses to start otherwise).
+fn check_authenticators(root: At<'_>, extensions: &[(String, Arc<dyn ExtensionSettings>)]) -> Result<(), ConfigError> {
+    let mut places: Vec<(String, &Value)> = Vec::new();
+    if let Some(Value::Object(rs)) = get(root, "receivers") {
+        for (id, r) in rs {
+            for protocol in ["grpc", "http"] {
+                if let Some(a) = r.pointer(&format!("/protocols/{protocol}/auth/authenticator")) {
+                    places.push((format!("receivers.{id}.protocols.{protocol}.auth.authenticator"), a));
+                }
+            }
+        }
+    }
+    if let Some(Value::Object(es)) = get(root, "exporters") {
+        for (id, e) in es {
+            for (pointer, place) in [
+                ("/auth/authenticator", "auth.authenticator"),
+                ("/protocol/otlp/auth/authenticator", "protocol.otlp.auth.authenticator"),
+            ] {
+                if let Some(a) = e.pointer(pointer) {
+                    places.push((format!("exporters.{id}.{place}"), a));
+                }
+            }
+        }
+    }
+    for (place, value) in places {
+        let name = value.as_str().unwrap_or_default();
+        let enabled = extensions
+            .iter()
+            .find(|(k, _)| k == name)
+            .is_some_and(|(_, e)| e.is_authenticator());
+        if !enabled {
+            return Err(ConfigError::new(
+                place,
+                format!(
+                    "{name:?} is not an enabled auth extension: define it under extensions (e.g. bearertokenauth) and list it in service.extensions"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_refs<'a>(

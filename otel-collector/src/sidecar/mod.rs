@@ -175,7 +175,23 @@ impl Collector {
         };
         let (stop, stopping) = watch::channel(false);
         let (aux_stop, ended) = watch::channel(false);
-        let ctx = BuildContext::new(runtime.clone(), metrics.clone(), report.clone(), stopping, ended);
+        let mut authenticators = std::collections::HashMap::new();
+        for (id, e) in &config.extensions {
+            if let Some(a) = e
+                .authenticator()
+                .map_err(|m| CollectorError::new(ErrorKind::Component, format!("extensions.{id}"), m))?
+            {
+                authenticators.insert(id.clone(), a);
+            }
+        }
+        let ctx = BuildContext::new(
+            runtime.clone(),
+            metrics.clone(),
+            report.clone(),
+            stopping,
+            ended,
+            authenticators,
+        );
         let failed = |place: String| move |e: String| CollectorError::new(ErrorKind::Component, place, e);
 
         // Exporters, shared by the pipelines that use them.
@@ -487,5 +503,157 @@ mod tests {
             assert!(text.lines().any(|l| l.starts_with(name)), "{name} in {text}");
         }
         c.shutdown(std::time::Duration::from_secs(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+    use super::{Collector, CollectorConfig};
+    use crate::sidecar::testing::{spans, trace};
+    use crate::sidecar::wire::{LiveBytes, encode_request};
+    use std::io::{Read as _, Write as _};
+    use std::time::{Duration, Instant};
+
+    fn addr(c: &Collector, name: &str) -> std::net::SocketAddr {
+        c.addresses().iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    fn post(to: std::net::SocketAddr, auth: Option<&str>, body: &[u8]) -> u16 {
+        let mut s = std::net::TcpStream::connect(to).unwrap();
+        let mut req = format!(
+            "POST /v1/traces HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+        if let Some(a) = auth {
+            req.push_str(&format!("authorization: {a}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    async fn grpc(to: std::net::SocketAddr, auth: Option<&str>, body: Vec<u8>) -> Result<(), tonic::Status> {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{to}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = tonic::client::Grpc::new(channel);
+        client.ready().await.unwrap();
+        let mut request = tonic::Request::new(bytes::Bytes::from(body));
+        if let Some(a) = auth {
+            request.metadata_mut().insert("authorization", a.parse().unwrap());
+        }
+        client
+            .unary(
+                request,
+                http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export"),
+                otel_export::RawCodec,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn receivers_refuse_and_exporters_send_bearer_tokens() {
+        let dir = std::env::temp_dir().join(format!("auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("received.jsonl");
+        let gateway = CollectorConfig::parse_with_env(
+            &format!(
+                "extensions: {{bearertokenauth: {{token: s3cret}}}}\n\
+                 receivers: {{otlp: {{protocols: {{\n\
+                   grpc: {{endpoint: 127.0.0.1:0, auth: {{authenticator: bearertokenauth}}}},\n\
+                   http: {{endpoint: 127.0.0.1:0, auth: {{authenticator: bearertokenauth}}}}}}}}}}\n\
+                 exporters: {{file: {{path: {:?}}}}}\n\
+                 service: {{extensions: [bearertokenauth], pipelines: {{traces: {{receivers: [otlp], exporters: [file]}}}}}}\n",
+                file.display()
+            ),
+            &|_| None,
+        )
+        .unwrap();
+        let gateway = Collector::start(gateway).await.unwrap();
+        let (g_grpc, g_http) = (addr(&gateway, "otlp/grpc"), addr(&gateway, "otlp/http"));
+        let body = encode_request(&spans("shop", &trace(1, 3), &LiveBytes::new()));
+
+        // Without the token, or with another: refused and counted.
+        let b = body.clone();
+        let codes = tokio::task::spawn_blocking(move || {
+            [
+                post(g_http, None, &b),
+                post(g_http, Some("Bearer wrong"), &b),
+                post(g_http, Some("Bearer s3cret"), &b),
+            ]
+        })
+        .await
+        .unwrap();
+        assert_eq!(codes, [401, 401, 200]);
+        let e = grpc(g_grpc, None, body.clone()).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        grpc(g_grpc, Some("Bearer s3cret"), body.clone()).await.unwrap();
+        let m = gateway.metrics();
+        let refused = |t: &str| {
+            m.read(
+                "otelcol_receiver_unauthenticated_requests",
+                &[("receiver", "otlp"), ("transport", t)],
+            )
+        };
+        assert_eq!((refused("http"), refused("grpc")), (2, 1));
+
+        // An agent exporting with the same extension gets in.
+        let agent = CollectorConfig::parse_with_env(
+            &format!(
+                "extensions: {{bearertokenauth: {{token: s3cret}}}}\n\
+                 receivers: {{otlp: {{protocols: {{grpc: {{endpoint: 127.0.0.1:0}}}}}}}}\n\
+                 exporters: {{otlp: {{endpoint: {g_grpc}, tls: {{insecure: true}}, auth: {{authenticator: bearertokenauth}}}}}}\n\
+                 service: {{extensions: [bearertokenauth], pipelines: {{traces: {{receivers: [otlp], exporters: [otlp]}}}}}}\n"
+            ),
+            &|_| None,
+        )
+        .unwrap();
+        let agent = Collector::start(agent).await.unwrap();
+        let body = encode_request(&spans("shop", &trace(2, 4), &LiveBytes::new()));
+        grpc(addr(&agent, "otlp/grpc"), None, body).await.unwrap();
+        agent.shutdown(Duration::from_secs(5)).await;
+        gateway.shutdown(Duration::from_secs(5)).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let spans_in_file = loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let n = text.matches("\"spanId\"").count();
+            if n >= 10 || Instant::now() > deadline {
+                break n;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(spans_in_file, 10, "3 over HTTP, 3 over gRPC, 4 through the agent");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_authenticator_must_be_an_enabled_auth_extension() {
+        for (extensions, service) in [
+            ("", "[]"),
+            ("bearertokenauth: {token: x}", "[]"),
+            ("health_check: {}", "[health_check]"),
+        ] {
+            let yaml = format!(
+                "extensions: {{{extensions}}}\n\
+                 receivers: {{otlp: {{protocols: {{grpc: {{auth: {{authenticator: {}}}}}}}}}}}\n\
+                 exporters: {{debug: {{}}}}\n\
+                 service: {{extensions: {service}, pipelines: {{traces: {{receivers: [otlp], exporters: [debug]}}}}}}\n",
+                if extensions.starts_with("health") {
+                    "health_check"
+                } else {
+                    "bearertokenauth"
+                }
+            );
+            let e = CollectorConfig::parse_with_env(&yaml, &|_| None).unwrap_err();
+            assert_eq!(e.path(), "receivers.otlp.protocols.grpc.auth.authenticator", "{e}");
+            assert!(e.message().contains("not an enabled auth extension"), "{e}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! unparsed) and HTTP (protobuf or JSON, gzip or zstd), both feeding the
 //! same intake.
 
-use super::component::Admission;
+use super::component::{Admission, Authenticator};
 use super::metrics::{Metrics, add};
 use super::pipeline::Consumer;
 use super::wire::split_request;
@@ -47,6 +47,7 @@ pub(crate) struct Intake {
     accepted: Arc<AtomicU64>,
     refused: Arc<AtomicU64>,
     malformed: Arc<AtomicU64>,
+    unauthenticated: Arc<AtomicU64>,
 }
 
 impl Intake {
@@ -70,7 +71,21 @@ impl Intake {
                 "Trace requests refused unread: not valid OTLP, an unsupported content type or encoding, or over the size limit.",
                 &l,
             ),
+            unauthenticated: metrics.counter(
+                "otelcol_receiver_unauthenticated_requests",
+                "Trace requests refused for missing or wrong credentials (auth).",
+                &l,
+            ),
         })
+    }
+
+    /// Whether `headers` pass `auth` (no auth: always); counts a refusal.
+    pub(crate) fn authenticated(&self, auth: Option<&Arc<dyn Authenticator>>, headers: &http::HeaderMap) -> bool {
+        let ok = auth.is_none_or(|a| a.authenticate(headers));
+        if !ok {
+            add(&self.unauthenticated, 1);
+        }
+        ok
     }
 
     /// Counts a request refused before its spans could be read (bad compression,
@@ -138,11 +153,16 @@ fn rpc_status(code: i32, message: &str, retry_after_secs: Option<u64>) -> Vec<u8
 pub(crate) struct TraceGrpc {
     intake: Arc<Intake>,
     max_message: usize,
+    auth: Option<Arc<dyn Authenticator>>,
 }
 
 impl TraceGrpc {
-    pub(crate) fn new(intake: Arc<Intake>, max_message: usize) -> Self {
-        TraceGrpc { intake, max_message }
+    pub(crate) fn new(intake: Arc<Intake>, max_message: usize, auth: Option<Arc<dyn Authenticator>>) -> Self {
+        TraceGrpc {
+            intake,
+            max_message,
+            auth,
+        }
     }
 }
 
@@ -197,6 +217,10 @@ impl tower_service::Service<Request<tonic::body::Body>> for TraceGrpc {
             ));
             return Box::pin(async move { Ok(status.into_http()) });
         }
+        if !self.intake.authenticated(self.auth.as_ref(), req.headers()) {
+            let status = tonic::Status::unauthenticated("missing or invalid credentials");
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
         let intake = self.intake.clone();
         let max = self.max_message;
         Box::pin(async move {
@@ -240,6 +264,8 @@ pub(crate) async fn serve_grpc(
 
 /// The OTLP/HTTP endpoint.
 pub(crate) struct TraceHttp {
+    /// Checks credentials first, when the receiver has `auth`.
+    pub(crate) auth: Option<Arc<dyn Authenticator>>,
     pub(crate) intake: Arc<Intake>,
     pub(crate) max_body: usize,
     pub(crate) path: String,
@@ -290,6 +316,16 @@ impl TraceHttp {
                 "text/plain",
                 format!("not found; traces go to POST {}\n", self.path).into_bytes(),
             );
+        }
+        if !self.intake.authenticated(self.auth.as_ref(), req.headers()) {
+            let mut r = respond(
+                StatusCode::UNAUTHORIZED,
+                "text/plain",
+                b"missing or invalid credentials\n".to_vec(),
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            return r;
         }
         if req.method() != http::Method::POST {
             let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"use POST\n".to_vec());

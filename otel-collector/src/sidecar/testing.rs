@@ -195,6 +195,7 @@ pub(crate) fn context() -> (BuildContext, Arc<Metrics>, watch::Sender<bool>) {
         None,
         stopping,
         ended,
+        std::collections::HashMap::new(),
     );
     (ctx, metrics, stop)
 }

@@ -157,7 +157,8 @@ impl LoadBalancingConfig {
 
 impl ExporterSettings for LoadBalancingConfig {
     fn build(&self, ctx: &BuildContext, id: &str) -> Result<Arc<dyn ExporterDyn>, String> {
-        let e: Arc<LoadBalancer> = LoadBalancer::new(ctx, id, &self.template, &self.resolver)?;
+        let template = self.template.with_credentials(ctx)?;
+        let e: Arc<LoadBalancer> = LoadBalancer::new(ctx, id, &template, &self.resolver)?;
         Ok(e)
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{BoxFuture, ExportCounters, Exporter, ExporterDyn, request_body};
 use crate::lock;
-use crate::sidecar::component::{BuildContext, Component, ExporterSettings, Factory};
+use crate::sidecar::component::{BuildContext, Component, ExporterSettings, Factory, parse_auth};
 use crate::sidecar::config::{
     At, ConfigError, check_send_address, child, get, get_bool, get_duration, get_f64, get_str, get_u64, reject,
 };
@@ -136,6 +136,8 @@ pub(crate) struct OtlpExporterConfig {
     pub insecure: bool,
     /// `tls.ca_file`.
     pub ca_file: Option<String>,
+    /// `auth.authenticator`: the auth extension whose credentials are sent.
+    pub auth: Option<String>,
     /// `tls.server_name_override`: the name the server's certificate is
     /// verified against (and the SNI) instead of the endpoint's host.
     pub server_name_override: Option<String>,
@@ -164,11 +166,7 @@ impl OtlpExporterConfig {
         warnings: &mut Vec<String>,
     ) -> Result<Self, ConfigError> {
         let http = transport == Transport::Http;
-        reject(
-            at,
-            "auth",
-            "exporter authentication extensions are not supported; set headers instead",
-        )?;
+        let auth = parse_auth(at)?;
         let endpoint = get_str(at, "endpoint")?.unwrap_or("").to_owned();
         let traces_endpoint = if http {
             get_str(at, "traces_endpoint")?.map(str::to_owned)
@@ -214,6 +212,7 @@ impl OtlpExporterConfig {
             insecure: false,
             ca_file: None,
             server_name_override: None,
+            auth,
             client_cert: None,
             headers: Vec::new(),
             compression: otel_export::Compression::Gzip,
@@ -419,12 +418,26 @@ impl OtlpExporterConfig {
     }
 }
 
+impl OtlpExporterConfig {
+    /// These settings with the `auth` extension's header added to `headers`.
+    pub(crate) fn with_credentials(&self, ctx: &BuildContext) -> Result<OtlpExporterConfig, String> {
+        let mut cfg = self.clone();
+        if let Some(id) = &self.auth {
+            let (name, value) = ctx.authenticator(id)?.client_header()?;
+            cfg.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
+            cfg.headers.push((name, value));
+        }
+        Ok(cfg)
+    }
+}
+
 impl ExporterSettings for OtlpExporterConfig {
     fn build(&self, ctx: &BuildContext, id: &str) -> Result<Arc<dyn ExporterDyn>, String> {
+        let cfg = self.with_credentials(ctx)?;
         let e: Arc<QueuedOtlp> = QueuedOtlp::new(
             ctx.runtime(),
             id,
-            self,
+            &cfg,
             &self.endpoint,
             ExportCounters::new(ctx.metrics(), id),
         )?;

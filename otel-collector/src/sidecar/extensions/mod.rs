@@ -2,9 +2,14 @@
 
 use super::component::{ExtensionSettings, Factory};
 
+pub(crate) mod bearertokenauth;
 pub(crate) mod health_check;
 pub(crate) mod not_started;
 
 /// Every extension, by type name.
-pub(crate) const TABLE: &[Factory<dyn ExtensionSettings>] =
-    &[health_check::FACTORY, not_started::PPROF, not_started::ZPAGES];
+pub(crate) const TABLE: &[Factory<dyn ExtensionSettings>] = &[
+    health_check::FACTORY,
+    bearertokenauth::FACTORY,
+    not_started::PPROF,
+    not_started::ZPAGES,
+];

@@ -1,7 +1,7 @@
 //! `otlp` receiver: OTLP/gRPC and OTLP/HTTP (protobuf and JSON) on the
 //! ports and paths the Go Collector uses.
 
-use crate::sidecar::component::{BoxFuture, BuildContext, Component, Factory, Listening, ReceiverSettings};
+use crate::sidecar::component::{BoxFuture, BuildContext, Component, Factory, Listening, ReceiverSettings, parse_auth};
 use crate::sidecar::config::{
     At, ConfigError, EMPTY, MIB, body, child, get, get_f64, get_str, get_u64, listen_endpoint, note_ignored, reject,
 };
@@ -33,6 +33,10 @@ pub(crate) struct OtlpReceiverConfig {
     pub http_max_body_bytes: usize,
     /// The HTTP path for traces (`traces_url_path`, default `/v1/traces`).
     pub http_traces_path: String,
+    /// `protocols.grpc.auth.authenticator`.
+    pub grpc_auth: Option<String>,
+    /// `protocols.http.auth.authenticator`.
+    pub http_auth: Option<String>,
 }
 
 impl OtlpReceiverConfig {
@@ -55,6 +59,8 @@ impl OtlpReceiverConfig {
             http: None,
             http_max_body_bytes: (20 * MIB) as usize,
             http_traces_path: "/v1/traces".to_owned(),
+            grpc_auth: None,
+            http_auth: None,
         };
         // Accepted on both protocols and not acted on; `cors` also, named apart
         // because over HTTP its warning says what it means for browsers.
@@ -83,7 +89,7 @@ impl OtlpReceiverConfig {
                 "tls",
                 "TLS on receivers is not supported; terminate TLS in front of the collector",
             )?;
-            reject(g, "auth", "receiver authentication is not supported")?;
+            cfg.grpc_auth = parse_auth(g)?;
             if let Some(t) = get_str(g, "transport")?
                 && t != "tcp"
             {
@@ -139,7 +145,7 @@ impl OtlpReceiverConfig {
                 "tls",
                 "TLS on receivers is not supported; terminate TLS in front of the collector",
             )?;
-            reject(h, "auth", "receiver authentication is not supported")?;
+            cfg.http_auth = parse_auth(h)?;
             cfg.http = Some(listen_endpoint(h, "endpoint", "localhost:4318")?);
             if let Some(n) = get_u64(h, "max_request_body_size")? {
                 cfg.http_max_body_bytes = n as usize;
@@ -167,7 +173,8 @@ impl ReceiverSettings for OtlpReceiverConfig {
             if let Some(endpoint) = &self.grpc {
                 let listener = receiver::bind(endpoint, &format!("receivers.{id}.protocols.grpc.endpoint")).await?;
                 let addr = listener.local_addr().map_err(|e| e.to_string())?;
-                let service = TraceGrpc::new(intake("grpc"), self.grpc_max_message_bytes);
+                let auth = self.grpc_auth.as_deref().map(|a| ctx.authenticator(a)).transpose()?;
+                let service = TraceGrpc::new(intake("grpc"), self.grpc_max_message_bytes, auth);
                 let stop = ctx.stopping();
                 let name = format!("{id}/grpc");
                 let task = {
@@ -184,7 +191,9 @@ impl ReceiverSettings for OtlpReceiverConfig {
             if let Some(endpoint) = &self.http {
                 let listener = receiver::bind(endpoint, &format!("receivers.{id}.protocols.http.endpoint")).await?;
                 let addr = listener.local_addr().map_err(|e| e.to_string())?;
+                let auth = self.http_auth.as_deref().map(|a| ctx.authenticator(a)).transpose()?;
                 let handler = Arc::new(TraceHttp {
+                    auth,
                     intake: intake("http"),
                     max_body: self.http_max_body_bytes,
                     path: self.http_traces_path.clone(),
