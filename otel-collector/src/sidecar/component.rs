@@ -118,6 +118,9 @@ pub(crate) trait Authenticator: Send + Sync {
 
     /// The header a client sends: (name, value).
     fn client_header(&self) -> Result<(String, String), String>;
+
+    /// The `WWW-Authenticate` challenge of an HTTP 401 (`Bearer`, `Basic`).
+    fn challenge(&self) -> &'static str;
 }
 
 /// The `auth` setting of a receiver protocol or an exporter:

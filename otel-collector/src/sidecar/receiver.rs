@@ -323,8 +323,12 @@ impl TraceHttp {
                 "text/plain",
                 b"missing or invalid credentials\n".to_vec(),
             );
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            if let Some(a) = &self.auth {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static(a.challenge()),
+                );
+            }
             return r;
         }
         if req.method() != http::Method::POST {

@@ -119,7 +119,7 @@ impl BearerToken {
 }
 
 /// Compares without stopping at the first difference.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -137,6 +137,10 @@ impl Authenticator for BearerToken {
 
     fn client_header(&self) -> Result<(String, String), String> {
         Ok((self.config.header.to_ascii_lowercase(), self.expected(&self.token()?)))
+    }
+
+    fn challenge(&self) -> &'static str {
+        "Bearer"
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::component::{ExtensionSettings, Factory};
 
+pub(crate) mod basicauth;
 pub(crate) mod bearertokenauth;
 pub(crate) mod health_check;
 pub(crate) mod not_started;
@@ -10,6 +11,7 @@ pub(crate) mod not_started;
 pub(crate) const TABLE: &[Factory<dyn ExtensionSettings>] = &[
     health_check::FACTORY,
     bearertokenauth::FACTORY,
+    basicauth::FACTORY,
     not_started::PPROF,
     not_started::ZPAGES,
 ];
