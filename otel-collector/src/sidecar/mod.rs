@@ -26,6 +26,7 @@ mod receiver;
 pub(crate) mod receivers;
 #[cfg(test)]
 mod testing;
+mod tls;
 pub mod wire;
 
 pub use config::CollectorConfig;
@@ -655,5 +656,149 @@ mod auth_tests {
             assert_eq!(e.path(), "receivers.otlp.protocols.grpc.auth.authenticator", "{e}");
             assert!(e.message().contains("not an enabled auth extension"), "{e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+    use super::{Collector, CollectorConfig};
+    use crate::sidecar::testing::{spans, trace};
+    use crate::sidecar::wire::{LiveBytes, encode_request};
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use std::time::Duration;
+
+    type Ca = CertifiedIssuer<'static, KeyPair>;
+
+    fn ca() -> Ca {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+    }
+
+    /// A certificate for `names` signed by `ca`: (certificate PEM, key PEM).
+    fn leaf(ca: &Ca, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+            .unwrap()
+            .signed_by(&key, ca)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    async fn export(
+        endpoint: String,
+        protocol: otel_export::Protocol,
+        trust: &Ca,
+        client: Option<&(String, String)>,
+    ) -> Result<(), String> {
+        let mut b = otel_export::OtlpExporter::builder()
+            .with_protocol(protocol)
+            .with_endpoint(endpoint)
+            .with_ca_certificate_pem(trust.pem().into_bytes())
+            .with_timeout(Duration::from_secs(5))
+            .with_retry(otel_export::RetryPolicy::disabled());
+        if let Some((cert, key)) = client {
+            b = b.with_client_identity_pem(cert.clone().into_bytes(), key.clone().into_bytes());
+        }
+        let exporter = b.build().unwrap();
+        let body = encode_request(&spans("shop", &trace(1, 2), &LiveBytes::new()));
+        exporter.export_encoded(body, 2).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn receivers_serve_tls_with_client_certificates_and_renewed_certificates() {
+        let dir = std::env::temp_dir().join(format!("tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (server_ca, client_ca) = (ca(), ca());
+        let (cert, key) = leaf(&server_ca, &["127.0.0.1", "localhost"]);
+        let client = leaf(&client_ca, &["agent"]);
+        let file = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        };
+        let (cert_file, key_file) = (file("server.pem", &cert), file("server.key", &key));
+        let client_ca_file = file("client-ca.pem", &client_ca.pem());
+        let config = CollectorConfig::parse_with_env(
+            &format!(
+                "receivers: {{otlp: {{protocols: {{\n\
+                   grpc: {{endpoint: 127.0.0.1:0, tls: {{cert_file: {cert_file:?}, key_file: {key_file:?}}}}},\n\
+                   http: {{endpoint: 127.0.0.1:0, tls: {{cert_file: {cert_file:?}, key_file: {key_file:?}, client_ca_file: {client_ca_file:?}, min_version: \"1.3\"}}}}}}}}}}\n\
+                 exporters: {{debug: {{verbosity: basic}}}}\n\
+                 service: {{pipelines: {{traces: {{receivers: [otlp], exporters: [debug]}}}}}}\n"
+            ),
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(config.warnings, Vec::<String>::new());
+        let c = Collector::start(config).await.unwrap();
+        let at = |name: &str| c.addresses().iter().find(|(n, _)| n == name).unwrap().1;
+        let (grpc, http) = (
+            format!("https://127.0.0.1:{}", at("otlp/grpc").port()),
+            format!("https://127.0.0.1:{}/v1/traces", at("otlp/http").port()),
+        );
+        let accepted = |t: &str| {
+            c.metrics().read(
+                "otelcol_receiver_accepted_spans",
+                &[("receiver", "otlp"), ("transport", t)],
+            )
+        };
+        use otel_export::Protocol::{Grpc, HttpProtobuf};
+
+        export(grpc.clone(), Grpc, &server_ca, None).await.unwrap();
+        // HTTP asks for a client certificate from client_ca_file.
+        assert!(export(http.clone(), HttpProtobuf, &server_ca, None).await.is_err());
+        let stranger = leaf(&ca(), &["stranger"]);
+        assert!(
+            export(http.clone(), HttpProtobuf, &server_ca, Some(&stranger))
+                .await
+                .is_err()
+        );
+        export(http.clone(), HttpProtobuf, &server_ca, Some(&client))
+            .await
+            .unwrap();
+        assert_eq!((accepted("grpc"), accepted("http")), (2, 2));
+
+        // A renewed certificate from another CA is served to new connections.
+        let renewed_ca = ca();
+        let (cert, key) = leaf(&renewed_ca, &["127.0.0.1"]);
+        std::thread::sleep(Duration::from_millis(1100));
+        file("server.key", &key);
+        file("server.pem", &cert);
+        let later = std::time::SystemTime::now() + Duration::from_secs(3);
+        for f in ["server.key", "server.pem"] {
+            std::fs::File::options()
+                .write(true)
+                .open(dir.join(f))
+                .unwrap()
+                .set_modified(later)
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+        export(grpc.clone(), Grpc, &renewed_ca, None).await.unwrap();
+        assert!(export(grpc, Grpc, &server_ca, None).await.is_err());
+        assert_eq!(accepted("grpc"), 4);
+        c.shutdown(Duration::from_secs(5)).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tls_settings_are_checked_where_they_are_written() {
+        let yaml = |tls: &str| {
+            format!(
+                "receivers: {{otlp: {{protocols: {{grpc: {{tls: {tls}}}}}}}}}\n\
+                 exporters: {{debug: {{}}}}\n\
+                 service: {{pipelines: {{traces: {{receivers: [otlp], exporters: [debug]}}}}}}\n"
+            )
+        };
+        let e = CollectorConfig::parse_with_env(&yaml("{cert_file: a.pem}"), &|_| None).unwrap_err();
+        assert_eq!(e.path(), "receivers.otlp.protocols.grpc.tls.key_file");
+        let e = CollectorConfig::parse_with_env(&yaml("{cert_file: a, key_file: b, min_version: \"2.0\"}"), &|_| None)
+            .unwrap_err();
+        assert_eq!(e.path(), "receivers.otlp.protocols.grpc.tls.min_version");
+        let ok = CollectorConfig::parse_with_env(&yaml("{cert_file: a, key_file: b, reload_interval: 1h}"), &|_| None)
+            .unwrap();
+        assert!(ok.warnings[0].starts_with("receivers.otlp.protocols.grpc.tls.reload_interval"));
     }
 }

@@ -244,20 +244,59 @@ impl tower_service::Service<Request<tonic::body::Body>> for TraceGrpc {
     }
 }
 
-/// Serves gRPC on `listener` until `stop` turns true.
+/// Serves gRPC on `listener` until `stop` turns true; over TLS with `tls`.
 pub(crate) async fn serve_grpc(
     listener: tokio::net::TcpListener,
     service: TraceGrpc,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, async move {
+    let shutdown = {
+        let mut stop = stop.clone();
+        async move {
             let _ = stop.wait_for(|s| *s).await;
-        })
+        }
+    };
+    let Some(acceptor) = tls else {
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        return tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(|e| e.to_string());
+    };
+    // Handshakes run apart, so a slow client does not hold up the others.
+    let (tx, rx) = tokio::sync::mpsc::channel::<
+        Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>,
+    >(64);
+    let accepting = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                let _ = tx.send(Ok(tls)).await;
+                            }
+                            Ok(Err(e)) => tracing::debug!("TLS handshake refused: {e}"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                        }
+                    });
+                }
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    });
+    let result = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(rx), shutdown)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+    accepting.abort();
+    result
 }
 
 // --- HTTP --------------------------------------------------------------------
@@ -443,8 +482,21 @@ impl TraceHttp {
 
 /// A small HTTP/1 server: every request goes to `handler`; stops when `stop`
 /// turns true, letting requests in flight finish.
-pub(crate) async fn serve_http<H, F>(listener: tokio::net::TcpListener, handler: H, mut stop: watch::Receiver<bool>)
+pub(crate) async fn serve_http<H, F>(listener: tokio::net::TcpListener, handler: H, stop: watch::Receiver<bool>)
 where
+    H: Fn(Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    serve_http_tls(listener, None, handler, stop).await;
+}
+
+/// [`serve_http`], over TLS with `tls`.
+pub(crate) async fn serve_http_tls<H, F>(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handler: H,
+    mut stop: watch::Receiver<bool>,
+) where
     H: Fn(Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
@@ -459,13 +511,28 @@ where
                     let f = handler(req);
                     async move { Ok::<_, Infallible>(f.await) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
+                let watcher = graceful.watcher();
+                let tls = tls.clone();
                 // This loop runs on the collector's runtime (started with
                 // `BuildContext::spawn`), so its connections do too.
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    let http1 = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let conn = http1.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                            let _ = watcher.watch(conn).await;
+                        }
+                        Some(acceptor) => {
+                            match tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => {
+                                    let conn = http1.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                                    let _ = watcher.watch(conn).await;
+                                }
+                                Ok(Err(e)) => tracing::debug!("TLS handshake refused: {e}"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
+                            }
+                        }
+                    }
                 });
             }
             _ = stop.wait_for(|s| *s) => break,

@@ -3,9 +3,10 @@
 
 use crate::sidecar::component::{BoxFuture, BuildContext, Component, Factory, Listening, ReceiverSettings, parse_auth};
 use crate::sidecar::config::{
-    At, ConfigError, EMPTY, MIB, body, child, get, get_f64, get_str, get_u64, listen_endpoint, note_ignored, reject,
+    At, ConfigError, EMPTY, MIB, body, child, get, get_f64, get_str, get_u64, listen_endpoint, note_ignored,
 };
 use crate::sidecar::receiver::{self, Intake, TraceGrpc, TraceHttp};
+use crate::sidecar::tls::{self, ServerTlsConfig, parse_server_tls};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -35,6 +36,10 @@ pub(crate) struct OtlpReceiverConfig {
     pub http_traces_path: String,
     /// `protocols.grpc.auth.authenticator`.
     pub grpc_auth: Option<String>,
+    /// `protocols.grpc.tls`.
+    pub(crate) grpc_tls: Option<ServerTlsConfig>,
+    /// `protocols.http.tls`.
+    pub(crate) http_tls: Option<ServerTlsConfig>,
     /// `protocols.http.auth.authenticator`.
     pub http_auth: Option<String>,
 }
@@ -61,6 +66,8 @@ impl OtlpReceiverConfig {
             http_traces_path: "/v1/traces".to_owned(),
             grpc_auth: None,
             http_auth: None,
+            grpc_tls: None,
+            http_tls: None,
         };
         // Accepted on both protocols and not acted on; `cors` also, named apart
         // because over HTTP its warning says what it means for browsers.
@@ -84,11 +91,7 @@ impl OtlpReceiverConfig {
             g.only_keys(&allowed)?;
             note_ignored(g, IGNORED, warnings);
             note_ignored(g, &["cors"], warnings);
-            reject(
-                g,
-                "tls",
-                "TLS on receivers is not supported; terminate TLS in front of the collector",
-            )?;
+            cfg.grpc_tls = parse_server_tls(g, warnings)?;
             cfg.grpc_auth = parse_auth(g)?;
             if let Some(t) = get_str(g, "transport")?
                 && t != "tcp"
@@ -140,11 +143,7 @@ impl OtlpReceiverConfig {
                     ));
                 }
             }
-            reject(
-                h,
-                "tls",
-                "TLS on receivers is not supported; terminate TLS in front of the collector",
-            )?;
+            cfg.http_tls = parse_server_tls(h, warnings)?;
             cfg.http_auth = parse_auth(h)?;
             cfg.http = Some(listen_endpoint(h, "endpoint", "localhost:4318")?);
             if let Some(n) = get_u64(h, "max_request_body_size")? {
@@ -175,12 +174,13 @@ impl ReceiverSettings for OtlpReceiverConfig {
                 let addr = listener.local_addr().map_err(|e| e.to_string())?;
                 let auth = self.grpc_auth.as_deref().map(|a| ctx.authenticator(a)).transpose()?;
                 let service = TraceGrpc::new(intake("grpc"), self.grpc_max_message_bytes, auth);
+                let tls = self.grpc_tls.as_ref().map(|t| tls::acceptor(t, &[b"h2"])).transpose()?;
                 let stop = ctx.stopping();
                 let name = format!("{id}/grpc");
                 let task = {
                     let name = name.clone();
                     ctx.spawn(async move {
-                        if let Err(e) = receiver::serve_grpc(listener, service, stop).await {
+                        if let Err(e) = receiver::serve_grpc(listener, service, tls, stop).await {
                             tracing::error!(receiver = %name, "gRPC server stopped: {e}");
                         }
                     })
@@ -198,8 +198,14 @@ impl ReceiverSettings for OtlpReceiverConfig {
                     max_body: self.http_max_body_bytes,
                     path: self.http_traces_path.clone(),
                 });
-                let task = ctx.spawn(receiver::serve_http(
+                let tls = self
+                    .http_tls
+                    .as_ref()
+                    .map(|t| tls::acceptor(t, &[b"http/1.1"]))
+                    .transpose()?;
+                let task = ctx.spawn(receiver::serve_http_tls(
                     listener,
+                    tls,
                     move |req| {
                         let h = handler.clone();
                         async move { h.handle(req).await }
