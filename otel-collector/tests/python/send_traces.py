@@ -25,16 +25,34 @@ parser.add_argument("--slow-every", type=int, default=7)
 parser.add_argument("--batch", type=int, default=512, help="spans per export request")
 parser.add_argument("--service", default="py-sender")
 parser.add_argument("--seed", type=int, default=1)
+parser.add_argument("--ca", help="PEM CA file: export over TLS, trusting it")
+parser.add_argument("--header", action="append", default=[], help="name=value sent with every export")
 args = parser.parse_args()
+headers = dict(h.split("=", 1) for h in args.header)
+if args.ca:
+    import os
+
+    # requests lets these override the CA it is given; --ca is the one to trust.
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        os.environ.pop(name, None)
 
 if args.grpc:
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-    exporter = OTLPSpanExporter(endpoint=args.grpc, insecure=True)
+    if args.ca:
+        import grpc
+
+        with open(args.ca, "rb") as f:
+            credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+        exporter = OTLPSpanExporter(
+            endpoint=args.grpc, insecure=False, credentials=credentials, headers=tuple(headers.items())
+        )
+    else:
+        exporter = OTLPSpanExporter(endpoint=args.grpc, insecure=True, headers=tuple(headers.items()))
 else:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    exporter = OTLPSpanExporter(endpoint=args.http)
+    exporter = OTLPSpanExporter(endpoint=args.http, certificate_file=args.ca or None, headers=headers)
 
 provider = TracerProvider(resource=Resource.create({"service.name": args.service}))
 provider.add_span_processor(

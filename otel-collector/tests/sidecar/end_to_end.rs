@@ -414,3 +414,122 @@ service:
     b.signal("TERM");
     assert!(b.wait_exit(Duration::from_secs(30)).success());
 }
+
+// --- TLS and bearer tokens with the Python SDK ---------------------------------------
+
+#[test]
+fn the_python_sdk_exports_over_tls_with_a_bearer_token() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let dir = scratch("tls-token");
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct names: OpenSSL takes a leaf whose subject is its issuer for self-signed.
+    p.distinguished_name.push(DnType::CommonName, "test CA");
+    // What strict verifiers (Python 3.13's ssl) require of a CA and a leaf.
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "collector");
+    leaf.use_authority_key_identifier_extension = true;
+    let cert = leaf.signed_by(&key, &ca).unwrap();
+    for (name, text) in [
+        ("ca.pem", ca.pem()),
+        ("server.pem", cert.pem()),
+        ("server.key", key.serialize_pem()),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let (grpc, http, metrics) = (free_port("127.0.0.1"), free_port("127.0.0.1"), free_port("127.0.0.1"));
+    let file = dir.join("received.jsonl");
+    let tls = format!(
+        "{{cert_file: {:?}, key_file: {:?}}}",
+        dir.join("server.pem").display(),
+        dir.join("server.key").display()
+    );
+    let yaml = format!(
+        r#"
+extensions:
+  bearertokenauth:
+    token: s3cret
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+        tls: {tls}
+        auth: {{authenticator: bearertokenauth}}
+      http:
+        endpoint: 127.0.0.1:{http}
+        tls: {tls}
+        auth: {{authenticator: bearertokenauth}}
+exporters:
+  file:
+    path: {}
+service:
+  extensions: [bearertokenauth]
+  telemetry:
+    metrics: {{address: 127.0.0.1:{metrics}}}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [file]
+"#,
+        file.display()
+    );
+    let mut c = collector("tls-token", &dir, &yaml, "127.0.0.1", &[grpc, http, metrics]);
+    let ca_file = dir.join("ca.pem").display().to_string();
+    let args = |transport: &str, header: Option<&str>| {
+        let mut a = match transport {
+            "grpc" => vec!["--grpc".to_owned(), format!("127.0.0.1:{grpc}")],
+            _ => vec!["--http".to_owned(), format!("https://127.0.0.1:{http}/v1/traces")],
+        };
+        a.extend([
+            "--ca".to_owned(),
+            ca_file.clone(),
+            "--traces".to_owned(),
+            "20".to_owned(),
+        ]);
+        if let Some(h) = header {
+            a.extend(["--header".to_owned(), h.to_owned()]);
+        }
+        a
+    };
+    let mut sent = send_with_python(&args("grpc", Some("authorization=Bearer s3cret")));
+    sent.extend(send_with_python(&args("http", Some("authorization=Bearer s3cret"))));
+    eventually("every span in the file", Duration::from_secs(10), || {
+        read_file_export(&file).values().map(Vec::len).sum::<usize>() == 160
+    });
+    let got = read_file_export(&file);
+    for (trace, _, spans) in &sent {
+        assert_eq!(got.get(trace).map_or(0, Vec::len), *spans, "trace {trace}");
+    }
+    // Without the token the SDK's exports are refused, and counted.
+    for transport in ["grpc", "http"] {
+        let out = std::process::Command::new(python())
+            .arg(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/send_traces.py"))
+            .args(args(transport, None))
+            .output()
+            .unwrap();
+        assert!(!out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let m = scrape(metrics);
+    assert_eq!(metric(&m, "otelcol_receiver_accepted_spans_total", &[]), 160.0, "{m}");
+    for transport in ["grpc", "http"] {
+        assert!(
+            metric(
+                &m,
+                "otelcol_receiver_unauthenticated_requests_total",
+                &[("transport", transport)]
+            ) >= 1.0,
+            "{m}"
+        );
+    }
+    assert_eq!(read_file_export(&file).values().map(Vec::len).sum::<usize>(), 160);
+    c.signal("TERM");
+    assert!(c.wait_exit(Duration::from_secs(30)).success(), "{}", c.log_text());
+}
