@@ -102,3 +102,18 @@ fn repeated_configs_merge_maps_and_replace_lists() {
     assert!(err.contains("otlp, otlphttp, file, debug, loadbalancing"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_readme_compatibility_table_names_every_component() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme.find("## Collector compatibility").expect("the section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    for c in otel_collector::sidecar::config::components() {
+        let named = section
+            .lines()
+            .filter(|l| l.starts_with('|'))
+            .any(|l| l.split('|').nth(1).is_some_and(|cell| cell.contains(&format!("`{}`", c.name))));
+        assert!(named, "{} {} has no row in README's compatibility table", c.section, c.name);
+    }
+}
