@@ -110,10 +110,15 @@ fn the_readme_compatibility_table_names_every_component() {
     let section = &readme[start..];
     let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
     for c in otel_collector::sidecar::config::components() {
-        let named = section
-            .lines()
-            .filter(|l| l.starts_with('|'))
-            .any(|l| l.split('|').nth(1).is_some_and(|cell| cell.contains(&format!("`{}`", c.name))));
-        assert!(named, "{} {} has no row in README's compatibility table", c.section, c.name);
+        let named = section.lines().filter(|l| l.starts_with('|')).any(|l| {
+            l.split('|')
+                .nth(1)
+                .is_some_and(|cell| cell.contains(&format!("`{}`", c.name)))
+        });
+        assert!(
+            named,
+            "{} {} has no row in README's compatibility table",
+            c.section, c.name
+        );
     }
 }

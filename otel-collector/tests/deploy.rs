@@ -169,3 +169,108 @@ fn sample_collector_configs_validate() {
         }
     }
 }
+
+/// The `otelcol_*` names in `text`.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("otelcol_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+#[test]
+fn dashboards_and_alerts_read_metrics_the_collector_exposes() {
+    let dir = repo().join("deploy");
+    let docs = documents(&dir.join("monitoring.yaml"));
+    let rules = docs
+        .iter()
+        .find(|d| d["kind"] == "PrometheusRule")
+        .expect("a PrometheusRule");
+    let mut exprs: Vec<String> = rules["spec"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .map(|r| r["expr"].as_str().unwrap().to_owned())
+        .collect();
+    // The alerts the seeds ask for are there.
+    let all = exprs.join("\n");
+    for needed in [
+        "otelcol_exporter_send_failed_spans_total",
+        "otelcol_processor_refused_spans_total",
+        "otelcol_exporter_queue_size",
+    ] {
+        assert!(all.contains(needed), "no alert reads {needed}");
+    }
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("grafana-dashboard.json")).unwrap()).unwrap();
+    for p in dashboard["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            exprs.push(t["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    // The PodMonitor scrapes a port both workloads name.
+    let monitor = docs.iter().find(|d| d["kind"] == "PodMonitor").expect("a PodMonitor");
+    let port = monitor["spec"]["podMetricsEndpoints"][0]["port"].as_str().unwrap();
+    for file in ["gateway.yaml", "agent.yaml"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(
+            text.contains(&format!("name: {port}, containerPort")),
+            "{file} names no {port} port"
+        );
+    }
+
+    // A collector with every component the rules and panels read.
+    let scratch = proc::scratch("monitoring");
+    let (grpc, metrics) = (proc::free_port("127.0.0.1"), proc::free_port("127.0.0.1"));
+    let yaml = format!(
+        r#"
+extensions:
+  bearertokenauth: {{token: t}}
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: 127.0.0.1:{grpc}, auth: {{authenticator: bearertokenauth}}}}
+processors:
+  memory_limiter: {{limit_mib: 4000}}
+  tail_sampling:
+    decision_wait: 1s
+    policies: [{{name: all, type: always_sample}}]
+  batch: {{}}
+exporters:
+  otlp: {{endpoint: 127.0.0.1:1, tls: {{insecure: true}}}}
+service:
+  extensions: [bearertokenauth]
+  telemetry:
+    metrics: {{address: 127.0.0.1:{metrics}}}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [memory_limiter, tail_sampling, batch]
+      exporters: [otlp]
+"#
+    );
+    let _c = proc::collector("monitoring", &scratch, &yaml, "127.0.0.1", &[grpc, metrics]);
+    let exposed = proc::scrape(metrics);
+    let families: Vec<&str> = exposed
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for name in metric_names(&exprs.join("\n")) {
+        let family = name.strip_suffix("_bucket").unwrap_or(&name);
+        assert!(
+            families.contains(&family),
+            "{name} is read by deploy/ but not exposed; exposed: {families:?}"
+        );
+    }
+}
