@@ -81,11 +81,11 @@ ensure_rabbitmq() {
 # --- Python peers -------------------------------------------------------------
 
 export OTEL_TEST_VENV=${OTEL_TEST_VENV:-$ROOT/.venv}
-PY_PACKAGES=(opentelemetry-sdk opentelemetry-exporter-otlp opentelemetry-proto grpcio rotel)
+PY_PACKAGES=(opentelemetry-sdk opentelemetry-exporter-otlp opentelemetry-proto grpcio rotel prometheus-client)
 
 ensure_python() {
     local py=$OTEL_TEST_VENV/bin/python
-    if [[ -x $py ]] && "$py" -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp, opentelemetry.proto, grpc, rotel' 2>/dev/null; then
+    if [[ -x $py ]] && "$py" -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp, opentelemetry.proto, grpc, rotel, prometheus_client.parser' 2>/dev/null; then
         echo "Python peers ready in $OTEL_TEST_VENV"
     else
         step "creating virtualenv $OTEL_TEST_VENV with ${PY_PACKAGES[*]}"

@@ -260,7 +260,73 @@ service:
 "#
     );
     let _c = proc::collector("monitoring", &scratch, &yaml, "127.0.0.1", &[grpc, metrics]);
+    let sent = proc::send_with_python(&[
+        "--grpc".into(),
+        format!("127.0.0.1:{grpc}"),
+        "--header".into(),
+        "authorization=Bearer t".into(),
+        "--traces".into(),
+        "10".into(),
+    ]);
+    let spans: usize = sent.iter().map(|(_, _, n)| n).sum();
+    proc::eventually("the spans counted", std::time::Duration::from_secs(10), || {
+        proc::metric(
+            &proc::scrape(metrics),
+            "otelcol_processor_tail_sampling_new_trace_id_received_total",
+            &[],
+        ) >= 10.0
+    });
     let exposed = proc::scrape(metrics);
+
+    // A real Prometheus text-format parser (prometheus_client's, from PyPI) reads it all.
+    let parsed = {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(proc::python())
+            .args([
+                "-c",
+                "import sys, json\n\
+from prometheus_client.parser import text_string_to_metric_families as parse\n\
+out = {f.name: {'type': f.type, 'samples': [[s.name, s.labels, s.value] for s in f.samples]} for f in parse(sys.stdin.read())}\n\
+print(json.dumps(out))",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(exposed.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let family = |name: &str| &parsed[name];
+    assert_eq!(family("otelcol_receiver_accepted_spans")["type"], "counter", "{parsed}");
+    let accepted = &family("otelcol_receiver_accepted_spans")["samples"][0];
+    assert_eq!(accepted[0], "otelcol_receiver_accepted_spans_total");
+    assert_eq!(accepted[2].as_f64(), Some(spans as f64));
+    for (name, kind) in [
+        ("otelcol_exporter_queue_size", "gauge"),
+        ("otelcol_exporter_queue_capacity", "gauge"),
+        ("otelcol_exporter_send_failed_spans", "counter"),
+        ("otelcol_processor_refused_spans", "counter"),
+        ("otelcol_processor_batch_batch_send_size", "histogram"),
+        ("otelcol_processor_tail_sampling_count_traces_sampled", "counter"),
+        ("otelcol_processor_tail_sampling_global_count_traces_sampled", "counter"),
+        ("otelcol_processor_tail_sampling_new_trace_id_received", "counter"),
+        ("otelcol_processor_tail_sampling_sampling_traces_on_memory", "gauge"),
+        ("otelcol_process_cpu_seconds", "counter"),
+        ("otelcol_process_memory_rss", "gauge"),
+    ] {
+        assert_eq!(family(name)["type"], kind, "{name} in {parsed}");
+    }
+    let votes = family("otelcol_processor_tail_sampling_count_traces_sampled")["samples"]
+        .as_array()
+        .unwrap();
+    assert!(
+        votes
+            .iter()
+            .any(|s| s[1]["policy"] == "all" && s[1]["decision"] == "sampled")
+    );
     let families: Vec<&str> = exposed
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

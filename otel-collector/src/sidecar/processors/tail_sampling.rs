@@ -206,10 +206,15 @@ fn register_tail_gauges(metrics: &Metrics, stage: &Arc<TailStage>, id: &str, pip
             metrics.counter_fn(name, help, &l, value);
         }
     }
+    // Per policy, with the Go processor's labels: sampled, and the decision.
     type Vote = fn(&crate::engine::PolicyCounts) -> u64;
-    let votes: [(&str, Vote); 2] = [("true", |q| q.sampled), ("false", |q| q.not_sampled + q.dropped)];
+    let votes: [(&str, &str, Vote); 3] = [
+        ("true", "sampled", |q| q.sampled),
+        ("false", "not_sampled", |q| q.not_sampled),
+        ("false", "dropped", |q| q.dropped),
+    ];
     for p in stage.sampler.stats().policies {
-        for (sampled, vote) in votes {
+        for (sampled, decision, vote) in votes {
             let weak = Arc::downgrade(stage);
             let name = p.name.clone();
             let labels = [
@@ -217,10 +222,11 @@ fn register_tail_gauges(metrics: &Metrics, stage: &Arc<TailStage>, id: &str, pip
                 ("pipeline", pipeline),
                 ("policy", p.name.as_str()),
                 ("sampled", sampled),
+                ("decision", decision),
             ];
             metrics.counter_fn(
                 "otelcol_processor_tail_sampling_count_traces_sampled",
-                "Traces each policy voted on.",
+                "Count of traces that were sampled or not per sampling policy.",
                 &labels,
                 move || {
                     weak.upgrade().map_or(0, |s| {
@@ -235,6 +241,62 @@ fn register_tail_gauges(metrics: &Metrics, stage: &Arc<TailStage>, id: &str, pip
             );
         }
     }
+    // The Go processor's other names, read from the same totals.
+    type Read2 = fn(&crate::engine::TailSamplingStats) -> u64;
+    type Labels = &'static [(&'static str, &'static str)];
+    let go: [(&str, &str, Labels, Read2); 6] = [
+        (
+            "otelcol_processor_tail_sampling_new_trace_id_received",
+            "Counts the arrival of new traces.",
+            &[],
+            |s| s.traces_received,
+        ),
+        (
+            "otelcol_processor_tail_sampling_global_count_traces_sampled",
+            "Global count of traces that were sampled or not by at least one policy.",
+            &[("sampled", "true"), ("decision", "sampled")],
+            |s| s.traces_sampled,
+        ),
+        (
+            "otelcol_processor_tail_sampling_global_count_traces_sampled",
+            "Global count of traces that were sampled or not by at least one policy.",
+            &[("sampled", "false"), ("decision", "not_sampled")],
+            |s| s.traces_not_sampled,
+        ),
+        (
+            "otelcol_processor_tail_sampling_early_releases_from_cache_decision",
+            "Spans released at once by a decision cache hit.",
+            &[("sampled", "true")],
+            |s| s.late_spans_sampled,
+        ),
+        (
+            "otelcol_processor_tail_sampling_early_releases_from_cache_decision",
+            "Spans released at once by a decision cache hit.",
+            &[("sampled", "false")],
+            |s| s.late_spans_dropped,
+        ),
+        (
+            "otelcol_processor_tail_sampling_sampling_trace_dropped_too_early",
+            "Traces decided before decision_wait because num_traces was reached.",
+            &[],
+            |s| s.evicted,
+        ),
+    ];
+    for (name, help, extra, read) in go {
+        let weak = Arc::downgrade(stage);
+        let mut labels: Vec<(&str, &str)> = l.to_vec();
+        labels.extend_from_slice(extra);
+        metrics.counter_fn(name, help, &labels, move || {
+            weak.upgrade().map_or(0, |s| read(&s.sampler.stats()))
+        });
+    }
+    let weak = Arc::downgrade(stage);
+    metrics.gauge(
+        "otelcol_processor_tail_sampling_sampling_traces_on_memory",
+        "Traces buffered now.",
+        &l,
+        move || weak.upgrade().map_or(0.0, |s| s.sampler.stats().buffered_traces as f64),
+    );
 }
 
 #[cfg(test)]
