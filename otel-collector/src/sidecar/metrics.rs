@@ -33,6 +33,9 @@ enum Value {
     Gauge(ReadFn),
     /// A histogram the data path observes.
     Histogram(Histogram),
+    /// A histogram another component keeps, read when scraped: (sum,
+    /// count, per-bucket counts by upper bound, the last `+Inf`).
+    HistogramFn(Box<dyn Fn() -> (f64, u64, Vec<(f64, u64)>) + Send + Sync>),
 }
 
 impl Value {
@@ -40,7 +43,7 @@ impl Value {
         match self {
             Value::Counter(_) | Value::CounterFn(_) | Value::CounterF64(_) => MetricType::Counter,
             Value::Gauge(_) => MetricType::Gauge,
-            Value::Histogram(_) => MetricType::Histogram,
+            Value::Histogram(_) | Value::HistogramFn(_) => MetricType::Histogram,
         }
     }
 }
@@ -83,6 +86,12 @@ impl Collector for Entries {
                     Value::CounterF64(read) => ConstCounter::new(read()).encode(labelled)?,
                     Value::Gauge(read) => ConstGauge::new(read()).encode(labelled)?,
                     Value::Histogram(h) => h.encode(labelled)?,
+                    Value::HistogramFn(read) => {
+                        let (sum, count, buckets) = read();
+                        let mut labelled = labelled;
+                        labelled
+                            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)?;
+                    }
                 }
             }
         }
@@ -205,6 +214,19 @@ impl Metrics {
         h
     }
 
+    /// A histogram another component keeps, read when scraped: `read`
+    /// gives (sum, count, per-bucket counts by upper bound, ending with
+    /// `f64::INFINITY`).
+    pub fn histogram_fn(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        read: impl Fn() -> (f64, u64, Vec<(f64, u64)>) + Send + Sync + 'static,
+    ) {
+        self.push(name, help, owned(labels), Value::HistogramFn(Box::new(read)));
+    }
+
     /// The value of a counter or gauge, for tests and logs (0 when absent).
     pub fn read(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
         let labels = owned(labels);
@@ -215,7 +237,7 @@ impl Metrics {
                 Value::Counter(c) => c.load(Ordering::Relaxed),
                 Value::CounterFn(read) => read(),
                 Value::CounterF64(read) | Value::Gauge(read) => read() as u64,
-                Value::Histogram(_) => 0,
+                Value::Histogram(_) | Value::HistogramFn(_) => 0,
             })
             .sum()
     }

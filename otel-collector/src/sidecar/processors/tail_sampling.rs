@@ -290,6 +290,37 @@ fn register_tail_gauges(metrics: &Metrics, stage: &Arc<TailStage>, id: &str, pip
             weak.upgrade().map_or(0, |s| read(&s.sampler.stats()))
         });
     }
+    // From a trace's first span to its decision: decision_wait, or less
+    // after the root, or more when the decision thread falls behind.
+    let weak = Arc::downgrade(stage);
+    metrics.histogram_fn(
+        "otelcol_processor_tail_sampling_decision_delay_seconds",
+        "Time from a trace's first span to its decision, seconds.",
+        &l,
+        move || {
+            let Some(s) = weak.upgrade() else {
+                return (0.0, 0, Vec::new());
+            };
+            let stats = s.sampler.stats();
+            let bounds = crate::engine::DECISION_DELAY_BUCKETS_MS
+                .iter()
+                .map(|ms| *ms as f64 / 1000.0)
+                .chain([f64::INFINITY]);
+            let buckets: Vec<(f64, u64)> = bounds.zip(stats.decision_delay_buckets.iter().copied()).collect();
+            let count = buckets.iter().map(|(_, n)| n).sum();
+            (stats.decision_delay_ms_sum as f64 / 1000.0, count, buckets)
+        },
+    );
+    let weak = Arc::downgrade(stage);
+    metrics.counter_f64(
+        "otelcol_processor_tail_sampling_policy_evaluation_seconds",
+        "CPU time spent evaluating policies, seconds.",
+        &l,
+        move || {
+            weak.upgrade()
+                .map_or(0.0, |s| s.sampler.stats().evaluation_nanos as f64 / 1e9)
+        },
+    );
     let weak = Arc::downgrade(stage);
     metrics.gauge(
         "otelcol_processor_tail_sampling_sampling_traces_on_memory",
