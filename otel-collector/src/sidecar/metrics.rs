@@ -22,6 +22,11 @@ pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_te
 
 type ReadFn = Box<dyn Fn() -> f64 + Send + Sync>;
 
+/// A histogram as another component keeps it: (sum, count, per-bucket
+/// counts by upper bound).
+pub(crate) type HistogramData = (f64, u64, Vec<(f64, u64)>);
+type ReadHistogram = Box<dyn Fn() -> HistogramData + Send + Sync>;
+
 enum Value {
     /// A counter the data path adds to.
     Counter(Arc<AtomicU64>),
@@ -35,7 +40,7 @@ enum Value {
     Histogram(Histogram),
     /// A histogram another component keeps, read when scraped: (sum,
     /// count, per-bucket counts by upper bound, the last `+Inf`).
-    HistogramFn(Box<dyn Fn() -> (f64, u64, Vec<(f64, u64)>) + Send + Sync>),
+    HistogramFn(ReadHistogram),
 }
 
 impl Value {
@@ -222,7 +227,7 @@ impl Metrics {
         name: &str,
         help: &str,
         labels: &[(&str, &str)],
-        read: impl Fn() -> (f64, u64, Vec<(f64, u64)>) + Send + Sync + 'static,
+        read: impl Fn() -> HistogramData + Send + Sync + 'static,
     ) {
         self.push(name, help, owned(labels), Value::HistogramFn(Box::new(read)));
     }
