@@ -649,7 +649,6 @@ impl<T: Send + 'static> Inner<T> {
         };
         let n = run.len() as u64;
         let key = u128::from_be_bytes(trace_id);
-        let after_root = self.cfg.decision_wait_after_root_received.map(|d| d.as_millis() as u64);
         let has_root = run.iter().any(|(f, _)| f.root);
         let mut shard = lock(self.shard(key));
         let shard_ref = &mut *shard;
@@ -663,32 +662,17 @@ impl<T: Send + 'static> Inner<T> {
                 }
                 stats.buffered_spans.fetch_add(n, Relaxed);
                 let seq = t.seq;
-                let schedule_root = has_root && !t.root_seen && after_root.is_some();
+                let first_root = has_root && !t.root_seen;
                 t.root_seen |= has_root;
                 drop(shard);
-                if let (true, Some(wait)) = (schedule_root, after_root) {
-                    self.schedule(
-                        Due {
-                            at_ms: now + wait,
-                            key,
-                            seq,
-                        },
-                        true,
-                    );
+                if first_root {
+                    self.schedule_after_root(key, seq, now);
                 }
             }
             Entry::Vacant(e) => {
-                if shard_ref.sampled.contains(key) {
+                if let Some(kept) = Self::decided(&shard_ref.sampled, &shard_ref.not_sampled, key) {
                     drop(shard);
-                    stats.late_spans_sampled.fetch_add(n, Relaxed);
-                    let items: Vec<T> = run.drain(..).map(|(_, item)| item).collect();
-                    self.sink.keep(trace_id, items, KeptBy::Cache);
-                    return;
-                }
-                if shard_ref.not_sampled.contains(key) {
-                    drop(shard);
-                    stats.late_spans_dropped.fetch_add(n, Relaxed);
-                    run.clear();
+                    self.late(kept, trace_id, run.drain(..).map(|(_, item)| item).collect());
                     return;
                 }
                 let seq = self.seq.fetch_add(1, Relaxed);
@@ -709,27 +693,7 @@ impl<T: Send + 'static> Inner<T> {
                 stats.traces_received.fetch_add(1, Relaxed);
                 stats.buffered_spans.fetch_add(n, Relaxed);
                 self.live.fetch_add(1, Relaxed);
-                self.schedule(
-                    Due {
-                        at_ms: now + self.cfg.decision_wait.as_millis() as u64,
-                        key,
-                        seq,
-                    },
-                    false,
-                );
-                if let (true, Some(wait)) = (has_root, after_root) {
-                    self.schedule(
-                        Due {
-                            at_ms: now + wait,
-                            key,
-                            seq,
-                        },
-                        true,
-                    );
-                }
-                if self.live.load(Relaxed) > self.cfg.num_traces {
-                    self.evict_oldest();
-                }
+                self.schedule_new(key, seq, now, has_root);
             }
         }
     }
@@ -766,27 +730,14 @@ impl<T: Send + 'static> Inner<T> {
                     return;
                 }
                 drop(shard);
-                if let (true, Some(wait)) = (schedule_root, after_root) {
-                    self.schedule(
-                        Due {
-                            at_ms: now + wait,
-                            key,
-                            seq,
-                        },
-                        true,
-                    );
+                if schedule_root {
+                    self.schedule_after_root(key, seq, now);
                 }
             }
             Entry::Vacant(e) => {
-                if shard_ref.sampled.contains(key) {
+                if let Some(kept) = Self::decided(&shard_ref.sampled, &shard_ref.not_sampled, key) {
                     drop(shard);
-                    stats.late_spans_sampled.fetch_add(1, Relaxed);
-                    self.sink.keep(f.trace_id, vec![item], KeptBy::Cache);
-                    return;
-                }
-                if shard_ref.not_sampled.contains(key) {
-                    drop(shard);
-                    stats.late_spans_dropped.fetch_add(1, Relaxed);
+                    self.late(kept, f.trace_id, vec![item]);
                     return;
                 }
                 let seq = self.seq.fetch_add(1, Relaxed);
@@ -811,28 +762,52 @@ impl<T: Send + 'static> Inner<T> {
                 }
                 e.insert(trace);
                 drop(shard);
-                self.schedule(
-                    Due {
-                        at_ms: now + self.cfg.decision_wait.as_millis() as u64,
-                        key,
-                        seq,
-                    },
-                    false,
-                );
-                if let (true, Some(wait)) = (f.root, after_root) {
-                    self.schedule(
-                        Due {
-                            at_ms: now + wait,
-                            key,
-                            seq,
-                        },
-                        true,
-                    );
-                }
-                if self.live.load(Relaxed) > self.cfg.num_traces {
-                    self.evict_oldest();
-                }
+                self.schedule_new(key, seq, now, f.root);
             }
+        }
+    }
+
+    /// Schedules the early decision after the root span, when configured.
+    fn schedule_after_root(&self, key: u128, seq: u64, now: u64) {
+        if let Some(wait) = self.cfg.decision_wait_after_root_received {
+            let at_ms = now + wait.as_millis() as u64;
+            self.schedule(Due { at_ms, key, seq }, true);
+        }
+    }
+
+    /// Schedules a new trace's decisions and keeps the buffer within `num_traces`.
+    fn schedule_new(&self, key: u128, seq: u64, now: u64, root: bool) {
+        let at_ms = now + self.cfg.decision_wait.as_millis() as u64;
+        self.schedule(Due { at_ms, key, seq }, false);
+        if root {
+            self.schedule_after_root(key, seq, now);
+        }
+        if self.live.load(Relaxed) > self.cfg.num_traces {
+            self.evict_oldest();
+        }
+    }
+
+    /// Whether a trace absent from the buffer was decided already: kept
+    /// (`Some(true)`), not kept (`Some(false)`), or new (`None`).
+    fn decided(sampled: &DecisionCache, not_sampled: &DecisionCache, key: u128) -> Option<bool> {
+        if sampled.contains(key) {
+            Some(true)
+        } else if not_sampled.contains(key) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Late spans of a decided trace: forwarded when it was kept, dropped
+    /// when not (called with the shard's lock released).
+    fn late(&self, kept: bool, trace_id: [u8; 16], items: Vec<T>) {
+        let n = items.len() as u64;
+        if kept {
+            self.stats.late_spans_sampled.fetch_add(n, Relaxed);
+            self.sink.keep(trace_id, items, KeptBy::Cache);
+        } else {
+            self.stats.late_spans_dropped.fetch_add(n, Relaxed);
         }
     }
 
