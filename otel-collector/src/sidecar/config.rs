@@ -878,7 +878,7 @@ exporters:
   otlp:
     endpoint: tempo:4317
     tls: {server_name_override: tempo.internal, min_version: "1.2"}
-    sending_queue: {blocking: true, sizer: items}
+    sending_queue: {blocking: true, sizer: bytes}
     retry_on_failure: {randomization_factor: 0.5}
 service:
   telemetry:

@@ -99,8 +99,11 @@ pub(crate) struct QueueConfig {
     pub enabled: bool,
     /// Requests sent concurrently.
     pub num_consumers: usize,
-    /// Requests waiting at most; beyond it a batch is dropped and counted.
+    /// Requests (or spans, with `sizer: items`) waiting at most; beyond it
+    /// a batch is refused and counted.
     pub queue_size: usize,
+    /// `sizer: items`: `queue_size` counts spans, not requests.
+    pub items: bool,
 }
 
 /// `retry_on_failure`.
@@ -222,6 +225,7 @@ impl OtlpExporterConfig {
                 enabled: true,
                 num_consumers: 10,
                 queue_size: 1000,
+                items: false,
             },
             retry: RetryConfig {
                 enabled: true,
@@ -361,8 +365,9 @@ impl OtlpExporterConfig {
             }
             match get_str(q, "sizer")? {
                 None | Some("requests") => {}
+                Some("items") => cfg.queue.items = true,
                 Some(other) => warnings.push(format!(
-                    "{path}.sizer {other:?} is ignored by this collector: queue_size counts requests (batches)"
+                    "{path}.sizer {other:?} is ignored by this collector: queue_size counts requests (batches), or spans with sizer: items"
                 )),
             }
             cfg.queue.enabled = get_bool(q, "enabled")?.unwrap_or(true);
@@ -445,14 +450,14 @@ impl ExporterSettings for OtlpExporterConfig {
         let weak = Arc::downgrade(&e);
         ctx.metrics().gauge(
             "otelcol_exporter_queue_size",
-            "Requests (batches) waiting in the sending queue.",
+            "Requests (batches) waiting in the sending queue; spans with sizer: items.",
             &labels,
             move || weak.upgrade().map_or(0.0, |q| q.queued() as f64),
         );
         let capacity = if self.queue.enabled { self.queue.queue_size } else { 1 };
         ctx.metrics().gauge(
             "otelcol_exporter_queue_capacity",
-            "Requests (batches) the sending queue holds at most.",
+            "Requests (batches) the sending queue holds at most; spans with sizer: items.",
             &labels,
             move || capacity as f64,
         );
@@ -525,6 +530,8 @@ pub(crate) struct QueuedOtlp {
     pending: Arc<AtomicU64>,
     counters: ExportCounters,
     warned: Arc<std::sync::atomic::AtomicBool>,
+    /// With `sizer: items`: spans waiting in the queue, and the most it holds.
+    items: Option<(Arc<AtomicU64>, u64)>,
 }
 
 impl QueuedOtlp {
@@ -546,6 +553,8 @@ impl QueuedOtlp {
         let pending = Arc::new(AtomicU64::new(0));
         let warned = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let json = cfg.encoding == Encoding::Json;
+        // Every batch holds a span, so `size` slots also bound a queue of `size` spans.
+        let items = (cfg.queue.enabled && cfg.queue.items).then(|| (Arc::new(AtomicU64::new(0)), size as u64));
         let dispatcher = {
             let (exporter, pending, counters, warned, id, rt) = (
                 exporter.clone(),
@@ -555,9 +564,13 @@ impl QueuedOtlp {
                 id.to_owned(),
                 runtime.clone(),
             );
+            let queued_items = items.as_ref().map(|(q, _)| q.clone());
             runtime.spawn(async move {
                 let permits = Arc::new(Semaphore::new(consumers));
                 while let Some(batch) = rx.recv().await {
+                    if let Some(q) = &queued_items {
+                        q.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+                    }
                     let Ok(permit) = permits.clone().acquire_owned().await else {
                         break;
                     };
@@ -579,9 +592,14 @@ impl QueuedOtlp {
                             }
                             Err(e) => Err(format!("cannot encode the request: {e}")),
                         };
+                        // Claim these spans back from `pending`; when shutdown
+                        // gave up waiting it has counted them as failed already.
+                        let claimed = pending
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| p.checked_sub(n))
+                            .is_ok();
                         match result {
-                            Ok(()) => add(&counters.sent, n),
-                            Err(e) => {
+                            Ok(()) if claimed => add(&counters.sent, n),
+                            Err(e) if claimed => {
                                 add(&counters.failed, n);
                                 if !warned.swap(true, Ordering::Relaxed) {
                                     tracing::warn!(exporter = %id, "export failed: {e} (further failures are counted in otelcol_exporter_send_failed_spans)");
@@ -589,8 +607,8 @@ impl QueuedOtlp {
                                     tracing::debug!(exporter = %id, "export failed: {e}");
                                 }
                             }
+                            _ => {}
                         }
-                        pending.fetch_sub(n, Ordering::Relaxed);
                         drop(permit);
                     });
                 }
@@ -607,13 +625,17 @@ impl QueuedOtlp {
             pending,
             counters,
             warned,
+            items,
         }))
     }
 }
 
 impl QueuedOtlp {
-    /// Batches waiting in the queue now.
+    /// Batches waiting in the queue now (spans, with `sizer: items`).
     fn queued(&self) -> usize {
+        if let Some((q, _)) = &self.items {
+            return q.load(Ordering::Relaxed) as usize;
+        }
         lock(&self.tx)
             .as_ref()
             .map_or(0, |tx| tx.max_capacity() - tx.capacity())
@@ -631,8 +653,23 @@ impl Consumer for QueuedOtlp {
             add(&self.counters.failed, n);
             return;
         };
+        // With `sizer: items`, a batch that would take the queue over
+        // queue_size spans is refused like one that finds no slot.
+        let room = match &self.items {
+            None => true,
+            Some((q, max)) => {
+                let before = q.fetch_add(n, Ordering::Relaxed);
+                before + n <= *max || {
+                    q.fetch_sub(n, Ordering::Relaxed);
+                    false
+                }
+            }
+        };
         self.pending.fetch_add(n, Ordering::Relaxed);
-        if tx.try_send(spans).is_err() {
+        if !room || tx.try_send(spans).is_err() {
+            if room && let Some((q, _)) = &self.items {
+                q.fetch_sub(n, Ordering::Relaxed);
+            }
             self.pending.fetch_sub(n, Ordering::Relaxed);
             add(&self.counters.enqueue_failed, n);
             if !self.warned.swap(true, Ordering::Relaxed) {
@@ -647,9 +684,11 @@ impl Exporter for QueuedOtlp {
         Box::pin(async move {
             drop(lock(&self.tx).take());
             let dispatcher = lock(&self.dispatcher).take();
-            if let Some(d) = dispatcher {
+            if let Some(mut d) = dispatcher {
                 let left = deadline.saturating_duration_since(Instant::now());
-                if tokio::time::timeout(left, d).await.is_err() {
+                if tokio::time::timeout(left, &mut d).await.is_err() {
+                    // Nothing more is sent; requests in flight no longer count.
+                    d.abort();
                     let lost = self.pending.swap(0, Ordering::Relaxed);
                     add(&self.counters.failed, lost);
                     tracing::warn!(exporter = %self.id, "shutdown deadline passed with {lost} spans unsent");
@@ -705,6 +744,47 @@ mod tests {
         }
     }
     use std::time::{Duration, Instant};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sizer_items_bounds_the_queue_in_spans() {
+        let (ctx, metrics, _stop) = context();
+        // A backend that takes connections and never answers: requests hang.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let settings = exporter(
+            &format!(
+                "{{otlp: {{endpoint: {}, tls: {{insecure: true}}, timeout: 2s, retry_on_failure: {{enabled: false}}, \
+                   sending_queue: {{num_consumers: 1, queue_size: 5, sizer: items}}}}, debug: {{}}}}",
+                silent.local_addr().unwrap()
+            ),
+            "otlp",
+        );
+        let e = settings.build(&ctx, "otlp").unwrap();
+        let live = metrics.live();
+        e.consume(spans("a", &trace(1, 3), &live));
+        // Let the dispatcher take the first batch into flight.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for t in 2..=6 {
+            e.consume(spans("a", &trace(t, 3), &live));
+        }
+        let count = |name: &str| metric(&metrics, &format!("{name}_total{{exporter=\"otlp\"}}"));
+        let queue = |name: &str| metric(&metrics, &format!("{name}{{exporter=\"otlp\",data_type=\"traces\"}}"));
+        assert_eq!(queue("otelcol_exporter_queue_capacity"), 5.0);
+        // In flight: 3 spans; the dispatcher may hold the next 3 for a permit;
+        // the queue then takes one batch of 3 (a second would make 6 > 5).
+        let refused = count("otelcol_exporter_enqueue_failed_spans");
+        assert!((9.0..=12.0).contains(&refused), "{refused}");
+        assert!(queue("otelcol_exporter_queue_size") <= 5.0);
+        // The backend never answers: shutdown gives up and counts what it holds.
+        e.clone().shutdown_dyn(Instant::now() + Duration::from_secs(1)).await;
+        assert_eq!(count("otelcol_exporter_send_failed_spans") + refused, 18.0);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(
+            count("otelcol_exporter_send_failed_spans") + refused,
+            18.0,
+            "requests that time out after shutdown are not counted twice"
+        );
+        drop(silent);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_span_is_sent_failed_or_refused_and_counted() {
