@@ -277,12 +277,8 @@ pub(crate) async fn serve_grpc(
                     let _ = stream.set_nodelay(true);
                     let (acceptor, tx) = (acceptor.clone(), tx.clone());
                     tokio::spawn(async move {
-                        match tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => {
-                                let _ = tx.send(Ok(tls)).await;
-                            }
-                            Ok(Err(e)) => tracing::debug!("TLS handshake refused: {e}"),
-                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                        if let Some(tls) = super::tls::handshake(&acceptor, stream).await {
+                            let _ = tx.send(Ok(tls)).await;
                         }
                     });
                 }
@@ -523,13 +519,9 @@ pub(crate) async fn serve_http_tls<H, F>(
                             let _ = watcher.watch(conn).await;
                         }
                         Some(acceptor) => {
-                            match tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(tls)) => {
-                                    let conn = http1.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
-                                    let _ = watcher.watch(conn).await;
-                                }
-                                Ok(Err(e)) => tracing::debug!("TLS handshake refused: {e}"),
-                                Err(_) => tracing::debug!("TLS handshake timed out"),
+                            if let Some(tls) = super::tls::handshake(&acceptor, stream).await {
+                                let conn = http1.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                                let _ = watcher.watch(conn).await;
                             }
                         }
                     }

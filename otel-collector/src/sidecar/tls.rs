@@ -197,4 +197,23 @@ pub(crate) fn acceptor(cfg: &ServerTlsConfig, alpn: &[&[u8]]) -> Result<tokio_ru
 }
 
 /// How long a client may take to finish the TLS handshake.
-pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Completes the TLS handshake on `stream` within [`HANDSHAKE_TIMEOUT`];
+/// `None` (logged) when the client fails it or takes too long.
+pub(crate) async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!("TLS handshake refused: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
+}
