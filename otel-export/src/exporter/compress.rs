@@ -15,24 +15,37 @@ pub const DEFAULT_GZIP_LEVEL: i32 = 6;
 /// The zstd level when none is set.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 
+impl Compression {
+    /// The levels this compression takes and its default level, as the Go
+    /// Collector's; `None` for no compression.
+    pub fn levels(self) -> Option<(std::ops::RangeInclusive<i32>, i32)> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some((1..=9, DEFAULT_GZIP_LEVEL)),
+            Compression::Zstd => Some((1..=22, DEFAULT_ZSTD_LEVEL)),
+        }
+    }
+}
+
 /// The levels each compression accepts, for error messages.
-pub(crate) fn accepted_levels(compression: Compression) -> &'static str {
-    match compression {
-        Compression::None => "no level (compression is off)",
-        Compression::Gzip => "1 (fastest) to 9 (smallest), or -1 for the default (6)",
-        Compression::Zstd => "1 (fastest) to 22 (smallest), or -1 for the default (3)",
+pub(crate) fn accepted_levels(compression: Compression) -> String {
+    match compression.levels() {
+        None => "no level (compression is off)".to_owned(),
+        Some((range, default)) => format!(
+            "{} (fastest) to {} (smallest), or -1 for the default ({default})",
+            range.start(),
+            range.end()
+        ),
     }
 }
 
 /// `level` for `compression`, checked; `None` or -1 is the default.
 pub(crate) fn resolve_level(compression: Compression, level: Option<i32>) -> Option<i32> {
-    match (compression, level) {
-        (Compression::None, None | Some(-1)) => Some(0),
-        (Compression::None, Some(_)) => None,
-        (Compression::Gzip, None | Some(-1)) => Some(DEFAULT_GZIP_LEVEL),
-        (Compression::Gzip, Some(l)) => (1..=9).contains(&l).then_some(l),
-        (Compression::Zstd, None | Some(-1)) => Some(DEFAULT_ZSTD_LEVEL),
-        (Compression::Zstd, Some(l)) => (1..=22).contains(&l).then_some(l),
+    match (compression.levels(), level) {
+        (None, None | Some(-1)) => Some(0),
+        (None, Some(_)) => None,
+        (Some((_, default)), None | Some(-1)) => Some(default),
+        (Some((range, _)), Some(l)) => range.contains(&l).then_some(l),
     }
 }
 

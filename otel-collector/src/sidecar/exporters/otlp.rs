@@ -327,23 +327,23 @@ impl OtlpExporterConfig {
             p.map()?;
             p.only_keys(&["level"])?;
             if let Some(level) = crate::config::get_i64(p, "level")? {
-                let (lo, hi, default) = match cfg.compression {
-                    otel_export::Compression::Gzip => (1, 9, otel_export::DEFAULT_GZIP_LEVEL),
-                    otel_export::Compression::Zstd => (1, 22, otel_export::DEFAULT_ZSTD_LEVEL),
-                    _ => {
-                        return Err(ConfigError::new(
-                            child(&path, "level"),
-                            "a level needs compression: gzip or zstd",
-                        ));
-                    }
-                };
-                if level != -1 && !(lo..=hi).contains(&level) {
+                let Some((range, default)) = cfg.compression.levels() else {
                     return Err(ConfigError::new(
                         child(&path, "level"),
-                        format!("must be {lo} to {hi}, or -1 for the default ({default}), got {level}"),
+                        "a level needs compression: gzip or zstd",
                     ));
-                }
-                cfg.compression_level = Some(level as i32);
+                };
+                let Some(level) = i32::try_from(level).ok().filter(|l| *l == -1 || range.contains(l)) else {
+                    return Err(ConfigError::new(
+                        child(&path, "level"),
+                        format!(
+                            "must be {} to {}, or -1 for the default ({default}), got {level}",
+                            range.start(),
+                            range.end()
+                        ),
+                    ));
+                };
+                cfg.compression_level = Some(level);
             }
         }
         if let Some(t) = get_duration(at, "timeout")? {
