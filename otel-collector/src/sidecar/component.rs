@@ -74,6 +74,11 @@ pub(crate) trait ReceiverSettings: std::fmt::Debug + Send + Sync {
         id: &'a str,
         intake: &'a (dyn Fn(&str) -> Arc<Intake> + Send + Sync),
     ) -> BoxFuture<'a, Result<Vec<Listening>, String>>;
+
+    /// The auth extensions it names: (setting, below the receiver's id; extension id).
+    fn auth_refs(&self) -> Vec<(&'static str, &str)> {
+        Vec::new()
+    }
 }
 
 /// The settings of a processor, ready to build.
@@ -92,6 +97,11 @@ pub(crate) trait ProcessorSettings: std::fmt::Debug + Send + Sync {
 pub(crate) trait ExporterSettings: std::fmt::Debug + Send + Sync {
     /// Builds the exporter (shared by every pipeline that names it).
     fn build(&self, ctx: &BuildContext, id: &str) -> Result<Arc<dyn super::exporters::ExporterDyn>, String>;
+
+    /// The auth extensions it names: (setting, below the exporter's id; extension id).
+    fn auth_refs(&self) -> Vec<(&'static str, &str)> {
+        Vec::new()
+    }
 }
 
 /// The settings of an extension, ready to start.

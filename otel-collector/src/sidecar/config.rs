@@ -398,7 +398,7 @@ impl CollectorConfig {
             extensions.push((id, e));
         }
 
-        check_authenticators(root, &extensions)?;
+        check_authenticators(&receivers, &exporters, &extensions)?;
         let telemetry = parse_telemetry(service_at, &mut warnings)?;
         let pipelines_at = At {
             value: get(service_at, "pipelines").unwrap_or(&EMPTY),
@@ -477,31 +477,24 @@ impl CollectorConfig {
 
 /// Every `auth.authenticator` names an auth extension enabled in
 /// `service.extensions` (the Go Collector refuses to start otherwise).
-fn check_authenticators(root: At<'_>, extensions: &[(String, Arc<dyn ExtensionSettings>)]) -> Result<(), ConfigError> {
-    let mut places: Vec<(String, &Value)> = Vec::new();
-    if let Some(Value::Object(rs)) = get(root, "receivers") {
-        for (id, r) in rs {
-            for protocol in ["grpc", "http"] {
-                if let Some(a) = r.pointer(&format!("/protocols/{protocol}/auth/authenticator")) {
-                    places.push((format!("receivers.{id}.protocols.{protocol}.auth.authenticator"), a));
-                }
-            }
-        }
-    }
-    if let Some(Value::Object(es)) = get(root, "exporters") {
-        for (id, e) in es {
-            for (pointer, place) in [
-                ("/auth/authenticator", "auth.authenticator"),
-                ("/protocol/otlp/auth/authenticator", "protocol.otlp.auth.authenticator"),
-            ] {
-                if let Some(a) = e.pointer(pointer) {
-                    places.push((format!("exporters.{id}.{place}"), a));
-                }
-            }
-        }
-    }
-    for (place, value) in places {
-        let name = value.as_str().unwrap_or_default();
+fn check_authenticators(
+    receivers: &[(String, Arc<dyn ReceiverSettings>)],
+    exporters: &[(String, Arc<dyn ExporterSettings>)],
+    extensions: &[(String, Arc<dyn ExtensionSettings>)],
+) -> Result<(), ConfigError> {
+    let named = receivers
+        .iter()
+        .flat_map(|(id, r)| {
+            r.auth_refs()
+                .into_iter()
+                .map(move |(at, a)| (format!("receivers.{id}.{at}"), a))
+        })
+        .chain(exporters.iter().flat_map(|(id, e)| {
+            e.auth_refs()
+                .into_iter()
+                .map(move |(at, a)| (format!("exporters.{id}.{at}"), a))
+        }));
+    for (place, name) in named {
         let enabled = extensions
             .iter()
             .find(|(k, _)| k == name)

@@ -156,6 +156,14 @@ impl LoadBalancingConfig {
 }
 
 impl ExporterSettings for LoadBalancingConfig {
+    fn auth_refs(&self) -> Vec<(&'static str, &str)> {
+        let template = self.template.auth.as_deref();
+        template
+            .map(|a| ("protocol.otlp.auth.authenticator", a))
+            .into_iter()
+            .collect()
+    }
+
     fn build(&self, ctx: &BuildContext, id: &str) -> Result<Arc<dyn ExporterDyn>, String> {
         let template = self.template.with_credentials(ctx)?;
         let e: Arc<LoadBalancer> = LoadBalancer::new(ctx, id, &template, &self.resolver)?;

@@ -437,6 +437,14 @@ impl OtlpExporterConfig {
 }
 
 impl ExporterSettings for OtlpExporterConfig {
+    fn auth_refs(&self) -> Vec<(&'static str, &str)> {
+        self.auth
+            .as_deref()
+            .map(|a| ("auth.authenticator", a))
+            .into_iter()
+            .collect()
+    }
+
     fn build(&self, ctx: &BuildContext, id: &str) -> Result<Arc<dyn ExporterDyn>, String> {
         let cfg = self.with_credentials(ctx)?;
         let e: Arc<QueuedOtlp> = QueuedOtlp::new(

@@ -161,6 +161,18 @@ impl OtlpReceiverConfig {
 }
 
 impl ReceiverSettings for OtlpReceiverConfig {
+    fn auth_refs(&self) -> Vec<(&'static str, &str)> {
+        let grpc = self
+            .grpc_auth
+            .as_deref()
+            .map(|a| ("protocols.grpc.auth.authenticator", a));
+        let http = self
+            .http_auth
+            .as_deref()
+            .map(|a| ("protocols.http.auth.authenticator", a));
+        grpc.into_iter().chain(http).collect()
+    }
+
     fn start<'a>(
         &'a self,
         ctx: &'a BuildContext,
