@@ -714,6 +714,8 @@ mod carried {
             key in "[a-z0-9][a-z0-9_*/@-]{0,255}",
             value in "[!-+\\--<>-~]{1,40}",
         ) {
+            // A key equal to a neighbour's makes the list carry a duplicate, another case.
+            prop_assume!(key != "k" && key != "z");
             let header = format!("k=1,{key}={value},z=2");
             let ts = parse_tracestate([header.as_str()]).unwrap();
             let back: Vec<(String, String)> = members(&ts).map(|(k, v)| (k.into_owned(), v.to_owned())).collect();
