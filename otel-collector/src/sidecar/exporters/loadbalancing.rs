@@ -37,8 +37,9 @@ pub(crate) enum ResolverConfig {
     Dns {
         /// The name to resolve (a headless Service).
         hostname: String,
-        /// The backends' OTLP/gRPC port.
-        port: u16,
+        /// `port`: added to each address as Go adds it (the ring hashes
+        /// `address:port`, or the bare address when unset); 4317 when unset.
+        port: Option<u16>,
         /// How often to resolve.
         interval: Duration,
         /// How long a lookup may take.
@@ -131,8 +132,8 @@ impl LoadBalancingConfig {
                     .ok_or_else(|| ConfigError::new(child(&path, "hostname"), "the dns resolver needs a hostname"))?
                     .to_owned();
                 let port = match get_u64(d, "port")? {
-                    None => 4317,
-                    Some(p) if (1..=65535).contains(&p) => p as u16,
+                    None => None,
+                    Some(p) if (1..=65535).contains(&p) => Some(p as u16),
                     Some(p) => {
                         return Err(ConfigError::new(
                             child(&path, "port"),
@@ -171,45 +172,69 @@ impl ExporterSettings for LoadBalancingConfig {
     }
 }
 
-/// Points on the hash ring per backend.
-const VIRTUAL_NODES: u32 = 160;
+/// Ring positions, points per resolved endpoint and the probe limit of the
+/// Go exporter's ring (contrib `loadbalancingexporter`, as changed by PR
+/// #41271): see [`Ring`].
+const RING_POSITIONS: u32 = 36_000;
+const RING_WEIGHT: u32 = 100;
+const RING_PROBES: u32 = 10;
 
-fn fnv(bytes: &[u8]) -> u64 {
-    let h = crate::hash::fnv1a(bytes.iter().copied());
-    // Spread FNV's weak low bits.
-    let h = (h ^ (h >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^ (h >> 33)
-}
-
-/// A consistent-hash ring of backend endpoints.
-#[derive(Debug, Clone, Default)]
+/// The consistent-hash ring of the Go `loadbalancing` exporter, point for
+/// point, so that Go and our agents send a trace to the same gateway.
+///
+/// Every resolved endpoint string (sorted, duplicates kept, as Go's resolvers
+/// hand them over) gets [`RING_WEIGHT`] points: point `i` of endpoint `e` sits
+/// at `crc32_ieee(e ++ u32_le(i)) % RING_POSITIONS`. A taken position is
+/// probed forward one slot at a time, wrapping; a point with no free slot
+/// after [`RING_PROBES`] steps is left out. A trace goes to the first point at
+/// or after `crc32_ieee(trace_id) % RING_POSITIONS`, wrapping to the first.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Ring {
-    points: Vec<(u64, usize)>,
-    pub(crate) endpoints: Vec<String>,
+    /// `(position, index into backends)`, sorted by position (positions are distinct).
+    points: Vec<(u32, usize)>,
+    /// The distinct backends the points lead to, sorted.
+    pub(crate) backends: Vec<String>,
 }
 
 impl Ring {
-    pub(crate) fn new(mut endpoints: Vec<String>) -> Ring {
-        endpoints.sort();
-        endpoints.dedup();
-        let mut points = Vec::with_capacity(endpoints.len() * VIRTUAL_NODES as usize);
-        for (i, e) in endpoints.iter().enumerate() {
-            for v in 0..VIRTUAL_NODES {
-                points.push((fnv(format!("{e}#{v}").as_bytes()), i));
+    /// The ring over `resolved` (the resolver's strings, which Go hashes),
+    /// each leading to the backend `backend(key)` names.
+    pub(crate) fn new(mut resolved: Vec<String>, backend: impl Fn(&str) -> String) -> Ring {
+        resolved.sort();
+        let mut backends: Vec<String> = resolved.iter().map(|k| backend(k)).collect();
+        backends.sort();
+        backends.dedup();
+        let mut taken = vec![false; RING_POSITIONS as usize];
+        let mut points = Vec::with_capacity(resolved.len() * RING_WEIGHT as usize);
+        for key in &resolved {
+            let b = backends.binary_search(&backend(key)).unwrap_or_default();
+            for i in 0..RING_WEIGHT {
+                let mut h = crc32fast::Hasher::new();
+                h.update(key.as_bytes());
+                h.update(&i.to_le_bytes());
+                let mut pos = h.finalize() % RING_POSITIONS;
+                let mut probed = 0;
+                while taken[pos as usize] && probed < RING_PROBES {
+                    pos = (pos + 1) % RING_POSITIONS;
+                    probed += 1;
+                }
+                if probed >= RING_PROBES {
+                    continue;
+                }
+                taken[pos as usize] = true;
+                points.push((pos, b));
             }
         }
         points.sort_unstable();
-        Ring { points, endpoints }
+        Ring { points, backends }
     }
 
-    /// The endpoint index a trace goes to.
+    /// The backend index a trace goes to.
     pub(crate) fn route(&self, trace_id: &[u8; 16]) -> Option<usize> {
-        if self.points.is_empty() {
-            return None;
-        }
-        let h = fnv(trace_id);
-        let i = self.points.partition_point(|(p, _)| *p < h);
-        Some(self.points.get(i).unwrap_or(&self.points[0]).1)
+        let first = self.points.first()?;
+        let pos = crc32fast::hash(trace_id) % RING_POSITIONS;
+        let i = self.points.partition_point(|(p, _)| *p < pos);
+        Some(self.points.get(i).unwrap_or(first).1)
     }
 }
 
@@ -228,6 +253,21 @@ pub(crate) struct LoadBalancer {
     resolver: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// The string Go's DNS resolver gives for an address: IPv6 in brackets, and
+/// `:port` only when the port is configured.
+fn resolved_name(ip: std::net::IpAddr, port: Option<u16>) -> String {
+    let host = match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    }
+}
+
+/// Where a resolved backend is reached: its port (4317 when it names none)
+/// and a scheme from `insecure`.
 fn backend_endpoint(host: &str, insecure: bool) -> String {
     let with_port = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !host.ends_with(']') {
         host.to_owned()
@@ -269,7 +309,7 @@ impl LoadBalancer {
         });
         match resolver {
             ResolverConfig::Static(hosts) => {
-                lb.set_backends(hosts.iter().map(|h| backend_endpoint(h, template.insecure)).collect())?;
+                lb.set_backends(hosts.clone())?;
             }
             ResolverConfig::Dns {
                 hostname,
@@ -285,12 +325,10 @@ impl LoadBalancer {
                         tick.tick().await;
                         let Some(lb) = weak.upgrade() else { return };
                         let lookup =
-                            tokio::time::timeout(timeout, tokio::net::lookup_host((hostname.as_str(), port))).await;
+                            tokio::time::timeout(timeout, tokio::net::lookup_host((hostname.as_str(), 0))).await;
                         match lookup {
                             Ok(Ok(addrs)) => {
-                                let endpoints: Vec<String> = addrs
-                                    .map(|a| backend_endpoint(&a.to_string(), lb.template.insecure))
-                                    .collect();
+                                let endpoints: Vec<String> = addrs.map(|a| resolved_name(a.ip(), port)).collect();
                                 if endpoints.is_empty() {
                                     tracing::warn!(exporter = %lb.id, "{hostname} resolves to no address; keeping the current backends");
                                 } else if let Err(e) = lb.set_backends(endpoints) {
@@ -308,16 +346,18 @@ impl LoadBalancer {
         Ok(lb)
     }
 
-    /// Replaces the backend set; traces of kept backends keep their backend
+    /// Replaces the backend set (`resolved`: the resolver's strings, as Go's
+    /// resolvers give them); traces of kept backends keep their backend
     /// except for the share the new ones take over.
-    pub(crate) fn set_backends(&self, endpoints: Vec<String>) -> Result<(), String> {
-        let ring = Ring::new(endpoints);
+    pub(crate) fn set_backends(&self, resolved: Vec<String>) -> Result<(), String> {
+        let insecure = self.template.insecure;
+        let ring = Ring::new(resolved, |key| backend_endpoint(key, insecure));
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        if state.0.endpoints == ring.endpoints {
+        if state.0 == ring {
             return Ok(());
         }
         let mut backends = HashMap::new();
-        for e in &ring.endpoints {
+        for e in &ring.backends {
             let b = match state.1.remove(e) {
                 Some(b) => b,
                 None => {
@@ -338,7 +378,7 @@ impl LoadBalancer {
             let deadline = Instant::now() + Duration::from_secs(30);
             self.runtime.spawn(old.shutdown(deadline));
         }
-        tracing::info!(exporter = %self.id, "backends: {}", ring.endpoints.join(", "));
+        tracing::info!(exporter = %self.id, "backends: {}", ring.backends.join(", "));
         *state = (ring, backends);
         Ok(())
     }
@@ -348,7 +388,7 @@ impl Consumer for LoadBalancer {
     fn consume(&self, spans: Vec<SpanRec>) {
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
         let (ring, backends) = &*state;
-        let mut per: Vec<Vec<SpanRec>> = (0..ring.endpoints.len()).map(|_| Vec::new()).collect();
+        let mut per: Vec<Vec<SpanRec>> = (0..ring.backends.len()).map(|_| Vec::new()).collect();
         let mut unroutable = 0u64;
         for s in spans {
             let idx = s.view().ok().and_then(|v| ring.route(&v.trace_id));
@@ -363,7 +403,7 @@ impl Consumer for LoadBalancer {
                 continue;
             }
             let n = batch.len() as u64;
-            match backends.get(&ring.endpoints[i]) {
+            match backends.get(&ring.backends[i]) {
                 Some(b) => {
                     b.consume(batch);
                     add(&self.routed, n);
@@ -393,10 +433,14 @@ impl Exporter for LoadBalancer {
 
 #[cfg(test)]
 mod tests {
-    use super::Ring;
+    use super::{Ring, backend_endpoint, resolved_name};
 
     fn endpoints(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("http://10.0.0.{i}:4317")).collect()
+        (0..n).map(|i| format!("10.0.0.{i}:4317")).collect()
+    }
+
+    fn same(key: &str) -> String {
+        key.to_owned()
     }
 
     fn id(n: u64) -> [u8; 16] {
@@ -406,11 +450,83 @@ mod tests {
         b
     }
 
+    /// Rows computed by `tests/data/go_ring.py`, an independent reading of
+    /// the Go exporter's ring: for each endpoint set and trace id, the backend.
+    #[test]
+    fn routes_as_the_go_ring_does() {
+        let table = include_str!("../../../tests/data/go_ring.txt");
+        let mut sets: Vec<Vec<String>> = Vec::new();
+        let mut rows = 0;
+        for line in table.lines() {
+            let mut words = line.split(' ');
+            match words.next() {
+                Some("set") => {
+                    words.next();
+                    sets.push(words.map(str::to_owned).collect());
+                }
+                Some(n) => {
+                    let set = &sets[n.parse::<usize>().unwrap()];
+                    let hex = words.next().unwrap();
+                    let want = words.next().unwrap();
+                    let mut tid = [0u8; 16];
+                    for (i, b) in tid.iter_mut().enumerate() {
+                        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+                    }
+                    // Input order does not matter (Go's resolvers sort).
+                    let mut reversed = set.clone();
+                    reversed.reverse();
+                    for input in [set.clone(), reversed] {
+                        let ring = Ring::new(input, same);
+                        let got = ring.route(&tid).map(|i| ring.backends[i].as_str());
+                        assert_eq!(got, Some(want), "set {n}, trace {hex}");
+                    }
+                    rows += 1;
+                }
+                None => {}
+            }
+        }
+        assert_eq!(rows, 84);
+    }
+
+    #[test]
+    fn points_probe_forward_and_give_up_after_ten() {
+        // Two copies of one endpoint: every point of the second collides
+        // with the first's and probes one slot on, so the backend has 200.
+        let twice = Ring::new(vec!["b:4317".into(), "b:4317".into()], same);
+        assert_eq!(twice.points.len(), 200);
+        assert_eq!(twice.backends, ["b:4317"]);
+        // 300 backends crowd 36000 positions: some points find no slot.
+        let crowded = Ring::new(
+            (0..300).map(|i| format!("10.9.{}.{}:4317", i / 256, i % 256)).collect(),
+            same,
+        );
+        assert!(crowded.points.len() < 30_000 && crowded.points.len() > 28_000);
+        let mut positions: Vec<u32> = crowded.points.iter().map(|p| p.0).collect();
+        positions.dedup();
+        assert_eq!(positions.len(), crowded.points.len());
+    }
+
+    #[test]
+    fn resolved_names_and_backends_follow_go() {
+        let v4 = "10.0.0.7".parse().unwrap();
+        let v6 = "fd00::7".parse().unwrap();
+        assert_eq!(resolved_name(v4, None), "10.0.0.7");
+        assert_eq!(resolved_name(v4, Some(4317)), "10.0.0.7:4317");
+        assert_eq!(resolved_name(v6, Some(4317)), "[fd00::7]:4317");
+        assert_eq!(backend_endpoint("10.0.0.7", true), "http://10.0.0.7:4317");
+        assert_eq!(backend_endpoint("[fd00::7]", false), "https://[fd00::7]:4317");
+        assert_eq!(backend_endpoint("gw:4318", true), "http://gw:4318");
+        // "gw" and "gw:4317" are two ring keys but one backend, as in Go.
+        let ring = Ring::new(vec!["gw".into(), "gw:4317".into()], |k| backend_endpoint(k, true));
+        assert_eq!(ring.backends, ["http://gw:4317"]);
+        assert_eq!(ring.points.len(), 200);
+    }
+
     #[test]
     fn traces_spread_evenly_and_few_move_when_backends_change() {
-        let three = Ring::new(endpoints(3));
-        let four = Ring::new(endpoints(4));
-        let two = Ring::new(endpoints(2));
+        let three = Ring::new(endpoints(3), same);
+        let four = Ring::new(endpoints(4), same);
+        let two = Ring::new(endpoints(2), same);
         const N: u64 = 30_000;
         let mut counts = [0u64; 3];
         let (mut moved_add, mut moved_remove) = (0, 0);
@@ -419,26 +535,26 @@ mod tests {
             let a = three.route(&t).unwrap();
             counts[a] += 1;
             let b = four.route(&t).unwrap();
-            if three.endpoints[a] != four.endpoints[b] {
+            if three.backends[a] != four.backends[b] {
                 moved_add += 1;
                 // Only to the new backend.
-                assert_eq!(four.endpoints[b], "http://10.0.0.3:4317");
+                assert_eq!(four.backends[b], "10.0.0.3:4317");
             }
             let c = two.route(&t).unwrap();
-            if three.endpoints[a] != two.endpoints[c] {
+            if three.backends[a] != two.backends[c] {
                 moved_remove += 1;
                 // Only traces of the removed backend.
-                assert_eq!(three.endpoints[a], "http://10.0.0.2:4317");
+                assert_eq!(three.backends[a], "10.0.0.2:4317");
             }
         }
         for c in counts {
-            assert!((c as f64 / N as f64 - 1.0 / 3.0).abs() < 0.06, "uneven: {counts:?}");
+            assert!((c as f64 / N as f64 - 1.0 / 3.0).abs() < 0.08, "uneven: {counts:?}");
         }
         // Adding a fourth backend moves about a quarter; removing one about a third.
-        assert!((moved_add as f64 / N as f64) < 0.33, "{moved_add}");
-        assert!((moved_remove as f64 / N as f64) < 0.40, "{moved_remove}");
+        assert!((moved_add as f64 / N as f64) < 0.35, "{moved_add}");
+        assert!((moved_remove as f64 / N as f64) < 0.42, "{moved_remove}");
         // The same trace always goes to the same backend.
-        assert_eq!(three.route(&id(7)), Ring::new(endpoints(3)).route(&id(7)));
-        assert_eq!(Ring::new(Vec::new()).route(&id(1)), None);
+        assert_eq!(three.route(&id(7)), Ring::new(endpoints(3), same).route(&id(7)));
+        assert_eq!(Ring::new(Vec::new(), same).route(&id(1)), None);
     }
 }
