@@ -20,6 +20,13 @@ pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
         .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME))
 }
 
+/// FNV-1a, 32 bits (the `probabilistic_sampler` processor's `hash_seed` hash).
+pub(crate) fn fnv1a32(bytes: impl IntoIterator<Item = u8>) -> u32 {
+    bytes
+        .into_iter()
+        .fold(0x811c_9dc5, |h: u32, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
 /// `u64::MAX * ratio` as the Go processor computes it: the exact product
 /// rounded to 64 significant bits (to nearest, ties to even), then truncated
 /// to an integer; ratios of 1 and above give `u64::MAX`.

@@ -231,16 +231,7 @@ pub(crate) fn apply(message: &[u8], attr_field: u32, actions: &[Action]) -> Opti
         return None;
     }
     let mut out = Vec::with_capacity(message.len() + 64);
-    let mut r = Reader::new(message);
-    let mut pos = 0;
-    while let Some(f) = r.next_field() {
-        let end = r.position();
-        match f {
-            Ok((n, _)) if n == attr_field => {}
-            _ => out.extend_from_slice(&message[pos..end]),
-        }
-        pos = end;
-    }
+    crate::sidecar::wire::copy_without(message, attr_field, &mut out);
     for (k, v) in &attrs {
         let content = otel_export::wire::len_field_len(key_value::KEY, k.len())
             + otel_export::wire::len_field_len(key_value::VALUE, v.len());

@@ -270,9 +270,6 @@ fn removed_or_unknown(section: &str, id: &str, known: &[&str]) -> ConfigError {
         ("receivers", "jaeger" | "zipkin" | "opencensus") => format!(
             "the {kind} receiver is not available here: instrument with OpenTelemetry and send OTLP to the `otlp` receiver"
         ),
-        ("processors", "probabilistic_sampler") => "probabilistic_sampler is not available here: use a \
-             `tail_sampling` processor with a `probabilistic` policy, or head sampling in the SDK"
-            .to_owned(),
         _ => format!(
             "unknown {} type {kind:?}; available: {}",
             section.trim_end_matches('s'),

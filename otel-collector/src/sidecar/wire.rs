@@ -551,6 +551,32 @@ impl SpanFacts for SpanView<'_> {
     }
 }
 
+/// Copies `message`'s fields except every occurrence of `field` to `out`
+/// (in order, bytes as they were).
+pub fn copy_without(message: &[u8], field: u32, out: &mut Vec<u8>) {
+    let mut r = Reader::new(message);
+    let mut pos = 0;
+    while let Some(f) = r.next_field() {
+        let end = r.position();
+        match f {
+            Ok((n, _)) if n == field => {}
+            _ => out.extend_from_slice(&message[pos..end]),
+        }
+        pos = end;
+    }
+}
+
+/// `message` with length-delimited `field` set to `value` (left out when empty,
+/// as protobuf leaves an empty string out).
+pub fn replace_field(message: &[u8], field: u32, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + value.len() + 4);
+    copy_without(message, field, &mut out);
+    if !value.is_empty() {
+        put_bytes(&mut out, field, value);
+    }
+    out
+}
+
 /// A resource's attributes, read from its bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct ResourceView<'a>(pub &'a [u8]);

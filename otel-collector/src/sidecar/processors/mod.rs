@@ -5,6 +5,7 @@ use super::component::{Factory, ProcessorSettings};
 pub(crate) mod attributes;
 pub(crate) mod batch;
 pub(crate) mod memory_limiter;
+pub(crate) mod probabilistic_sampler;
 pub(crate) mod resource;
 pub(crate) mod tail_sampling;
 
@@ -15,4 +16,5 @@ pub(crate) const TABLE: &[Factory<dyn ProcessorSettings>] = &[
     batch::FACTORY,
     attributes::FACTORY,
     resource::FACTORY,
+    probabilistic_sampler::FACTORY,
 ];
