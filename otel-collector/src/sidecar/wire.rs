@@ -577,6 +577,35 @@ pub fn replace_field(message: &[u8], field: u32, value: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `message` with each occurrence of length-delimited `field` passed through
+/// `rewrite` (`None`: kept as it is), other fields as they were; `None` when
+/// nothing changed.
+pub fn map_field(message: &[u8], field: u32, mut rewrite: impl FnMut(&[u8]) -> Option<Vec<u8>>) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut r = Reader::new(message);
+    let mut pos = 0;
+    while let Some(f) = r.next_field() {
+        let end = r.position();
+        let new = match f {
+            Ok((n, Field::Bytes(inner))) if n == field => rewrite(inner),
+            _ => None,
+        };
+        match (new, out.as_mut()) {
+            (Some(new), buf) => {
+                let buf = match buf {
+                    Some(b) => b,
+                    None => out.insert(message[..pos].to_vec()),
+                };
+                put_bytes(buf, field, &new);
+            }
+            (None, Some(buf)) => buf.extend_from_slice(&message[pos..end]),
+            (None, None) => {}
+        }
+        pos = end;
+    }
+    out
+}
+
 /// A resource's attributes, read from its bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct ResourceView<'a>(pub &'a [u8]);

@@ -13,6 +13,8 @@ const SEED_AGENT: &str = include_str!("../../../examples/collector/agent.yaml");
 
 const SEED_SRE: &str = include_str!("../../../examples/collector/sre.yaml");
 
+const PRODUCTION: &str = include_str!("../../../examples/collector/production.yaml");
+
 const SEED_WITH_JAEGER: &str = include_str!("../../../examples/collector/with-jaeger-exporter.yaml");
 
 #[test]
@@ -42,6 +44,18 @@ fn seed_configurations_validate() {
         .replace("[otlp/tempo, jaeger]", "[otlp/tempo, otlp/jaeger]");
     let (ok, out) = validate(&dir, &fixed);
     assert!(ok, "{out}");
+}
+
+/// A Go-style production configuration (TLS, auth, redaction,
+/// probabilistic_sampler, tail sampling, queue and retry settings, telemetry)
+/// validates with no warning: every key in it acts.
+#[test]
+fn a_go_style_production_configuration_validates_without_warnings() {
+    let dir = scratch("production");
+    let (ok, out) = validate_with_env(&dir, PRODUCTION, &[("TEMPO_TOKEN", "t0ken")]);
+    assert!(ok, "{out}");
+    assert!(out.contains("valid"), "{out}");
+    assert!(!out.to_lowercase().contains("warn"), "{out}");
 }
 
 #[test]

@@ -4,7 +4,7 @@ use crate::sidecar::actions::{self, Action, parse_actions};
 use crate::sidecar::component::{BuildContext, Built, Component, Factory, ProcessorSettings, StagePlace};
 use crate::sidecar::config::{At, ConfigError};
 use crate::sidecar::pipeline::Consumer;
-use crate::sidecar::wire::{ResourceBlock, ScopeBlock, SpanRec};
+use crate::sidecar::wire::SpanRec;
 use otel_export::wire::field::resource;
 use std::sync::Arc;
 
@@ -51,38 +51,9 @@ pub(crate) struct ResourceStage {
 
 impl Consumer for ResourceStage {
     fn consume(&self, mut spans: Vec<SpanRec>) {
-        // Old scope block -> rewritten scope block (resource rewritten once).
-        let mut scopes: Vec<(Arc<ScopeBlock>, Arc<ScopeBlock>)> = Vec::new();
-        let mut resources: Vec<(Arc<ResourceBlock>, Arc<ResourceBlock>)> = Vec::new();
-        for s in &mut spans {
-            if let Some((_, new)) = scopes.iter().find(|(old, _)| Arc::ptr_eq(old, &s.scope)) {
-                s.scope = new.clone();
-                continue;
-            }
-            let old_resource = &s.scope.resource;
-            let new_resource = match resources.iter().find(|(old, _)| Arc::ptr_eq(old, old_resource)) {
-                Some((_, new)) => new.clone(),
-                None => {
-                    let new = match actions::apply(&old_resource.bytes, resource::ATTRIBUTES, &self.actions) {
-                        Some(bytes) => Arc::new(ResourceBlock {
-                            bytes: bytes.into_boxed_slice(),
-                            schema_url: old_resource.schema_url.clone(),
-                        }),
-                        None => old_resource.clone(),
-                    };
-                    resources.push((old_resource.clone(), new.clone()));
-                    new
-                }
-            };
-            let new_scope = Arc::new(ScopeBlock {
-                resource: new_resource,
-                bytes: s.scope.bytes.clone(),
-                schema_url: s.scope.schema_url.clone(),
-                live: s.scope.live.clone(),
-            });
-            scopes.push((s.scope.clone(), new_scope.clone()));
-            s.scope = new_scope;
-        }
+        super::rewrite_resources(&mut spans, |bytes| {
+            actions::apply(bytes, resource::ATTRIBUTES, &self.actions)
+        });
         self.next.consume(spans);
     }
 }
