@@ -71,6 +71,8 @@ mod processor;
 // Shared with `otel-collector`, which reads and writes OTLP wire bytes with
 // it; not part of this crate's supported API (docs/adr/0009).
 #[doc(hidden)]
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod wire;
 
 pub use config::{ConfigError, EnvMode, EnvReader};

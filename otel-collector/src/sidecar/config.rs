@@ -899,9 +899,15 @@ service:
         }
         // server_name_override acts (the exporter verifies against that name).
         assert!(!config.warnings.iter().any(|w| w.contains("server_name_override")));
-        // A TLS minimum this collector cannot enforce is an error, not a warning.
-        let e = CollectorConfig::parse_with_env(&yaml.replace("\"1.2\"", "\"1.3\""), &|_| None).unwrap_err();
-        assert_eq!(e.path(), "exporters.otlp.tls.min_version");
+        // A TLS 1.3 minimum acts; a suite rustls does not offer is an error, not a warning.
+        assert!(CollectorConfig::parse_with_env(&yaml.replace("\"1.2\"", "\"1.3\""), &|_| None).is_ok());
+        let cbc = yaml.replace(
+            "min_version: \"1.2\"",
+            "min_version: \"1.2\", cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]",
+        );
+        let e = CollectorConfig::parse_with_env(&cbc, &|_| None).unwrap_err();
+        assert_eq!(e.path(), "exporters.otlp.tls.cipher_suites");
+        assert!(e.to_string().contains("not offered"), "{e}");
     }
 
     #[test]

@@ -692,7 +692,25 @@ mod tls_tests {
         trust: &Ca,
         client: Option<&(String, String)>,
     ) -> Result<(), String> {
+        export_with(
+            endpoint,
+            protocol,
+            trust,
+            client,
+            otel_export::tls::TlsPolicy::default(),
+        )
+        .await
+    }
+
+    async fn export_with(
+        endpoint: String,
+        protocol: otel_export::Protocol,
+        trust: &Ca,
+        client: Option<&(String, String)>,
+        policy: otel_export::tls::TlsPolicy,
+    ) -> Result<(), String> {
         let mut b = otel_export::OtlpExporter::builder()
+            .with_tls_policy(policy)
             .with_protocol(protocol)
             .with_endpoint(endpoint)
             .with_ca_certificate_pem(trust.pem().into_bytes())
@@ -779,6 +797,92 @@ mod tls_tests {
         export(grpc.clone(), Grpc, &renewed_ca, None).await.unwrap();
         assert!(export(grpc, Grpc, &server_ca, None).await.is_err());
         assert_eq!(accepted("grpc"), 4);
+        c.shutdown(Duration::from_secs(5)).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `min_version`, `max_version` and `cipher_suites` act on both ends:
+    /// what a receiver offers, and what an exporter accepts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_versions_and_cipher_suites_act_on_receivers_and_exporters() {
+        use otel_export::Protocol::{Grpc, HttpProtobuf};
+        use otel_export::tls::{TlsPolicy, TlsVersion};
+        let dir = std::env::temp_dir().join(format!("tls-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let server_ca = ca();
+        let (cert, key) = leaf(&server_ca, &["127.0.0.1"]);
+        let (cert_file, key_file) = (dir.join("s.pem"), dir.join("s.key"));
+        std::fs::write(&cert_file, &cert).unwrap();
+        std::fs::write(&key_file, &key).unwrap();
+        let (cert_file, key_file) = (cert_file.display().to_string(), key_file.display().to_string());
+        let config = CollectorConfig::parse_with_env(
+            &format!(
+                "receivers: {{otlp: {{protocols: {{\n\
+                   grpc: {{endpoint: 127.0.0.1:0, tls: {{cert_file: {cert_file:?}, key_file: {key_file:?}, max_version: \"1.2\", cipher_suites: [TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305]}}}},\n\
+                   http: {{endpoint: 127.0.0.1:0, tls: {{cert_file: {cert_file:?}, key_file: {key_file:?}, min_version: \"1.3\"}}}}}}}}}}\n\
+                 exporters: {{debug: {{verbosity: basic}}}}\n\
+                 service: {{pipelines: {{traces: {{receivers: [otlp], exporters: [debug]}}}}}}\n"
+            ),
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(config.warnings, Vec::<String>::new());
+        let c = Collector::start(config).await.unwrap();
+        let at = |name: &str| c.addresses().iter().find(|(n, _)| n == name).unwrap().1;
+        let grpc_addr = at("otlp/grpc");
+        let (grpc, http) = (
+            format!("https://127.0.0.1:{}", grpc_addr.port()),
+            format!("https://127.0.0.1:{}/v1/traces", at("otlp/http").port()),
+        );
+
+        // What the gRPC receiver negotiates with a client offering everything.
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from(server_ca.der().to_vec()))
+            .unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(TlsPolicy::default().provider())
+            .with_protocol_versions(&TlsPolicy::default().versions())
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(grpc_addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (_, session) = tls.get_ref();
+        assert_eq!(session.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+        assert_eq!(
+            format!("{:?}", session.negotiated_cipher_suite().unwrap().suite()),
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+        );
+        drop(tls);
+
+        let v = |s: &str| Some(TlsVersion::parse(s).unwrap());
+        // An exporter that insists on TLS 1.3 cannot talk to a 1.2-only receiver.
+        let only13 = TlsPolicy::new(v("1.3"), None, &[]).unwrap();
+        assert!(export_with(grpc.clone(), Grpc, &server_ca, None, only13).await.is_err());
+        // Nor one whose only suite the receiver does not offer.
+        let aes = TlsPolicy::new(None, v("1.2"), &["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into()]).unwrap();
+        assert!(export_with(grpc.clone(), Grpc, &server_ca, None, aes).await.is_err());
+        // The default exporter meets it on TLS 1.2 with its suite.
+        export(grpc, Grpc, &server_ca, None).await.unwrap();
+        // The HTTP receiver refuses TLS 1.2 (min_version 1.3).
+        let only12 = TlsPolicy::new(None, v("1.2"), &[]).unwrap();
+        assert!(
+            export_with(http.clone(), HttpProtobuf, &server_ca, None, only12)
+                .await
+                .is_err()
+        );
+        export(http, HttpProtobuf, &server_ca, None).await.unwrap();
+        let accepted = |t: &str| {
+            c.metrics().read(
+                "otelcol_receiver_accepted_spans",
+                &[("receiver", "otlp"), ("transport", t)],
+            )
+        };
+        assert_eq!((accepted("grpc"), accepted("http")), (2, 2));
         c.shutdown(Duration::from_secs(5)).await;
         let _ = std::fs::remove_dir_all(&dir);
     }

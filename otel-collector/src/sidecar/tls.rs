@@ -4,7 +4,8 @@
 //! without needing one); client certificates checked against
 //! `client_ca_file` (mutual TLS).
 
-use crate::sidecar::config::{At, ConfigError, child, get, get_str};
+use crate::sidecar::config::{At, ConfigError, child, get, get_str, get_strings};
+use otel_export::tls::{TlsPolicy, TlsVersion};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -22,8 +23,8 @@ pub(crate) struct ServerTlsConfig {
     pub(crate) key_file: String,
     /// `client_ca_file`: clients must present a certificate it signed.
     pub(crate) client_ca_file: Option<String>,
-    /// `min_version` 1.3: TLS 1.2 refused.
-    pub(crate) tls13_only: bool,
+    /// `min_version`, `max_version` and `cipher_suites`.
+    pub(crate) policy: TlsPolicy,
 }
 
 /// Reads `tls` at `at`, when present.
@@ -45,10 +46,10 @@ pub(crate) fn parse_server_tls(at: At<'_>, warnings: &mut Vec<String>) -> Result
         "cipher_suites",
         "ca_file",
     ])?;
-    for key in ["max_version", "cipher_suites", "client_ca_file_reload", "ca_file"] {
+    for key in ["client_ca_file_reload", "ca_file"] {
         if get(t, key).is_some() {
             warnings.push(format!(
-                "{} is ignored by this collector: TLS 1.2 and 1.3 with rustls' safe cipher suites are offered",
+                "{} is ignored by this collector: a receiver checks clients with client_ca_file, read at start",
                 child(&path, key)
             ));
         }
@@ -65,32 +66,37 @@ pub(crate) fn parse_server_tls(at: At<'_>, warnings: &mut Vec<String>) -> Result
             .map(str::to_owned)
             .ok_or_else(|| ConfigError::new(child(&path, key), "TLS on a receiver needs cert_file and key_file"))
     };
-    let tls13_only = match get_str(t, "min_version")? {
-        None | Some("" | "1.0" | "1.1" | "1.2") => false,
-        Some("1.3") => true,
-        Some(other) => {
-            return Err(ConfigError::new(
-                child(&path, "min_version"),
-                format!("must be 1.0, 1.1, 1.2 or 1.3, got {other:?}"),
-            ));
-        }
-    };
+    let policy = parse_policy(t)?;
     Ok(Some(ServerTlsConfig {
         cert_file: required("cert_file")?,
         key_file: required("key_file")?,
         client_ca_file: get_str(t, "client_ca_file")?
             .filter(|s| !s.is_empty())
             .map(str::to_owned),
-        tls13_only,
+        policy,
     }))
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    match CryptoProvider::get_default() {
-        Some(installed) => installed.clone(),
-        #[allow(deprecated)] // ring: deprecated only for lacking post-quantum key exchange
-        None => Arc::new(rustls::crypto::ring::default_provider()),
-    }
+/// `min_version`, `max_version` and `cipher_suites` of a `tls` block, as Go reads them.
+pub(crate) fn parse_policy(t: At<'_>) -> Result<TlsPolicy, ConfigError> {
+    let version = |key: &str| -> Result<Option<TlsVersion>, ConfigError> {
+        match get_str(t, key)? {
+            None | Some("") => Ok(None),
+            Some(v) => TlsVersion::parse(v)
+                .map(Some)
+                .map_err(|e| ConfigError::new(child(t.path, key), e)),
+        }
+    };
+    let (min, max) = (version("min_version")?, version("max_version")?);
+    let suites = get_strings(t, "cipher_suites")?;
+    TlsPolicy::new(min, max, &suites).map_err(|e| {
+        let key = if e.contains("cipher") {
+            "cipher_suites"
+        } else {
+            "max_version"
+        };
+        ConfigError::new(child(t.path, key), e)
+    })
 }
 
 fn modified(path: &str) -> Option<SystemTime> {
@@ -157,7 +163,7 @@ impl ResolvesServerCert for Reloading {
 ///
 /// When the files cannot be read or do not hold a certificate and key.
 pub(crate) fn acceptor(cfg: &ServerTlsConfig, alpn: &[&[u8]]) -> Result<tokio_rustls::TlsAcceptor, String> {
-    let provider = provider();
+    let provider = cfg.policy.provider();
     let key = load(cfg, &provider)?;
     let resolver = Arc::new(Reloading {
         cfg: cfg.clone(),
@@ -165,13 +171,8 @@ pub(crate) fn acceptor(cfg: &ServerTlsConfig, alpn: &[&[u8]]) -> Result<tokio_ru
         current: Mutex::new((modified(&cfg.cert_file), modified(&cfg.key_file), key)),
         checked: Mutex::new(std::time::Instant::now()),
     });
-    let versions: &[&rustls::SupportedProtocolVersion] = if cfg.tls13_only {
-        &[&rustls::version::TLS13]
-    } else {
-        rustls::DEFAULT_VERSIONS
-    };
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)
+        .with_protocol_versions(&cfg.policy.versions())
         .map_err(|e| format!("TLS configuration failed: {e}"))?;
     let builder = match &cfg.client_ca_file {
         None => builder.with_no_client_auth(),

@@ -52,7 +52,7 @@ fn seed_configurations_validate() {
 #[test]
 fn a_go_style_production_configuration_validates_without_warnings() {
     let dir = scratch("production");
-    let (ok, out) = validate_with_env(&dir, PRODUCTION, &[("TEMPO_TOKEN", "t0ken")]);
+    let (ok, out) = validate(&dir, PRODUCTION);
     assert!(ok, "{out}");
     assert!(out.contains("valid"), "{out}");
     assert!(!out.to_lowercase().contains("warn"), "{out}");

@@ -59,37 +59,55 @@ impl Codec for RawCodec {
     }
 }
 
-/// Builds the channel; must run inside the transport runtime (tonic spawns its
-/// connection worker there).
-pub(crate) fn channel(settings: &Settings) -> Result<Channel, String> {
-    let mut endpoint = Endpoint::from_shared(settings.endpoint.clone())
+/// The connection to a gRPC server: tonic's channel for plaintext, and for
+/// `https://` an HTTP/2 client on our rustls connector (so the TLS versions
+/// and cipher suites of the exporter's policy apply, which tonic's TLS does
+/// not let a caller choose).
+#[derive(Debug, Clone)]
+pub(crate) enum GrpcClient {
+    /// `http://`.
+    Plain(Channel),
+    /// `https://`.
+    #[cfg(feature = "tls")]
+    Tls(Box<TlsClient>),
+}
+
+#[cfg(feature = "tls")]
+type TlsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<Bytes>,
+>;
+
+/// Builds the client; must run inside the transport runtime (connection
+/// workers are spawned there).
+pub(crate) fn channel(settings: &Settings) -> Result<GrpcClient, String> {
+    if settings.endpoint.starts_with("https://") {
+        #[cfg(not(feature = "tls"))]
+        return Err("https endpoints need otel-export's `tls` feature".to_owned());
+        #[cfg(feature = "tls")]
+        {
+            http::Uri::try_from(settings.endpoint.as_str())
+                .map_err(|e| format!("invalid OTLP endpoint {:?}: {e}", settings.endpoint))?;
+            let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+            http.set_nodelay(true);
+            http.enforce_http(false);
+            http.set_connect_timeout(Some(settings.timeout));
+            let connector = super::tls::connector(settings, http, true)?;
+            let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .build(connector);
+            return Ok(GrpcClient::Tls(Box::new(client)));
+        }
+    }
+    let endpoint = Endpoint::from_shared(settings.endpoint.clone())
         .map_err(|e| format!("invalid OTLP endpoint {:?}: {e}", settings.endpoint))?
         .tcp_nodelay(true)
         .connect_timeout(settings.timeout)
         .timeout(settings.timeout)
         .user_agent(super::USER_AGENT)
         .map_err(|e| format!("invalid user agent: {e}"))?;
-    #[cfg(not(feature = "tls"))]
-    if settings.endpoint.starts_with("https://") {
-        return Err("https endpoints need otel-export's `tls` feature".to_owned());
-    }
-    #[cfg(feature = "tls")]
-    if settings.endpoint.starts_with("https://") {
-        let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
-        if let Some(pem) = &settings.ca_pem {
-            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem.clone()));
-        }
-        if let Some((cert, key)) = &settings.client_identity {
-            tls = tls.identity(tonic::transport::Identity::from_pem(cert.clone(), key.clone()));
-        }
-        if let Some(name) = &settings.tls_server_name {
-            tls = tls.domain_name(name.clone());
-        }
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|e| format!("TLS configuration failed: {e}"))?;
-    }
-    Ok(endpoint.connect_lazy())
+    Ok(GrpcClient::Plain(endpoint.connect_lazy()))
 }
 
 /// Whether a gRPC status may succeed if tried again (the OTLP specification's list;
@@ -203,21 +221,8 @@ fn response_message(body: &[u8], encoding: Option<&[u8]>) -> Result<Vec<u8>, Str
     }
 }
 
-/// One attempt: `body` is the framed (and compressed) request, sent as it
-/// is on the channel; the status is read from the response's trailers.
-pub(crate) async fn send(mut channel: Channel, settings: &Settings, body: Bytes) -> Attempt {
-    use http_body_util::BodyExt as _;
-    use tower_service::Service as _;
-    if let Err(e) = std::future::poll_fn(|cx| channel.poll_ready(cx)).await {
-        return Attempt::Retryable {
-            after: None,
-            reason: format!("gRPC channel not ready: {e}"),
-        };
-    }
-    let mut request = http::Request::new(tonic::body::Body::new(http_body_util::Full::new(body)));
-    *request.method_mut() = http::Method::POST;
-    *request.uri_mut() = http::Uri::from_static(EXPORT_PATH);
-    let headers = request.headers_mut();
+/// The request headers of an export.
+fn headers(settings: &Settings, headers: &mut http::HeaderMap) {
     for (k, v) in &settings.headers {
         if let (Ok(k), Ok(v)) = (
             http::HeaderName::from_bytes(k.as_bytes()),
@@ -244,6 +249,61 @@ pub(crate) async fn send(mut channel: Channel, settings: &Settings, body: Bytes)
             headers.insert("grpc-encoding", http::HeaderValue::from_static("zstd"));
         }
     }
+}
+
+/// A response body of either client, its errors as text.
+type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, String>;
+
+/// Sends the request; the response or the transport error's chain.
+async fn call(client: GrpcClient, settings: &Settings, body: Bytes) -> Result<http::Response<ResponseBody>, String> {
+    use http_body_util::BodyExt as _;
+    use tower_service::Service as _;
+    match client {
+        GrpcClient::Plain(mut channel) => {
+            std::future::poll_fn(|cx| channel.poll_ready(cx))
+                .await
+                .map_err(|e| format!("gRPC channel not ready: {e}"))?;
+            let mut request = http::Request::new(tonic::body::Body::new(http_body_util::Full::new(body)));
+            *request.method_mut() = http::Method::POST;
+            *request.uri_mut() = http::Uri::from_static(EXPORT_PATH);
+            headers(settings, request.headers_mut());
+            let response = channel.call(request).await.map_err(|e| error_chain(&e))?;
+            Ok(response.map(|b| b.map_err(|s| s.to_string()).boxed_unsync()))
+        }
+        #[cfg(feature = "tls")]
+        GrpcClient::Tls(client) => {
+            let uri = format!("{}{EXPORT_PATH}", settings.endpoint.trim_end_matches('/'));
+            let mut request = http::Request::new(http_body_util::Full::new(body));
+            *request.method_mut() = http::Method::POST;
+            *request.uri_mut() = http::Uri::try_from(uri).map_err(|e| format!("invalid gRPC URI: {e}"))?;
+            headers(settings, request.headers_mut());
+            if let Ok(ua) = http::HeaderValue::from_str(super::USER_AGENT) {
+                request.headers_mut().insert(http::header::USER_AGENT, ua);
+            }
+            let response = tokio::time::timeout(settings.timeout, client.request(request))
+                .await
+                .map_err(|_| format!("no response within {:?}", settings.timeout))?
+                .map_err(|e| error_chain(&e))?;
+            Ok(response.map(|b| b.map_err(|e| e.to_string()).boxed_unsync()))
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e.to_string();
+    let mut next = e.source();
+    while let Some(inner) = next {
+        cause.push_str(": ");
+        cause.push_str(&inner.to_string());
+        next = inner.source();
+    }
+    cause
+}
+
+/// One attempt: `body` is the framed (and compressed) request, sent as it
+/// is; the status is read from the response's trailers.
+pub(crate) async fn send(client: GrpcClient, settings: &Settings, body: Bytes) -> Attempt {
+    use http_body_util::BodyExt as _;
     let failed = |code: Code, message: &str, details: &[u8], cause: Option<String>| {
         let delay = grpc_retry_delay(details);
         let mut reason = format!("gRPC {code:?}: {message}");
@@ -253,17 +313,8 @@ pub(crate) async fn send(mut channel: Channel, settings: &Settings, body: Bytes)
         }
         (code, delay, reason)
     };
-    let outcome = match channel.call(request).await {
-        Err(e) => {
-            let mut cause = e.to_string();
-            let mut next = std::error::Error::source(&e);
-            while let Some(inner) = next {
-                cause.push_str(": ");
-                cause.push_str(&inner.to_string());
-                next = inner.source();
-            }
-            Err(failed(Code::Unavailable, "transport error", &[], Some(cause)))
-        }
+    let outcome = match call(client, settings, body).await {
+        Err(cause) => Err(failed(Code::Unavailable, "transport error", &[], Some(cause))),
         Ok(response) => {
             let (parts, body) = response.into_parts();
             match grpc_status(&parts.headers) {

@@ -24,7 +24,7 @@ pub(crate) fn client(settings: &Settings) -> Result<HttpClient, String> {
     http.enforce_http(false);
     http.set_connect_timeout(Some(settings.timeout));
     #[cfg(feature = "tls")]
-    let connector = tls::connector(settings, http)?;
+    let connector = super::tls::connector(settings, http, false)?;
     #[cfg(not(feature = "tls"))]
     let connector = {
         if settings.endpoint.starts_with("https://") {
@@ -33,74 +33,6 @@ pub(crate) fn client(settings: &Settings) -> Result<HttpClient, String> {
         http
     };
     Ok(Client::builder(TokioExecutor::new()).build(connector))
-}
-
-#[cfg(feature = "tls")]
-mod tls {
-    use super::Settings;
-    use hyper_util::client::legacy::connect::HttpConnector;
-
-    /// rustls with ring, the system's roots plus a configured CA, and a
-    /// client certificate when one is configured.
-    pub(super) fn connector(
-        settings: &Settings,
-        http: HttpConnector,
-    ) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for cert in native.certs {
-            let _ = roots.add(cert);
-        }
-        if let Some(pem) = &settings.ca_pem {
-            for cert in pem_certs(pem)? {
-                roots.add(cert).map_err(|e| format!("invalid CA certificate: {e}"))?;
-            }
-        }
-        // The application's choice when it installed a process-wide provider
-        // (e.g. aws-lc-rs, for post-quantum key exchange); ring otherwise,
-        // which builds fast everywhere. rustls deprecates ring's provider
-        // only for its lack of post-quantum algorithms.
-        let provider = match rustls::crypto::CryptoProvider::get_default() {
-            Some(installed) => installed.clone(),
-            #[allow(deprecated)]
-            None => std::sync::Arc::new(rustls::crypto::ring::default_provider()),
-        };
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS configuration failed: {e}"))?
-            .with_root_certificates(roots);
-        let tls = match &settings.client_identity {
-            None => builder.with_no_client_auth(),
-            Some((cert, key)) => {
-                let certs = pem_certs(cert)?;
-                use rustls::pki_types::pem::PemObject;
-                let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key)
-                    .map_err(|e| format!("invalid client key: {e}"))?;
-                builder
-                    .with_client_auth_cert(certs, key)
-                    .map_err(|e| format!("invalid client certificate: {e}"))?
-            }
-        };
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http();
-        let builder = match &settings.tls_server_name {
-            Some(name) => {
-                let name = rustls::pki_types::ServerName::try_from(name.clone())
-                    .map_err(|e| format!("invalid TLS server name {name:?}: {e}"))?;
-                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-            }
-            None => builder,
-        };
-        Ok(builder.enable_http1().wrap_connector(http))
-    }
-
-    fn pem_certs(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
-        use rustls::pki_types::pem::PemObject;
-        rustls::pki_types::CertificateDer::pem_slice_iter(pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("invalid PEM certificate: {e}"))
-    }
 }
 
 /// An error and its sources, as one line.

@@ -9,6 +9,8 @@ pub use grpc::{RawCodec, RawDecoder, RawEncoder};
 #[cfg(feature = "http")]
 mod http;
 pub(crate) mod response;
+#[cfg(feature = "tls")]
+mod tls;
 mod transport;
 
 use crate::config::{ConfigError, EnvMode, EnvReader, parse_headers};
@@ -189,6 +191,9 @@ pub(crate) struct Settings {
     /// SNI), instead of the endpoint's host.
     pub(crate) tls_server_name: Option<String>,
     pub(crate) client_identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// TLS versions and cipher suites (unset: TLS 1.2 and 1.3, rustls' suites).
+    #[cfg(feature = "tls")]
+    pub(crate) tls_policy: Option<crate::tls::TlsPolicy>,
     pub(crate) retry: RetryPolicy,
     pub(crate) json: bool,
 }
@@ -217,6 +222,8 @@ pub struct OtlpExporterBuilder {
     ca_pem: Option<Vec<u8>>,
     tls_server_name: Option<String>,
     client_identity: Option<(Vec<u8>, Vec<u8>)>,
+    #[cfg(feature = "tls")]
+    tls_policy: Option<crate::tls::TlsPolicy>,
     insecure: Option<bool>,
     retry: RetryPolicy,
     counters: Option<Arc<Counters>>,
@@ -384,6 +391,15 @@ impl OtlpExporterBuilder {
         self
     }
 
+    /// The TLS versions and TLS 1.2 cipher suites to offer (the Go
+    /// Collector's `tls.min_version`, `max_version` and `cipher_suites`).
+    /// Defaults to TLS 1.2 and 1.3 with rustls' suites.
+    #[cfg(feature = "tls")]
+    pub fn with_tls_policy(mut self, policy: crate::tls::TlsPolicy) -> Self {
+        self.tls_policy = Some(policy);
+        self
+    }
+
     /// PEM CA certificates to trust besides the system's. Defaults to none.
     pub fn with_ca_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca_pem = Some(pem.into());
@@ -517,6 +533,8 @@ impl OtlpExporterBuilder {
             ca_pem: self.ca_pem,
             tls_server_name: self.tls_server_name,
             client_identity: self.client_identity,
+            #[cfg(feature = "tls")]
+            tls_policy: self.tls_policy,
             retry: self.retry,
             json: self.protocol == Protocol::HttpJson,
         };
@@ -537,7 +555,7 @@ impl OtlpExporterBuilder {
 #[derive(Debug)]
 enum Client {
     #[cfg(feature = "grpc")]
-    Grpc(tonic::transport::Channel),
+    Grpc(grpc::GrpcClient),
     #[cfg(feature = "http")]
     Http(Box<http::HttpClient>),
 }
