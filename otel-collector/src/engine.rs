@@ -233,7 +233,18 @@ struct PolicyStats {
     sampled: AtomicU64,
     not_sampled: AtomicU64,
     dropped: AtomicU64,
+    /// Evaluations per latency bucket ([`POLICY_LATENCY_BUCKETS_US`] plus one unbounded).
+    latency: [AtomicU64; POLICY_LATENCY_BUCKETS_US.len() + 1],
+    /// Sum of evaluation times, nanoseconds.
+    latency_nanos: AtomicU64,
 }
+
+/// Upper bounds, microseconds, of the per-policy evaluation latency
+/// histogram (`otelcol_processor_tail_sampling_sampling_decision_latency`).
+pub const POLICY_LATENCY_BUCKETS_US: [u64; 23] = [
+    1, 2, 5, 10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000,
+    50000,
+];
 
 #[derive(Debug, Default)]
 struct Stats {
@@ -266,6 +277,11 @@ pub struct PolicyCounts {
     pub not_sampled: u64,
     /// Traces it vetoed (drop policies).
     pub dropped: u64,
+    /// Evaluations per latency bucket: bounds in [`POLICY_LATENCY_BUCKETS_US`]
+    /// plus one unbounded bucket.
+    pub latency_buckets: Vec<u64>,
+    /// Sum of its evaluation times, nanoseconds.
+    pub latency_nanos: u64,
 }
 
 /// A snapshot of the engine's counters.
@@ -582,6 +598,8 @@ impl<T: Send + 'static> TailSampler<T> {
                     sampled: r(&c.sampled),
                     not_sampled: r(&c.not_sampled),
                     dropped: r(&c.dropped),
+                    latency_buckets: c.latency.iter().map(r).collect(),
+                    latency_nanos: r(&c.latency_nanos),
                 })
                 .collect(),
         }
@@ -926,8 +944,16 @@ impl<T: Send + 'static> Inner<T> {
         let mut not_sampled = false;
         let mut invert_not = false;
         for &i in &self.order {
+            let started = Instant::now();
             let d = self.cfg.policies[i].evaluate(v);
+            let took = started.elapsed().as_nanos() as u64;
             let c = &self.policy_stats[i];
+            let bucket = POLICY_LATENCY_BUCKETS_US
+                .iter()
+                .position(|b| took <= b * 1000)
+                .unwrap_or(POLICY_LATENCY_BUCKETS_US.len());
+            c.latency[bucket].fetch_add(1, Relaxed);
+            c.latency_nanos.fetch_add(took, Relaxed);
             match d {
                 Decision::Dropped => {
                     c.dropped.fetch_add(1, Relaxed);

@@ -78,8 +78,8 @@ mod settings;
 
 pub use config::{ConfigError, parse_duration, parse_yaml};
 pub use engine::{
-    Clock, DECISION_DELAY_BUCKETS_MS, KeptBy, ManualClock, PolicyCounts, PreparedSpan, SystemClock, TailSampler,
-    TailSamplerBuilder, TailSamplingStats, TraceSink,
+    Clock, DECISION_DELAY_BUCKETS_MS, KeptBy, ManualClock, POLICY_LATENCY_BUCKETS_US, PolicyCounts, PreparedSpan,
+    SystemClock, TailSampler, TailSamplerBuilder, TailSamplingStats, TraceSink,
 };
 pub use facts::{AttrValue, Attributes, NoAttributes, SpanFacts, StatusCode};
 pub use hash::{DEFAULT_HASH_SALT, hash_trace_id};

@@ -269,11 +269,11 @@ service:
         "10".into(),
     ]);
     let spans: usize = sent.iter().map(|(_, _, n)| n).sum();
-    proc::eventually("the spans counted", std::time::Duration::from_secs(10), || {
+    proc::eventually("the traces decided", std::time::Duration::from_secs(10), || {
         proc::metric(
             &proc::scrape(metrics),
-            "otelcol_processor_tail_sampling_new_trace_id_received_total",
-            &[],
+            "otelcol_processor_tail_sampling_global_count_traces_sampled_total",
+            &[("decision", "sampled")],
         ) >= 10.0
     });
     let exposed = proc::scrape(metrics);
@@ -314,6 +314,7 @@ print(json.dumps(out))",
         ("otelcol_processor_tail_sampling_global_count_traces_sampled", "counter"),
         ("otelcol_processor_tail_sampling_new_trace_id_received", "counter"),
         ("otelcol_processor_tail_sampling_sampling_traces_on_memory", "gauge"),
+        ("otelcol_processor_tail_sampling_sampling_decision_latency", "histogram"),
         ("otelcol_process_cpu_seconds", "counter"),
         ("otelcol_process_memory_rss", "gauge"),
     ] {
@@ -327,6 +328,15 @@ print(json.dumps(out))",
             .iter()
             .any(|s| s[1]["policy"] == "all" && s[1]["decision"] == "sampled")
     );
+    // Each policy's evaluations are timed: the histogram counts them all.
+    let latency = family("otelcol_processor_tail_sampling_sampling_decision_latency")["samples"]
+        .as_array()
+        .unwrap();
+    let evaluated = latency
+        .iter()
+        .find(|s| s[0] == "otelcol_processor_tail_sampling_sampling_decision_latency_count" && s[1]["policy"] == "all")
+        .unwrap_or_else(|| panic!("{latency:?}"));
+    assert!(evaluated[2].as_f64().unwrap() >= 1.0, "{evaluated}");
     let families: Vec<&str> = exposed
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -241,6 +241,33 @@ fn register_tail_gauges(metrics: &Metrics, stage: &Arc<TailStage>, id: &str, pip
             );
         }
     }
+    // Per policy: how long its evaluation takes (Go's histogram, microseconds).
+    for p in stage.sampler.stats().policies {
+        let weak = Arc::downgrade(stage);
+        let name = p.name.clone();
+        let labels = [("processor", id), ("pipeline", pipeline), ("policy", p.name.as_str())];
+        metrics.histogram_fn(
+            "otelcol_processor_tail_sampling_sampling_decision_latency",
+            "Latency (in microseconds) of a given sampling policy.",
+            &labels,
+            move || {
+                let Some(s) = weak.upgrade() else {
+                    return (0.0, 0, Vec::new());
+                };
+                let stats = s.sampler.stats();
+                let Some(q) = stats.policies.iter().find(|q| q.name == name) else {
+                    return (0.0, 0, Vec::new());
+                };
+                let bounds = crate::engine::POLICY_LATENCY_BUCKETS_US
+                    .iter()
+                    .map(|us| *us as f64)
+                    .chain([f64::INFINITY]);
+                let buckets: Vec<(f64, u64)> = bounds.zip(q.latency_buckets.iter().copied()).collect();
+                let count = buckets.iter().map(|(_, n)| n).sum();
+                (q.latency_nanos as f64 / 1000.0, count, buckets)
+            },
+        );
+    }
     // The Go processor's other names, read from the same totals.
     type Read2 = fn(&crate::engine::TailSamplingStats) -> u64;
     type Labels = &'static [(&'static str, &'static str)];
