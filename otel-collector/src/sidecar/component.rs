@@ -24,6 +24,7 @@
 
 use super::bottlenecks::BottleneckReport;
 use super::config::{At, ConfigError};
+use super::extensions::file_storage::FileStorage;
 use super::metrics::Metrics;
 use super::pipeline::{Consumer, Flush};
 use super::receiver::Intake;
@@ -91,6 +92,11 @@ pub(crate) trait ProcessorSettings: std::fmt::Debug + Send + Sync {
     fn decides_traces(&self) -> bool {
         false
     }
+
+    /// The storage extensions it names: (setting, below the processor's id; extension id).
+    fn storage_refs(&self) -> Vec<(&'static str, &str)> {
+        Vec::new()
+    }
 }
 
 /// The settings of an exporter, ready to build.
@@ -100,6 +106,11 @@ pub(crate) trait ExporterSettings: std::fmt::Debug + Send + Sync {
 
     /// The auth extensions it names: (setting, below the exporter's id; extension id).
     fn auth_refs(&self) -> Vec<(&'static str, &str)> {
+        Vec::new()
+    }
+
+    /// The storage extensions it names: (setting, below the exporter's id; extension id).
+    fn storage_refs(&self) -> Vec<(&'static str, &str)> {
         Vec::new()
     }
 }
@@ -116,6 +127,16 @@ pub(crate) trait ExtensionSettings: std::fmt::Debug + Send + Sync {
 
     /// Whether it is an `auth` extension (checked when the configuration is read).
     fn is_authenticator(&self) -> bool {
+        false
+    }
+
+    /// The storage, for a `file_storage` extension (opened when the collector starts).
+    fn storage(&self) -> Result<Option<Arc<FileStorage>>, String> {
+        Ok(None)
+    }
+
+    /// Whether it is a storage extension (checked when the configuration is read).
+    fn is_storage(&self) -> bool {
         false
     }
 }
@@ -194,6 +215,16 @@ pub(crate) trait Admission: Send + Sync {
     /// Whether `incoming` more bytes carrying `spans` spans may enter;
     /// counts them as refused when not.
     fn admit(&self, incoming: usize, spans: u64) -> bool;
+
+    /// What the client is told when data is refused.
+    fn reason(&self) -> &'static str {
+        "data refused due to high memory usage"
+    }
+
+    /// Whether receivers wait for room (a while) instead of refusing at once.
+    fn blocking(&self) -> bool {
+        false
+    }
 }
 
 /// A server a receiver or extension started.
@@ -221,6 +252,8 @@ pub(crate) struct BuildContext {
     shared: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
     /// The enabled auth extensions, by id.
     authenticators: HashMap<String, Arc<dyn Authenticator>>,
+    /// The enabled storage extensions, by id.
+    storages: HashMap<String, Arc<FileStorage>>,
 }
 
 impl BuildContext {
@@ -240,7 +273,21 @@ impl BuildContext {
             ended,
             shared: Mutex::new(HashMap::new()),
             authenticators,
+            storages: HashMap::new(),
         }
+    }
+
+    /// The context with the enabled storage extensions.
+    pub(crate) fn with_storages(mut self, storages: HashMap<String, Arc<FileStorage>>) -> Self {
+        self.storages = storages;
+        self
+    }
+
+    /// The storage extension `id`.
+    pub(crate) fn storage(&self, id: &str) -> Result<Arc<FileStorage>, String> {
+        self.storages.get(id).cloned().ok_or_else(|| {
+            format!("storage {id:?} is not an enabled file_storage extension (define it under extensions and list it in service.extensions)")
+        })
     }
 
     /// The auth extension `id` (enabled in `service.extensions`).

@@ -396,6 +396,7 @@ impl CollectorConfig {
         }
 
         check_authenticators(&receivers, &exporters, &extensions)?;
+        check_storages(&processors, &exporters, &extensions)?;
         let telemetry = parse_telemetry(service_at, &mut warnings)?;
         let pipelines_at = At {
             value: get(service_at, "pipelines").unwrap_or(&EMPTY),
@@ -501,6 +502,42 @@ fn check_authenticators(
                 place,
                 format!(
                     "{name:?} is not an enabled auth extension: define it under extensions (e.g. bearertokenauth) and list it in service.extensions"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every `storage` (`sending_queue.storage`, `tail_storage`) names a
+/// `file_storage` extension enabled in `service.extensions`.
+fn check_storages(
+    processors: &[(String, Arc<dyn ProcessorSettings>)],
+    exporters: &[(String, Arc<dyn ExporterSettings>)],
+    extensions: &[(String, Arc<dyn ExtensionSettings>)],
+) -> Result<(), ConfigError> {
+    let named = processors
+        .iter()
+        .flat_map(|(id, p)| {
+            p.storage_refs()
+                .into_iter()
+                .map(move |(at, a)| (format!("processors.{id}.{at}"), a))
+        })
+        .chain(exporters.iter().flat_map(|(id, e)| {
+            e.storage_refs()
+                .into_iter()
+                .map(move |(at, a)| (format!("exporters.{id}.{at}"), a))
+        }));
+    for (place, name) in named {
+        let enabled = extensions
+            .iter()
+            .find(|(k, _)| k == name)
+            .is_some_and(|(_, e)| e.is_storage());
+        if !enabled {
+            return Err(ConfigError::new(
+                place,
+                format!(
+                    "{name:?} is not an enabled storage extension: define it under extensions (file_storage) and list it in service.extensions"
                 ),
             ));
         }
@@ -883,7 +920,6 @@ service:
         let config = CollectorConfig::parse_with_env(yaml, &|_| None).unwrap();
         for place in [
             "receivers.otlp.protocols.http.metrics_url_path",
-            "exporters.otlp.sending_queue.blocking",
             "exporters.otlp.sending_queue.sizer",
             "service.telemetry.logs.development",
             "service.telemetry.logs.output_paths",
@@ -897,8 +933,9 @@ service:
                 config.warnings
             );
         }
-        // server_name_override acts (the exporter verifies against that name).
+        // server_name_override acts (the exporter verifies against that name), as does blocking.
         assert!(!config.warnings.iter().any(|w| w.contains("server_name_override")));
+        assert!(!config.warnings.iter().any(|w| w.contains("blocking")));
         // A TLS 1.3 minimum acts; a suite rustls does not offer is an error, not a warning.
         assert!(CollectorConfig::parse_with_env(&yaml.replace("\"1.2\"", "\"1.3\""), &|_| None).is_ok());
         let cbc = yaml.replace(

@@ -19,6 +19,7 @@ pub(crate) mod component;
 pub mod config;
 pub(crate) mod exporters;
 pub(crate) mod extensions;
+pub(crate) mod journal;
 mod metrics;
 mod pipeline;
 pub(crate) mod processors;
@@ -185,6 +186,15 @@ impl Collector {
                 authenticators.insert(id.clone(), a);
             }
         }
+        let mut storages = std::collections::HashMap::new();
+        for (id, e) in &config.extensions {
+            if let Some(s) = e
+                .storage()
+                .map_err(|m| CollectorError::new(ErrorKind::Component, format!("extensions.{id}"), m))?
+            {
+                storages.insert(id.clone(), s);
+            }
+        }
         let ctx = BuildContext::new(
             runtime.clone(),
             metrics.clone(),
@@ -192,7 +202,8 @@ impl Collector {
             stopping,
             ended,
             authenticators,
-        );
+        )
+        .with_storages(storages);
         let failed = |place: String| move |e: String| CollectorError::new(ErrorKind::Component, place, e);
 
         // Exporters, shared by the pipelines that use them.
@@ -213,6 +224,17 @@ impl Collector {
                 .iter()
                 .filter_map(|id| find(&exporters, id).map(|e| e.clone() as Arc<dyn Consumer>))
                 .collect();
+            // Persistent queues bound what receivers take, and when no
+            // processor buffers in front of them, hold it durably before the
+            // receiver answers.
+            let mut exporter_gates: Vec<Arc<dyn component::Admission>> = Vec::new();
+            let mut journals = Vec::new();
+            for id in &p.exporters {
+                if let Some(e) = find(&exporters, id) {
+                    exporter_gates.extend(e.gate_dyn());
+                    journals.extend(e.journal_dyn());
+                }
+            }
             let mut next: Arc<dyn Consumer> = match outs.len() {
                 1 => outs.remove(0),
                 _ => Arc::new(Fanout(outs)),
@@ -231,11 +253,24 @@ impl Collector {
                 pipeline_flushers.extend(built.flush);
                 gates.extend(built.gate);
             }
+            // A stage that buffers (batch, tail sampling) takes spans before
+            // the queue has them: the receiver cannot wait for durability.
+            if !pipeline_flushers.is_empty() {
+                journals.clear();
+            }
             // Flush from the head of the pipeline towards the exporters.
             pipeline_flushers.reverse();
             flushers.extend(pipeline_flushers);
             gates.reverse();
-            heads.push((&p.name, PipelineEntry { gates, head: next }));
+            gates.extend(exporter_gates);
+            heads.push((
+                &p.name,
+                PipelineEntry {
+                    gates,
+                    head: next,
+                    journals,
+                },
+            ));
         }
 
         // Receivers, each feeding the heads of the pipelines that name it.

@@ -29,6 +29,10 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/
 pub(crate) struct PipelineEntry {
     pub(crate) gates: Vec<Arc<dyn Admission>>,
     pub(crate) head: Arc<dyn Consumer>,
+    /// Journals that take the pipeline's spans as they arrive (persistent
+    /// queues right after the receiver): a request is answered once they
+    /// hold it durably.
+    pub(crate) journals: Vec<Arc<super::journal::Journal>>,
 }
 
 /// Why a request was not taken.
@@ -36,8 +40,8 @@ pub(crate) struct PipelineEntry {
 pub(crate) enum Refusal {
     /// Not a valid request: the client must not retry.
     Malformed(String),
-    /// Over the memory limit: retry later.
-    Memory,
+    /// Over a limit (memory, a full persistent queue): retry later.
+    Busy(&'static str),
 }
 
 /// Counts and dispatches what one receiver takes in.
@@ -94,6 +98,31 @@ impl Intake {
         add(&self.malformed, 1);
     }
 
+    /// [`accept`](Self::accept), after waiting (up to 10 s) for room in
+    /// gates that block rather than refuse, and answered once the spans are
+    /// durable in the journals that took them.
+    pub(crate) async fn take(&self, body: &Bytes) -> Result<usize, Refusal> {
+        let blocking: Vec<&Arc<dyn Admission>> = self
+            .pipelines
+            .iter()
+            .flat_map(|p| p.gates.iter())
+            .filter(|g| g.blocking())
+            .collect();
+        if !blocking.is_empty() {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while blocking.iter().any(|g| !g.admit(0, 0)) && std::time::Instant::now() < until {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        let n = self.accept(body)?;
+        for p in &self.pipelines {
+            for j in &p.journals {
+                j.durable(j.last_ticket()).await;
+            }
+        }
+        Ok(n)
+    }
+
     /// Takes an `ExportTraceServiceRequest` (protobuf bytes); the spans keep slices of `body`.
     pub(crate) fn accept(&self, body: &Bytes) -> Result<usize, Refusal> {
         let spans = match split_request(body, &self.live) {
@@ -108,9 +137,9 @@ impl Intake {
             return Ok(0);
         }
         for p in &self.pipelines {
-            if p.gates.iter().any(|g| !g.admit(0, n as u64)) {
+            if let Some(g) = p.gates.iter().find(|g| !g.admit(0, n as u64)) {
                 add(&self.refused, n as u64);
-                return Err(Refusal::Memory);
+                return Err(Refusal::Busy(g.reason()));
             }
         }
         if let Some((last, rest)) = self.pipelines.split_last() {
@@ -175,7 +204,8 @@ struct Export(Arc<Intake>, Arc<AtomicBool>);
 
 impl tonic::server::UnaryService<Bytes> for Export {
     type Response = Bytes;
-    type Future = std::future::Ready<Result<tonic::Response<Bytes>, tonic::Status>>;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<Bytes>, tonic::Status>> + Send>>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         self.1.store(true, Ordering::Relaxed);
@@ -183,16 +213,16 @@ impl tonic::server::UnaryService<Bytes> for Export {
         // they are buffered, so it must not share tonic's larger read buffer.
         let body = Bytes::copy_from_slice(request.get_ref());
         drop(request);
-        std::future::ready(match self.0.accept(&body) {
-            Ok(_) => Ok(tonic::Response::new(Bytes::new())),
-            Err(Refusal::Malformed(m)) => Err(tonic::Status::invalid_argument(m)),
-            Err(Refusal::Memory) => {
-                let message = "data refused due to high memory usage";
-                Err(tonic::Status::with_details(
+        let intake = self.0.clone();
+        Box::pin(async move {
+            match intake.take(&body).await {
+                Ok(_) => Ok(tonic::Response::new(Bytes::new())),
+                Err(Refusal::Malformed(m)) => Err(tonic::Status::invalid_argument(m)),
+                Err(Refusal::Busy(why)) => Err(tonic::Status::with_details(
                     tonic::Code::Unavailable,
-                    message,
-                    Bytes::from(rpc_status(tonic::Code::Unavailable as i32, message, Some(1))),
-                ))
+                    why,
+                    Bytes::from(rpc_status(tonic::Code::Unavailable as i32, why, Some(1))),
+                )),
             }
         })
     }
@@ -380,7 +410,7 @@ impl TraceHttp {
                 return refusal;
             }
         };
-        match self.intake.accept(&proto) {
+        match self.intake.take(&proto).await {
             Ok(_) => {
                 if json {
                     respond(StatusCode::OK, "application/json", b"{}".to_vec())
@@ -389,13 +419,8 @@ impl TraceHttp {
                 }
             }
             Err(Refusal::Malformed(m)) => http_error(StatusCode::BAD_REQUEST, json, 3, &m),
-            Err(Refusal::Memory) => {
-                let mut r = http_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    json,
-                    14,
-                    "data refused due to high memory usage",
-                );
+            Err(Refusal::Busy(why)) => {
+                let mut r = http_error(StatusCode::SERVICE_UNAVAILABLE, json, 14, why);
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
                 r

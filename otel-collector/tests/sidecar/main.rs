@@ -10,6 +10,7 @@ mod proc;
 
 mod bad_input;
 mod config;
+mod durability;
 mod end_to_end;
 mod load_balancing;
 mod overload;

@@ -157,6 +157,16 @@ impl LoadBalancingConfig {
 }
 
 impl ExporterSettings for LoadBalancingConfig {
+    fn storage_refs(&self) -> Vec<(&'static str, &str)> {
+        self.template
+            .queue
+            .storage
+            .as_deref()
+            .map(|s| ("protocol.otlp.sending_queue.storage", s))
+            .into_iter()
+            .collect()
+    }
+
     fn auth_refs(&self) -> Vec<(&'static str, &str)> {
         let template = self.template.auth.as_deref();
         template
@@ -250,6 +260,8 @@ pub(crate) struct LoadBalancer {
     metrics: Arc<Metrics>,
     /// The collector's runtime: backends and the resolver run on it.
     runtime: tokio::runtime::Handle,
+    /// What each backend's queue is built with.
+    env: super::otlp::QueueEnv,
     resolver: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -305,6 +317,7 @@ impl LoadBalancer {
             ),
             metrics: metrics.clone(),
             runtime: ctx.runtime().clone(),
+            env: super::otlp::QueueEnv::new(ctx, template)?,
             resolver: Mutex::new(None),
         });
         match resolver {
@@ -363,7 +376,7 @@ impl LoadBalancer {
                 None => {
                     let id = format!("{}/{e}", self.id);
                     QueuedOtlp::new(
-                        &self.runtime,
+                        &self.env,
                         &id,
                         &self.template,
                         e,

@@ -16,6 +16,7 @@ pub(crate) mod debug;
 pub(crate) mod file;
 pub(crate) mod loadbalancing;
 pub(crate) mod otlp;
+pub(crate) mod persistent;
 
 /// Every exporter, by type name.
 pub(crate) const TABLE: &[Factory<dyn ExporterSettings>] = &[
@@ -31,8 +32,19 @@ pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// An exporter: takes spans without blocking and drains on shutdown.
 pub(crate) trait Exporter: Consumer {
     /// Stops taking spans and sends what is queued, until `deadline`; what
-    /// is still unsent then is counted as failed.
+    /// is still unsent then is counted as failed (or, in a persistent
+    /// queue, left on disk for the next start).
     fn shutdown(self: Arc<Self>, deadline: Instant) -> BoxFuture;
+
+    /// What receivers ask before taking data for it (a persistent queue's bound).
+    fn gate(&self) -> Option<Arc<dyn super::component::Admission>> {
+        None
+    }
+
+    /// The journal that takes its spans, when it keeps them on disk.
+    fn journal(&self) -> Option<Arc<super::journal::Journal>> {
+        None
+    }
 }
 
 /// Counters every exporter keeps.
@@ -153,10 +165,18 @@ impl WriterThread {
 /// An exporter as a trait object: consume, and shut down.
 pub(crate) trait ExporterDyn: Consumer {
     fn shutdown_dyn(self: Arc<Self>, deadline: Instant) -> BoxFuture;
+    fn gate_dyn(&self) -> Option<Arc<dyn super::component::Admission>>;
+    fn journal_dyn(&self) -> Option<Arc<super::journal::Journal>>;
 }
 
 impl<E: Exporter + 'static> ExporterDyn for E {
     fn shutdown_dyn(self: Arc<Self>, deadline: Instant) -> BoxFuture {
         self.shutdown(deadline)
+    }
+    fn gate_dyn(&self) -> Option<Arc<dyn super::component::Admission>> {
+        self.gate()
+    }
+    fn journal_dyn(&self) -> Option<Arc<super::journal::Journal>> {
+        self.journal()
     }
 }

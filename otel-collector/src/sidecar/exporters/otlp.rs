@@ -1,9 +1,10 @@
 //! `otlp` (gRPC) and `otlphttp` (HTTP, protobuf or JSON) exporters behind
 //! a bounded sending queue with `num_consumers` requests in flight.
 
+use super::persistent::{DiskQueue, Sizer};
 use super::{BoxFuture, ExportCounters, Exporter, ExporterDyn, request_body};
 use crate::lock;
-use crate::sidecar::component::{BuildContext, Component, ExporterSettings, Factory, parse_auth};
+use crate::sidecar::component::{Admission, BuildContext, Component, ExporterSettings, Factory, parse_auth};
 use crate::sidecar::config::{
     At, ConfigError, check_send_address, child, get, get_bool, get_duration, get_f64, get_str, get_u64, reject,
 };
@@ -93,7 +94,7 @@ pub(crate) enum Encoding {
 }
 
 /// `sending_queue`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct QueueConfig {
     /// Whether requests queue; when off, at most one request is in flight.
     pub enabled: bool,
@@ -104,6 +105,13 @@ pub(crate) struct QueueConfig {
     pub queue_size: usize,
     /// `sizer: items`: `queue_size` counts spans, not requests.
     pub items: bool,
+    /// `sizer: bytes` (a persistent queue): `queue_size` counts request bytes.
+    pub bytes: bool,
+    /// `storage`: the `file_storage` extension that keeps the queue on disk.
+    pub storage: Option<String>,
+    /// `blocking`: when the queue is full, receivers wait for room (up to
+    /// 10 s, then refuse with a retryable status) instead of the batch being dropped.
+    pub blocking: bool,
 }
 
 /// `retry_on_failure`.
@@ -229,6 +237,9 @@ impl OtlpExporterConfig {
                 num_consumers: 10,
                 queue_size: 1000,
                 items: false,
+                bytes: false,
+                storage: None,
+                blocking: false,
             },
             retry: RetryConfig {
                 enabled: true,
@@ -344,17 +355,14 @@ impl OtlpExporterConfig {
             let q = At { value: v, path: &path };
             q.map()?;
             q.only_keys(&["enabled", "num_consumers", "queue_size", "storage", "blocking", "sizer"])?;
-            reject(q, "storage", "persistent queues are not supported")?;
-            if get_bool(q, "blocking")? == Some(true) {
-                warnings.push(format!(
-                    "{path}.blocking is ignored by this collector: a full queue refuses the batch and counts it in otelcol_exporter_enqueue_failed_spans"
-                ));
-            }
+            cfg.queue.storage = get_str(q, "storage")?.filter(|s| !s.is_empty()).map(str::to_owned);
+            cfg.queue.blocking = get_bool(q, "blocking")?.unwrap_or(false);
             match get_str(q, "sizer")? {
                 None | Some("requests") => {}
                 Some("items") => cfg.queue.items = true,
+                Some("bytes") if cfg.queue.storage.is_some() => cfg.queue.bytes = true,
                 Some(other) => warnings.push(format!(
-                    "{path}.sizer {other:?} is ignored by this collector: queue_size counts requests (batches), or spans with sizer: items"
+                    "{path}.sizer {other:?} is ignored by this collector: queue_size counts requests (batches), or spans with sizer: items (bytes with a storage)"
                 )),
             }
             cfg.queue.enabled = get_bool(q, "enabled")?.unwrap_or(true);
@@ -432,10 +440,19 @@ impl ExporterSettings for OtlpExporterConfig {
             .collect()
     }
 
+    fn storage_refs(&self) -> Vec<(&'static str, &str)> {
+        self.queue
+            .storage
+            .as_deref()
+            .map(|s| ("sending_queue.storage", s))
+            .into_iter()
+            .collect()
+    }
+
     fn build(&self, ctx: &BuildContext, id: &str) -> Result<Arc<dyn ExporterDyn>, String> {
         let cfg = self.with_credentials(ctx)?;
         let e: Arc<QueuedOtlp> = QueuedOtlp::new(
-            ctx.runtime(),
+            &QueueEnv::new(ctx, &cfg)?,
             id,
             &cfg,
             &self.endpoint,
@@ -449,6 +466,15 @@ impl ExporterSettings for OtlpExporterConfig {
             &labels,
             move || weak.upgrade().map_or(0.0, |q| q.queued() as f64),
         );
+        if let Some(disk) = &e.disk {
+            let weak = Arc::downgrade(disk);
+            ctx.metrics().gauge(
+                "otelcol_exporter_queue_storage_bytes",
+                "Bytes of the persistent sending queue's journal on disk.",
+                &labels,
+                move || weak.upgrade().map_or(0.0, |d| d.journal.bytes() as f64),
+            );
+        }
         let capacity = if self.queue.enabled { self.queue.queue_size } else { 1 };
         ctx.metrics().gauge(
             "otelcol_exporter_queue_capacity",
@@ -528,18 +554,109 @@ pub(crate) struct QueuedOtlp {
     warned: Arc<std::sync::atomic::AtomicBool>,
     /// With `sizer: items`: spans waiting in the queue, and the most it holds.
     items: Option<(Arc<AtomicU64>, u64)>,
+    /// With `storage`: the queue on disk (then `tx` is unused).
+    disk: Option<Arc<DiskQueue>>,
+    /// With `blocking`: receivers wait while the in-memory queue is full.
+    room: Option<Arc<QueueRoom>>,
+    /// Batches in the in-memory channel.
+    batches: Arc<AtomicU64>,
+}
+
+/// What a queue is built with: the collector's runtime and metrics, and
+/// its storage when it is persistent.
+#[derive(Clone)]
+pub(crate) struct QueueEnv {
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) metrics: Arc<crate::sidecar::metrics::Metrics>,
+    pub(crate) storage: Option<Arc<crate::sidecar::extensions::file_storage::FileStorage>>,
+}
+
+impl QueueEnv {
+    /// The environment of `cfg`'s queue.
+    pub(crate) fn new(ctx: &BuildContext, cfg: &OtlpExporterConfig) -> Result<QueueEnv, String> {
+        Ok(QueueEnv {
+            runtime: ctx.runtime().clone(),
+            metrics: ctx.metrics().clone(),
+            storage: cfg.queue.storage.as_deref().map(|s| ctx.storage(s)).transpose()?,
+        })
+    }
+}
+
+/// The in-memory queue's bound as receivers see it (`blocking: true`).
+pub(crate) struct QueueRoom {
+    /// Batches in the channel.
+    batches: Arc<AtomicU64>,
+    /// Spans in the channel, with `sizer: items`.
+    items: Option<(Arc<AtomicU64>, u64)>,
+    capacity: u64,
+}
+
+impl Admission for QueueRoom {
+    fn admit(&self, _incoming: usize, _spans: u64) -> bool {
+        match &self.items {
+            Some((q, max)) => q.load(Ordering::Relaxed) < *max,
+            None => self.batches.load(Ordering::Relaxed) < self.capacity,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        "data refused: the exporter's sending queue is full"
+    }
+
+    fn blocking(&self) -> bool {
+        true
+    }
 }
 
 impl QueuedOtlp {
-    /// Starts the queue's dispatcher on `runtime`.
+    /// Starts the queue's dispatcher on the collector's runtime; with
+    /// `storage`, opens the queue's journal and takes back what it holds.
     pub(crate) fn new(
-        runtime: &tokio::runtime::Handle,
+        env: &QueueEnv,
         id: &str,
         cfg: &OtlpExporterConfig,
         endpoint: &str,
         counters: ExportCounters,
     ) -> Result<Arc<Self>, String> {
+        let runtime = &env.runtime;
         let exporter = Arc::new(otlp_exporter(cfg, endpoint)?);
+        if let Some(storage) = &env.storage {
+            let (journal, recovery) = storage.open(&format!("exporter_{id}"))?;
+            let sizer = if cfg.queue.items {
+                Sizer::Items
+            } else if cfg.queue.bytes {
+                Sizer::Bytes
+            } else {
+                Sizer::Requests
+            };
+            let disk = DiskQueue::new(
+                id,
+                journal,
+                recovery,
+                cfg.queue.queue_size as u64,
+                sizer,
+                cfg.queue.blocking,
+                cfg.encoding == Encoding::Json,
+                counters.clone(),
+                &env.metrics,
+            );
+            let consumers = if cfg.queue.enabled { cfg.queue.num_consumers } else { 1 };
+            let dispatcher = runtime.spawn(disk.clone().dispatch(exporter.clone(), consumers));
+            return Ok(Arc::new(QueuedOtlp {
+                id: id.to_owned(),
+                exporter,
+                runtime: runtime.clone(),
+                tx: Mutex::new(None),
+                dispatcher: Mutex::new(Some(dispatcher)),
+                pending: Arc::new(AtomicU64::new(0)),
+                counters,
+                warned: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+                items: None,
+                disk: Some(disk),
+                room: None,
+                batches: Arc::new(AtomicU64::new(0)),
+            }));
+        }
         let (consumers, size) = if cfg.queue.enabled {
             (cfg.queue.num_consumers, cfg.queue.queue_size)
         } else {
@@ -551,6 +668,14 @@ impl QueuedOtlp {
         let json = cfg.encoding == Encoding::Json;
         // Every batch holds a span, so `size` slots also bound a queue of `size` spans.
         let items = (cfg.queue.enabled && cfg.queue.items).then(|| (Arc::new(AtomicU64::new(0)), size as u64));
+        let batches = Arc::new(AtomicU64::new(0));
+        let room = cfg.queue.blocking.then(|| {
+            Arc::new(QueueRoom {
+                batches: batches.clone(),
+                items: items.clone(),
+                capacity: size as u64,
+            })
+        });
         let dispatcher = {
             let (exporter, pending, counters, warned, id, rt) = (
                 exporter.clone(),
@@ -561,9 +686,11 @@ impl QueuedOtlp {
                 runtime.clone(),
             );
             let queued_items = items.as_ref().map(|(q, _)| q.clone());
+            let queued_batches = batches.clone();
             runtime.spawn(async move {
                 let permits = Arc::new(Semaphore::new(consumers));
                 while let Some(batch) = rx.recv().await {
+                    queued_batches.fetch_sub(1, Ordering::Relaxed);
                     if let Some(q) = &queued_items {
                         q.fetch_sub(batch.len() as u64, Ordering::Relaxed);
                     }
@@ -622,6 +749,9 @@ impl QueuedOtlp {
             counters,
             warned,
             items,
+            disk: None,
+            room,
+            batches,
         }))
     }
 }
@@ -629,6 +759,9 @@ impl QueuedOtlp {
 impl QueuedOtlp {
     /// Batches waiting in the queue now (spans, with `sizer: items`).
     fn queued(&self) -> usize {
+        if let Some(d) = &self.disk {
+            return d.held() as usize;
+        }
         if let Some((q, _)) = &self.items {
             return q.load(Ordering::Relaxed) as usize;
         }
@@ -642,6 +775,10 @@ impl Consumer for QueuedOtlp {
     fn consume(&self, spans: Vec<SpanRec>) {
         let n = spans.len() as u64;
         if n == 0 {
+            return;
+        }
+        if let Some(d) = &self.disk {
+            d.consume(spans);
             return;
         }
         let tx = lock(&self.tx).clone();
@@ -662,7 +799,9 @@ impl Consumer for QueuedOtlp {
             }
         };
         self.pending.fetch_add(n, Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
         if !room || tx.try_send(spans).is_err() {
+            self.batches.fetch_sub(1, Ordering::Relaxed);
             if room && let Some((q, _)) = &self.items {
                 q.fetch_sub(n, Ordering::Relaxed);
             }
@@ -676,7 +815,47 @@ impl Consumer for QueuedOtlp {
 }
 
 impl Exporter for QueuedOtlp {
+    fn gate(&self) -> Option<Arc<dyn Admission>> {
+        if let Some(d) = &self.disk {
+            return Some(d.clone());
+        }
+        self.room.clone().map(|r| r as Arc<dyn Admission>)
+    }
+
+    fn journal(&self) -> Option<Arc<crate::sidecar::journal::Journal>> {
+        self.disk.as_ref().map(|d| d.journal.clone())
+    }
+
     fn shutdown(self: Arc<Self>, deadline: Instant) -> BoxFuture {
+        if let Some(disk) = self.disk.clone() {
+            return Box::pin(async move {
+                disk.close();
+                let drained = disk.drained(deadline).await;
+                let dispatcher = lock(&self.dispatcher).take();
+                if let Some(d) = dispatcher {
+                    if drained {
+                        let _ = d.await;
+                    } else {
+                        // What is left stays on disk and is sent after the next start.
+                        d.abort();
+                        tracing::warn!(
+                            exporter = %self.id,
+                            "shutdown deadline passed: {} spans stay in the persistent queue for the next start",
+                            disk.queued_spans()
+                        );
+                    }
+                }
+                disk.journal.close();
+                let exporter = self.exporter.clone();
+                let _ = self
+                    .runtime
+                    .spawn_blocking(move || {
+                        use opentelemetry_sdk::trace::SpanExporter as _;
+                        exporter.shutdown_with_timeout(Duration::from_millis(100))
+                    })
+                    .await;
+            });
+        }
         Box::pin(async move {
             drop(lock(&self.tx).take());
             let dispatcher = lock(&self.dispatcher).take();

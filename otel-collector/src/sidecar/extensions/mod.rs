@@ -4,6 +4,7 @@ use super::component::{ExtensionSettings, Factory};
 
 pub(crate) mod basicauth;
 pub(crate) mod bearertokenauth;
+pub(crate) mod file_storage;
 pub(crate) mod health_check;
 pub(crate) mod not_started;
 
@@ -12,6 +13,7 @@ pub(crate) const TABLE: &[Factory<dyn ExtensionSettings>] = &[
     health_check::FACTORY,
     bearertokenauth::FACTORY,
     basicauth::FACTORY,
+    file_storage::FACTORY,
     not_started::PPROF,
     not_started::ZPAGES,
 ];

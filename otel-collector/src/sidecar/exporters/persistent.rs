@@ -1,0 +1,306 @@
+//! A sending queue on disk (`sending_queue.storage: file_storage/<name>`):
+//! each batch is encoded into its OTLP request and written to the
+//! exporter's journal when it enters the queue; it leaves the journal when
+//! it is delivered or finally fails. A restart, even after `kill -9`, sends
+//! what was queued and not delivered. Memory holds only where each request
+//! is, so a long backend outage fills the disk up to the bound, not memory.
+//!
+//! When the queue is at `queue_size` (requests, spans with `sizer: items`,
+//! bytes with `sizer: bytes`) receivers refuse new data with a retryable
+//! status (or wait for room, with `blocking: true`) instead of dropping it.
+//!
+//! Delivery is at least once from acknowledgement to the backend: a request
+//! sent and then interrupted by a crash before its `DONE` record is sent
+//! again after the restart (counted in
+//! `otelcol_exporter_queue_replayed_spans_total`).
+
+use super::{ExportCounters, request_body};
+use crate::sidecar::component::Admission;
+use crate::sidecar::journal::{Journal, Location, Recovery};
+use crate::sidecar::metrics::{Metrics, add};
+use crate::sidecar::wire::SpanRec;
+use otel_export::OtlpExporter;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore};
+
+/// What `queue_size` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sizer {
+    /// Requests (batches).
+    Requests,
+    /// Spans.
+    Items,
+    /// Bytes of encoded requests.
+    Bytes,
+}
+
+struct Waiting {
+    seq: u64,
+    loc: Location,
+    spans: u64,
+}
+
+/// The queue's state shared by the exporter, its dispatcher and the gate.
+pub(crate) struct DiskQueue {
+    id: String,
+    pub(crate) journal: Arc<Journal>,
+    waiting: Mutex<VecDeque<Waiting>>,
+    wake: Notify,
+    next_seq: AtomicU64,
+    /// Queued or in flight, in `sizer` units.
+    held: AtomicU64,
+    capacity: u64,
+    sizer: Sizer,
+    /// Wait for room rather than refuse (`blocking: true`).
+    blocking: bool,
+    closed: AtomicBool,
+    json: bool,
+    counters: ExportCounters,
+    warned: AtomicBool,
+    /// Spans sent again after a restart.
+    replayed: Arc<AtomicU64>,
+    /// Journal records that could not be read back.
+    skipped: Arc<AtomicU64>,
+    /// Spans queued now.
+    queued_spans: AtomicU64,
+}
+
+impl DiskQueue {
+    /// Opens the queue over `journal`, taking back what `recovery` found.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: &str,
+        journal: Arc<Journal>,
+        recovery: Recovery,
+        capacity: u64,
+        sizer: Sizer,
+        blocking: bool,
+        json: bool,
+        counters: ExportCounters,
+        metrics: &Metrics,
+    ) -> Arc<DiskQueue> {
+        let l = [("exporter", id)];
+        let replayed = metrics.counter(
+            "otelcol_exporter_queue_replayed_spans",
+            "Spans found in the persistent queue at start, to be sent again.",
+            &l,
+        );
+        let skipped = metrics.counter(
+            "otelcol_exporter_queue_skipped_records",
+            "Persistent queue records that failed their checksum or were cut short, skipped.",
+            &l,
+        );
+        let q = Arc::new(DiskQueue {
+            id: id.to_owned(),
+            journal,
+            waiting: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            next_seq: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+            capacity,
+            sizer,
+            blocking,
+            closed: AtomicBool::new(false),
+            json,
+            counters,
+            warned: AtomicBool::new(false),
+            replayed,
+            skipped,
+            queued_spans: AtomicU64::new(0),
+        });
+        add(&q.skipped, recovery.skipped_records);
+        if recovery.skipped_records > 0 {
+            tracing::warn!(
+                exporter = %id,
+                "the persistent queue had {} damaged records ({} bytes), skipped",
+                recovery.skipped_records,
+                recovery.skipped_bytes
+            );
+        }
+        let last = recovery.next_seq;
+        let mut replayed = 0;
+        for (seq, loc) in recovery.items {
+            match q.journal.read(seq, loc).ok().and_then(|p| spans_of(&p)) {
+                Some(n) => {
+                    replayed += n;
+                    q.held.fetch_add(q.units(n, loc.len() as u64), Ordering::Relaxed);
+                    q.queued_spans.fetch_add(n, Ordering::Relaxed);
+                    crate::lock(&q.waiting).push_back(Waiting { seq, loc, spans: n });
+                }
+                None => {
+                    add(&q.skipped, 1);
+                    q.journal.done(seq);
+                }
+            }
+        }
+        q.next_seq.store(last, Ordering::Relaxed);
+        add(&q.replayed, replayed);
+        if replayed > 0 {
+            tracing::info!(exporter = %id, "{replayed} spans from the persistent queue will be sent again");
+        }
+        q
+    }
+
+    fn units(&self, spans: u64, bytes: u64) -> u64 {
+        match self.sizer {
+            Sizer::Requests => 1,
+            Sizer::Items => spans,
+            Sizer::Bytes => bytes,
+        }
+    }
+
+    /// Spans (or requests) queued now, in `sizer` units.
+    pub(crate) fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Writes a batch to the journal and queues it. A batch that arrives
+    /// past the bound (in flight inside the collector when the gate closed)
+    /// is still queued: the gate, not a drop, is what keeps the bound.
+    pub(crate) fn consume(&self, spans: Vec<SpanRec>) {
+        let n = spans.len() as u64;
+        if n == 0 {
+            return;
+        }
+        if self.closed.load(Ordering::Relaxed) {
+            add(&self.counters.failed, n);
+            return;
+        }
+        let body = match request_body(&spans, self.json) {
+            Ok(b) => b,
+            Err(e) => {
+                add(&self.counters.failed, n);
+                tracing::warn!(exporter = %self.id, "cannot encode the request: {e}");
+                return;
+            }
+        };
+        drop(spans);
+        let mut payload = Vec::with_capacity(body.len() + 8);
+        payload.extend_from_slice(&n.to_le_bytes());
+        payload.extend_from_slice(&body);
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        match self.journal.append(seq, &payload) {
+            Ok((loc, _)) => {
+                self.held
+                    .fetch_add(self.units(n, payload.len() as u64), Ordering::Relaxed);
+                self.queued_spans.fetch_add(n, Ordering::Relaxed);
+                crate::lock(&self.waiting).push_back(Waiting { seq, loc, spans: n });
+                self.wake.notify_one();
+            }
+            Err(e) => {
+                add(&self.counters.enqueue_failed, n);
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::error!(exporter = %self.id, "cannot write to the persistent queue: {e}; spans dropped (counted in otelcol_exporter_enqueue_failed_spans)");
+                }
+            }
+        }
+    }
+
+    /// Sends queued requests, `consumers` at a time, until closed and empty
+    /// (or aborted at shutdown, leaving the rest on disk).
+    pub(crate) async fn dispatch(self: Arc<Self>, exporter: Arc<OtlpExporter>, consumers: usize) {
+        let permits = Arc::new(Semaphore::new(consumers));
+        loop {
+            let next = crate::lock(&self.waiting).pop_front();
+            let Some(item) = next else {
+                if self.closed.load(Ordering::Relaxed) {
+                    break;
+                }
+                // Woken by a new item, or every 100 ms to see `closed`.
+                let _ = tokio::time::timeout(Duration::from_millis(100), self.wake.notified()).await;
+                continue;
+            };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let (q, exporter) = (self.clone(), exporter.clone());
+            tokio::spawn(async move {
+                q.send(&exporter, item).await;
+                drop(permit);
+            });
+        }
+        let _ = permits.acquire_many(consumers as u32).await;
+    }
+
+    async fn send(&self, exporter: &OtlpExporter, item: Waiting) {
+        let payload = match self.journal.read(item.seq, item.loc) {
+            Ok(p) => p,
+            Err(e) => {
+                add(&self.skipped, 1);
+                add(&self.counters.failed, item.spans);
+                tracing::warn!(exporter = %self.id, "a queued request cannot be read back ({e}); its spans are counted as failed");
+                self.retire(&item);
+                return;
+            }
+        };
+        let body = payload[8..].to_vec();
+        drop(payload);
+        let result = exporter.export_encoded(body, item.spans).await;
+        match result {
+            Ok(()) => add(&self.counters.sent, item.spans),
+            Err(e) => {
+                add(&self.counters.failed, item.spans);
+                tracing::warn!(exporter = %self.id, "export failed: {e}");
+            }
+        }
+        self.retire(&item);
+    }
+
+    fn retire(&self, item: &Waiting) {
+        self.journal.done(item.seq);
+        let units = self.units(item.spans, item.loc.len() as u64);
+        let _ = self
+            .held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| Some(h.saturating_sub(units)));
+        let _ = self
+            .queued_spans
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+                Some(h.saturating_sub(item.spans))
+            });
+    }
+
+    /// Stops taking batches; what is queued stays on disk for the next start
+    /// if the dispatcher is stopped before it is sent.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// Waits for `deadline` or an empty queue.
+    pub(crate) async fn drained(&self, deadline: Instant) -> bool {
+        while Instant::now() < deadline {
+            if self.queued_spans.load(Ordering::Relaxed) == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.queued_spans.load(Ordering::Relaxed) == 0
+    }
+
+    /// Spans waiting or in flight.
+    pub(crate) fn queued_spans(&self) -> u64 {
+        self.queued_spans.load(Ordering::Relaxed)
+    }
+}
+
+fn spans_of(payload: &[u8]) -> Option<u64> {
+    let head: [u8; 8] = payload.get(..8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(head))
+}
+
+impl Admission for DiskQueue {
+    fn admit(&self, _incoming: usize, _spans: u64) -> bool {
+        self.held() < self.capacity
+    }
+
+    fn reason(&self) -> &'static str {
+        "data refused: the exporter's persistent sending queue is full"
+    }
+
+    fn blocking(&self) -> bool {
+        self.blocking
+    }
+}
