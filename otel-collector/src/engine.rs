@@ -522,7 +522,28 @@ impl<T: Send + 'static> TailSampler<T> {
     /// the trace's shard lock and map entry once, and the clock and the
     /// counters are read and written once per call.
     pub fn ingest_prepared_batch(&self, items: Vec<(PreparedSpan, T)>) {
-        self.inner.ingest_batch(items);
+        let now = self.inner.clock.now_ms();
+        self.inner.ingest_batch(items, now);
+    }
+
+    /// [`ingest_prepared_batch`](Self::ingest_prepared_batch) for spans
+    /// that arrived at `arrived_ms` (a journal read back after a restart):
+    /// their traces keep their original deadlines, due at once when past.
+    pub fn ingest_prepared_batch_at(&self, items: Vec<(PreparedSpan, T)>, arrived_ms: u64) {
+        let now = self.inner.clock.now_ms().min(arrived_ms);
+        self.inner.ingest_batch(items, now);
+    }
+
+    /// Remembers a decision made before a restart, so late spans of the
+    /// trace follow it (when the decision caches are on).
+    pub fn remember(&self, trace_id: [u8; 16], kept: bool) {
+        let key = u128::from_be_bytes(trace_id);
+        let mut shard = lock(self.inner.shard(key));
+        if kept {
+            shard.sampled.insert(key);
+        } else {
+            shard.not_sampled.insert(key);
+        }
     }
 
     /// Decides every trace whose wait is over at the clock's time.
@@ -629,7 +650,7 @@ impl<T: Send + 'static> Inner<T> {
         &self.shards[(mix(key) >> 60) as usize % SHARDS]
     }
 
-    fn ingest_batch(&self, items: Vec<(PreparedSpan, T)>) {
+    fn ingest_batch(&self, items: Vec<(PreparedSpan, T)>, now: u64) {
         if items.is_empty() {
             return;
         }
@@ -646,7 +667,6 @@ impl<T: Send + 'static> Inner<T> {
             stats.spans_after_shutdown.fetch_add(items.len() as u64, Relaxed);
             return;
         }
-        let now = self.clock.now_ms();
         let mut items = items.into_iter().peekable();
         let mut run: Vec<(PreparedSpan, T)> = Vec::new();
         while let Some(first) = items.next() {

@@ -25,6 +25,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "drop_pending_traces_on_shutdown",
     "maximum_trace_size_bytes",
     "policies",
+    "tail_storage",
 ];
 
 /// A parsed `tail_sampling` block. A clone has the same settings and fresh
@@ -49,6 +50,10 @@ pub struct TailSamplingConfig {
     pub drop_pending_traces_on_shutdown: bool,
     /// A trace growing past this many bytes (OTLP protobuf) is dropped.
     pub maximum_trace_size_bytes: Option<u64>,
+    /// `tail_storage`: the `file_storage` extension that journals the
+    /// buffered spans and the decisions, so a restart (even after `kill -9`)
+    /// decides them (the collector binary only).
+    pub tail_storage: Option<String>,
     pub(crate) policies: Vec<Policy>,
     pub(crate) conditions: Conditions,
 }
@@ -134,6 +139,9 @@ impl TailSamplingConfig {
             sample_on_first_match,
             drop_pending_traces_on_shutdown: drop_pending,
             maximum_trace_size_bytes: max_bytes,
+            tail_storage: crate::config::get_str(at, "tail_storage")?
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
             policies,
             conditions,
         })

@@ -188,6 +188,9 @@ pub(crate) struct Built {
     pub(crate) flush: Option<Arc<dyn Flush>>,
     /// Asked by the receivers before data enters the pipeline.
     pub(crate) gate: Option<Arc<dyn Admission>>,
+    /// The journal the stage writes what it takes to (a tail sampler with
+    /// `tail_storage`): receivers answer once it is durable there.
+    pub(crate) journal: Option<Arc<super::journal::Journal>>,
 }
 
 impl Built {
@@ -197,6 +200,7 @@ impl Built {
             head,
             flush: None,
             gate: None,
+            journal: None,
         }
     }
 
@@ -206,6 +210,7 @@ impl Built {
             head: stage.clone(),
             flush: Some(stage),
             gate: None,
+            journal: None,
         }
     }
 }

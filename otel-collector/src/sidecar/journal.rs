@@ -52,6 +52,32 @@ impl Location {
     }
 }
 
+/// A journal item kept while anything holds it: dropping the last holder
+/// retires the item (its `DONE` record is written).
+pub(crate) struct Hold {
+    journal: Arc<Journal>,
+    seq: u64,
+}
+
+impl Hold {
+    /// Item `seq` of `journal`, retired when the returned value's last clone goes.
+    pub(crate) fn new(journal: Arc<Journal>, seq: u64) -> Arc<Hold> {
+        Arc::new(Hold { journal, seq })
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.journal.done(self.seq);
+    }
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold").field("seq", &self.seq).finish()
+    }
+}
+
 /// What opening found.
 #[derive(Debug, Default)]
 pub(crate) struct Recovery {

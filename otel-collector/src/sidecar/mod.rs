@@ -250,13 +250,15 @@ impl Collector {
                     .build(&ctx, place, next)
                     .map_err(failed(format!("processors.{id}")))?;
                 next = built.head;
+                // A stage that buffers takes spans before the stages after
+                // it: their journals no longer cover what the receiver
+                // answers; its own journal (if any) does.
+                if built.flush.is_some() {
+                    journals.clear();
+                }
+                journals.extend(built.journal);
                 pipeline_flushers.extend(built.flush);
                 gates.extend(built.gate);
-            }
-            // A stage that buffers (batch, tail sampling) takes spans before
-            // the queue has them: the receiver cannot wait for durability.
-            if !pipeline_flushers.is_empty() {
-                journals.clear();
             }
             // Flush from the head of the pipeline towards the exporters.
             pipeline_flushers.reverse();

@@ -94,13 +94,27 @@ pub struct SpanRec {
     /// The span's resource and scope.
     pub scope: Arc<ScopeBlock>,
     bytes: Bytes,
+    /// The journal record that holds the span until it is delivered or
+    /// decided (a tail sampler's buffer on disk); retired when the last span
+    /// holding it goes.
+    hold: Option<Arc<super::journal::Hold>>,
 }
 
 impl SpanRec {
     /// A span from its `Span` message content.
     pub fn new(scope: Arc<ScopeBlock>, bytes: Bytes) -> Self {
         scope.live.add(bytes.len() as i64 + SPAN_OVERHEAD);
-        SpanRec { scope, bytes }
+        SpanRec {
+            scope,
+            bytes,
+            hold: None,
+        }
+    }
+
+    /// The span, held by journal record `hold` until it goes.
+    pub(crate) fn held_by(mut self, hold: Arc<super::journal::Hold>) -> Self {
+        self.hold = Some(hold);
+        self
     }
 
     /// The `Span` message content.
@@ -122,7 +136,9 @@ impl SpanRec {
 
 impl Clone for SpanRec {
     fn clone(&self) -> Self {
-        SpanRec::new(self.scope.clone(), self.bytes.clone())
+        let mut c = SpanRec::new(self.scope.clone(), self.bytes.clone());
+        c.hold = self.hold.clone();
+        c
     }
 }
 

@@ -285,3 +285,94 @@ fn a_damaged_journal_is_skipped_and_counted_and_a_bad_directory_is_a_clear_error
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Tail sampling with its buffer on disk, in front of a persistent queue:
+/// traces held for `decision_wait` when the collector is killed are read
+/// back and decided after the restart, whole.
+#[test]
+fn tail_sampling_decides_acknowledged_traces_after_kill_9() {
+    let dir = scratch("durability-tail");
+    let storage = dir.join("storage");
+    let (_sink, sink_port, sink_file) = file_sink(&dir, "tail-sink");
+    let (grpc, metrics) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+    let yaml = format!(
+        r#"
+extensions:
+  file_storage: {{directory: {}, create_directory: true}}
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: 127.0.0.1:{grpc}}}
+processors:
+  tail_sampling:
+    decision_wait: 2s
+    tail_storage: file_storage
+    policies: [{{name: all, type: always_sample}}]
+  batch: {{timeout: 200ms}}
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:{sink_port}
+    tls: {{insecure: true}}
+    sending_queue: {{storage: file_storage}}
+    retry_on_failure: {{initial_interval: 100ms, max_interval: 500ms}}
+service:
+  extensions: [file_storage]
+  telemetry:
+    metrics: {{address: 127.0.0.1:{metrics}}}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [tail_sampling, batch]
+      exporters: [otlp]
+"#,
+        storage.display()
+    );
+    let mut gw = collector("tail-gateway", &dir, &yaml, "127.0.0.1", &[grpc]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let next = Arc::new(AtomicU64::new(0));
+    let sender = load(grpc, stop.clone(), acked.clone(), next.clone());
+    // Killed while traces wait out decision_wait (2 s): they exist only in
+    // memory and in the journal.
+    for (i, pause) in [1500u64, 2600, 1200].into_iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(pause));
+        gw.signal("KILL");
+        gw.wait_exit(Duration::from_secs(5));
+        gw = collector(&format!("tail-gateway-{i}"), &dir, &yaml, "127.0.0.1", &[grpc, metrics]);
+    }
+    let replayed = metric(
+        &scrape(metrics),
+        "otelcol_processor_tail_sampling_replayed_spans_total",
+        &[],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    let acked: Vec<u64> = acked.lock().unwrap().clone();
+    assert!(acked.len() > 100, "too little load: {}", acked.len());
+    assert!(replayed > 0.0, "nothing was pending at the last kill");
+    let want: HashSet<String> = acked.iter().map(|n| trace_hex(*n)).collect();
+    let mut missing = want.len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let got = read_file_export(&sink_file);
+        missing = want
+            .iter()
+            .filter(|t| got.get(*t).is_none_or(|s| s.iter().collect::<HashSet<_>>().len() < 5))
+            .count();
+        if missing == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} acknowledged traces never arrived whole",
+        want.len()
+    );
+    eprintln!(
+        "acknowledged traces: {}, replayed spans at the last start: {replayed}",
+        acked.len()
+    );
+}

@@ -177,7 +177,6 @@ impl DiskQueue {
                 return;
             }
         };
-        drop(spans);
         let mut payload = Vec::with_capacity(body.len() + 8);
         payload.extend_from_slice(&n.to_le_bytes());
         payload.extend_from_slice(&body);
@@ -189,6 +188,9 @@ impl DiskQueue {
                 self.queued_spans.fetch_add(n, Ordering::Relaxed);
                 crate::lock(&self.waiting).push_back(Waiting { seq, loc, spans: n });
                 self.wake.notify_one();
+                // Only now may what held the spans upstream (a tail
+                // sampler's journal record) let go of them.
+                drop(spans);
             }
             Err(e) => {
                 add(&self.counters.enqueue_failed, n);

@@ -71,6 +71,18 @@ impl FileStorageConfig {
     }
 }
 
+#[cfg(test)]
+impl FileStorageConfig {
+    /// Reads settings outside a configuration file (unit tests of the stages that use it).
+    pub(crate) fn parse_for_tests(v: &serde_json::Value) -> FileStorageConfig {
+        FileStorageConfig::parse(At {
+            value: v,
+            path: "extensions.file_storage",
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
 impl ExtensionSettings for FileStorageConfig {
     fn start<'a>(&'a self, _: &'a BuildContext, _: &'a str) -> BoxFuture<'a, Result<Vec<Listening>, String>> {
         Box::pin(async { Ok(Vec::new()) })

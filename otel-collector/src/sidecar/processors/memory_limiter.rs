@@ -111,6 +111,7 @@ impl ProcessorSettings for MemoryLimiterConfig {
             head: next,
             flush: None,
             gate: Some(limiter),
+            journal: None,
         })
     }
 }

@@ -7,11 +7,12 @@ use crate::predicate::ResourceMatch;
 use crate::settings::{TOP_KEYS, TailSamplingConfig};
 use crate::sidecar::bottlenecks::BottleneckReport;
 use crate::sidecar::component::{BuildContext, Built, Component, Factory, ProcessorSettings, StagePlace};
+use crate::sidecar::journal::{Hold, Journal, Recovery};
 use crate::sidecar::metrics::{Metrics, add};
 use crate::sidecar::pipeline::{Consumer, Flush};
-use crate::sidecar::wire::{ResourceBlock, ResourceView, SpanRec};
+use crate::sidecar::wire::{ResourceBlock, ResourceView, SpanRec, encode_request, split_request};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The table line.
 pub(crate) const FACTORY: Factory<dyn ProcessorSettings> = Factory {
@@ -26,6 +27,19 @@ pub(crate) const FACTORY: Factory<dyn ProcessorSettings> = Factory {
 
 impl ProcessorSettings for TailSamplingConfig {
     fn build(&self, ctx: &BuildContext, at: StagePlace<'_>, next: Arc<dyn Consumer>) -> Result<Built, String> {
+        let storage = match &self.tail_storage {
+            None => None,
+            Some(id) => {
+                let s = ctx.storage(id)?;
+                let owner = format!("processor_{}_{}", at.pipeline, at.id);
+                let (spans, span_recovery) = s.open(&owner)?;
+                let (decisions, decision_recovery) = s.open(&format!("{owner}_decisions"))?;
+                Some((spans, span_recovery, decisions, decision_recovery))
+            }
+        };
+        let journals = storage
+            .as_ref()
+            .map(|(s, _, d, _)| TailJournal::new(s.clone(), d.clone(), self, ctx.metrics(), at));
         let stage = TailStage::new(
             self.clone(),
             next,
@@ -33,14 +47,189 @@ impl ProcessorSettings for TailSamplingConfig {
             at.id,
             at.pipeline,
             ctx.report().cloned(),
+            journals.clone(),
         );
         register_tail_gauges(ctx.metrics(), &stage, at.id, at.pipeline);
-        Ok(Built::buffering(stage))
+        if let (Some(j), Some((_, span_recovery, _, decision_recovery))) = (&journals, storage) {
+            j.replay(&stage, span_recovery, decision_recovery, &ctx.live());
+        }
+        let mut built = Built::buffering(stage);
+        built.journal = journals.map(|j| j.spans.clone());
+        Ok(built)
     }
 
     fn decides_traces(&self) -> bool {
         true
     }
+
+    fn storage_refs(&self) -> Vec<(&'static str, &str)> {
+        self.tail_storage
+            .as_deref()
+            .map(|s| ("tail_storage", s))
+            .into_iter()
+            .collect()
+    }
+}
+
+/// The tail sampler's buffer on disk (`tail_storage`): each request's spans
+/// as they arrive, held until every span is decided and passed on (or
+/// dropped by decision), and the decisions, kept as long as the decision
+/// caches remember them.
+pub(crate) struct TailJournal {
+    pub(crate) spans: Arc<Journal>,
+    decisions: Arc<Journal>,
+    next_span: AtomicU64,
+    next_decision: AtomicU64,
+    /// Decision records kept: the newest this many.
+    keep_decisions: u64,
+    write_failed: Arc<AtomicU64>,
+    replayed: Arc<AtomicU64>,
+    skipped: Arc<AtomicU64>,
+}
+
+impl TailJournal {
+    fn new(
+        spans: Arc<Journal>,
+        decisions: Arc<Journal>,
+        cfg: &TailSamplingConfig,
+        metrics: &Metrics,
+        at: StagePlace<'_>,
+    ) -> Arc<TailJournal> {
+        let l = [("processor", at.id), ("pipeline", at.pipeline)];
+        let j = Arc::new(TailJournal {
+            spans,
+            decisions,
+            next_span: AtomicU64::new(0),
+            next_decision: AtomicU64::new(0),
+            keep_decisions: (cfg.sampled_cache_size + cfg.non_sampled_cache_size).max(1) as u64,
+            write_failed: metrics.counter(
+                "otelcol_processor_tail_sampling_storage_write_failed_spans",
+                "Spans buffered without their journal record because writing it failed (a full disk).",
+                &l,
+            ),
+            replayed: metrics.counter(
+                "otelcol_processor_tail_sampling_replayed_spans",
+                "Spans read back from the journal at start, to be decided again.",
+                &l,
+            ),
+            skipped: metrics.counter(
+                "otelcol_processor_tail_sampling_storage_skipped_records",
+                "Journal records that failed their checksum or were cut short, skipped.",
+                &l,
+            ),
+        });
+        let weak = Arc::downgrade(&j);
+        metrics.gauge(
+            "otelcol_processor_tail_sampling_storage_bytes",
+            "Bytes of the tail sampler's journals on disk.",
+            &l,
+            move || {
+                weak.upgrade()
+                    .map_or(0.0, |j| (j.spans.bytes() + j.decisions.bytes()) as f64)
+            },
+        );
+        j
+    }
+
+    /// Writes a request's spans; they hold the record until they go.
+    fn hold(&self, spans: Vec<SpanRec>) -> Vec<SpanRec> {
+        let mut payload = Vec::with_capacity(spans.iter().map(|s| s.bytes().len() + 8).sum::<usize>() + 64);
+        payload.extend_from_slice(&now_ms().to_le_bytes());
+        payload.extend_from_slice(&encode_request(&spans));
+        let seq = self.next_span.fetch_add(1, Ordering::Relaxed);
+        match self.spans.append(seq, &payload) {
+            Ok(_) => {
+                let hold = Hold::new(self.spans.clone(), seq);
+                spans.into_iter().map(|s| s.held_by(hold.clone())).collect()
+            }
+            Err(e) => {
+                if self.write_failed.load(Ordering::Relaxed) == 0 {
+                    tracing::error!(
+                        "cannot write to the tail sampler's journal: {e}; spans are buffered in memory only (counted in otelcol_processor_tail_sampling_storage_write_failed_spans)"
+                    );
+                }
+                add(&self.write_failed, spans.len() as u64);
+                spans
+            }
+        }
+    }
+
+    /// Records a decision; the oldest beyond what the caches hold is retired.
+    fn decided(&self, trace_id: [u8; 16], kept: bool) {
+        let mut payload = [0u8; 17];
+        payload[..16].copy_from_slice(&trace_id);
+        payload[16] = u8::from(kept);
+        let seq = self.next_decision.fetch_add(1, Ordering::Relaxed);
+        if self.decisions.append(seq, &payload).is_ok() && seq >= self.keep_decisions {
+            self.decisions.done(seq - self.keep_decisions);
+        }
+    }
+
+    /// Takes back decisions (into the caches) and undecided spans (with
+    /// their arrival times, so due traces are decided at once).
+    fn replay(
+        &self,
+        stage: &TailStage,
+        spans: Recovery,
+        decisions: Recovery,
+        live: &Arc<crate::sidecar::wire::LiveBytes>,
+    ) {
+        add(&self.skipped, spans.skipped_records + decisions.skipped_records);
+        if spans.skipped_records + decisions.skipped_records > 0 {
+            tracing::warn!(
+                "the tail sampler's journal had {} damaged records, skipped",
+                spans.skipped_records + decisions.skipped_records
+            );
+        }
+        self.next_decision.store(decisions.next_seq, Ordering::Relaxed);
+        let oldest_kept = decisions.next_seq.saturating_sub(self.keep_decisions);
+        for (seq, loc) in decisions.items {
+            if seq < oldest_kept {
+                self.decisions.done(seq);
+                continue;
+            }
+            match self.decisions.read(seq, loc) {
+                Ok(p) if p.len() == 17 => {
+                    let mut id = [0u8; 16];
+                    id.copy_from_slice(&p[..16]);
+                    stage.sampler.remember(id, p[16] == 1);
+                }
+                _ => {
+                    add(&self.skipped, 1);
+                    self.decisions.done(seq);
+                }
+            }
+        }
+        self.next_span.store(spans.next_seq, Ordering::Relaxed);
+        let mut replayed = 0;
+        for (seq, loc) in spans.items {
+            let record = self.spans.read(seq, loc).ok().and_then(|p| {
+                let arrived = u64::from_le_bytes(p.get(..8)?.try_into().ok()?);
+                let body = bytes::Bytes::copy_from_slice(p.get(8..)?);
+                split_request(&body, live).ok().map(|s| (arrived, s))
+            });
+            let Some((arrived, recs)) = record else {
+                add(&self.skipped, 1);
+                self.spans.done(seq);
+                continue;
+            };
+            replayed += recs.len() as u64;
+            let hold = Hold::new(self.spans.clone(), seq);
+            let recs: Vec<SpanRec> = recs.into_iter().map(|s| s.held_by(hold.clone())).collect();
+            drop(hold);
+            stage.ingest(recs, Some(arrived));
+        }
+        add(&self.replayed, replayed);
+        if replayed > 0 {
+            tracing::info!(pipeline = %stage.name, "{replayed} undecided spans read back from the tail sampler's journal");
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Hands kept traces to the next stage, and decided ones to the bottleneck
@@ -48,18 +237,27 @@ impl ProcessorSettings for TailSamplingConfig {
 struct Forward {
     next: Arc<dyn Consumer>,
     report: Option<Arc<BottleneckReport>>,
+    journal: Option<Arc<TailJournal>>,
 }
 
 impl TraceSink<SpanRec> for Forward {
-    fn keep(&self, _trace_id: [u8; 16], spans: Vec<SpanRec>, kept_by: KeptBy<'_>) {
+    fn keep(&self, trace_id: [u8; 16], spans: Vec<SpanRec>, kept_by: KeptBy<'_>) {
         // Late spans of a kept trace are fragments: not a trace to analyse.
-        if let (Some(report), KeptBy::Policy(_)) = (&self.report, kept_by) {
-            report.kept(&spans);
+        if let KeptBy::Policy(_) = kept_by {
+            if let Some(report) = &self.report {
+                report.kept(&spans);
+            }
+            if let Some(j) = &self.journal {
+                j.decided(trace_id, true);
+            }
         }
         self.next.consume(spans);
     }
 
-    fn not_kept(&self, _trace_id: [u8; 16], spans: Vec<SpanRec>) {
+    fn not_kept(&self, trace_id: [u8; 16], spans: Vec<SpanRec>) {
+        if let Some(j) = &self.journal {
+            j.decided(trace_id, false);
+        }
         if let Some(report) = &self.report {
             report.not_kept(spans);
         }
@@ -72,6 +270,8 @@ pub(crate) struct TailStage {
     malformed: Arc<AtomicU64>,
     /// `pipeline/processor`, for the log line at shutdown.
     name: String,
+    /// With `tail_storage`.
+    journal: Option<Arc<TailJournal>>,
 }
 
 impl TailStage {
@@ -82,8 +282,13 @@ impl TailStage {
         id: &str,
         pipeline: &str,
         report: Option<Arc<BottleneckReport>>,
+        journal: Option<Arc<TailJournal>>,
     ) -> Arc<Self> {
-        let sink: Arc<dyn TraceSink<SpanRec>> = Arc::new(Forward { next, report });
+        let sink: Arc<dyn TraceSink<SpanRec>> = Arc::new(Forward {
+            next,
+            report,
+            journal: journal.clone(),
+        });
         let sampler = TailSamplerBuilder::new(config).build(sink);
         let malformed = metrics.counter(
             "otelcol_processor_tail_sampling_malformed_spans",
@@ -94,12 +299,24 @@ impl TailStage {
             sampler,
             malformed,
             name: format!("{pipeline}/{id}"),
+            journal,
         })
     }
 }
 
 impl Consumer for TailStage {
     fn consume(&self, spans: Vec<SpanRec>) {
+        let spans = match &self.journal {
+            Some(j) => j.hold(spans),
+            None => spans,
+        };
+        self.ingest(spans, None);
+    }
+}
+
+impl TailStage {
+    /// Buffers spans (that arrived at `arrived_ms`, when read back).
+    fn ingest(&self, spans: Vec<SpanRec>, arrived_ms: Option<u64>) {
         let mut last: Option<(*const ResourceBlock, ResourceMatch)> = None;
         let mut prepared = Vec::with_capacity(spans.len());
         for s in spans {
@@ -123,7 +340,10 @@ impl Consumer for TailStage {
                 }
             }
         }
-        self.sampler.ingest_prepared_batch(prepared);
+        match arrived_ms {
+            None => self.sampler.ingest_prepared_batch(prepared),
+            Some(at) => self.sampler.ingest_prepared_batch_at(prepared, at),
+        }
     }
 }
 
@@ -361,6 +581,72 @@ fn register_tail_gauges(metrics: &Metrics, stage: &Arc<TailStage>, id: &str, pip
 mod tests {
     use crate::sidecar::testing::{Recorder, S, build, context, metric, processor, spans, trace};
     use std::time::Duration;
+
+    /// With `tail_storage`, a restart reads back undecided spans (and
+    /// decides them) and the decisions (late spans follow them).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_journal_brings_back_undecided_spans_and_decisions() {
+        use crate::sidecar::extensions::file_storage::{FileStorage, FileStorageConfig};
+        let dir = std::env::temp_dir().join(format!("tail-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let yaml: serde_json::Value =
+            serde_yaml_ng::from_str(&format!("{{directory: {}, create_directory: true}}", dir.display())).unwrap();
+        let storage = std::sync::Arc::new(FileStorage::new(&FileStorageConfig::parse_for_tests(&yaml)).unwrap());
+        let v: serde_json::Value = serde_yaml_ng::from_str(
+            "{decision_wait: 60s, tail_storage: file_storage, policies: [\
+               {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}]}",
+        )
+        .unwrap();
+        let settings: std::sync::Arc<dyn crate::sidecar::component::ProcessorSettings> = std::sync::Arc::new(
+            crate::settings::TailSamplingConfig::from_value(&v, "processors.tail_sampling").unwrap(),
+        );
+        let mut failing = trace(1, 2);
+        failing[1].error = true;
+        {
+            let (ctx, metrics, _stop) = context();
+            let ctx = ctx.with_storages([("file_storage".to_owned(), storage.clone())].into());
+            let out = Recorder::new();
+            let built = build(&ctx, &settings, "tail_sampling", out.clone());
+            assert!(built.journal.is_some());
+            built.head.consume(spans("a", &failing, &metrics.live()));
+            built.head.consume(spans("a", &trace(2, 2), &metrics.live()));
+            // Gone without a shutdown and without running a destructor, as with kill -9.
+            std::mem::forget(built);
+        }
+        {
+            let (ctx, metrics, _stop) = context();
+            let ctx = ctx.with_storages([("file_storage".to_owned(), storage.clone())].into());
+            let out = Recorder::new();
+            let built = build(&ctx, &settings, "tail_sampling", out.clone());
+            assert_eq!(
+                metric(&metrics, "otelcol_processor_tail_sampling_replayed_spans_total{"),
+                4.0
+            );
+            // Both traces are buffered again; flushing decides them: the
+            // failing one is kept whole, the other not.
+            built.flush.unwrap().flush();
+            let kept = out.ids();
+            assert_eq!(kept, vec![(1, 1), (1, 2)]);
+        }
+        {
+            // The decision of trace 1 survives: a late span of it is kept at once.
+            let (ctx, metrics, _stop) = context();
+            let ctx = ctx.with_storages([("file_storage".to_owned(), storage)].into());
+            let out = Recorder::new();
+            let built = build(&ctx, &settings, "tail_sampling", out.clone());
+            let late = [S {
+                trace: 1,
+                id: 9,
+                parent: 1,
+                ms: 1,
+                error: false,
+            }];
+            built.head.consume(spans("a", &late, &metrics.live()));
+            assert_eq!(out.wait_for(1, Duration::from_secs(2)), 1);
+            assert_eq!(out.ids(), vec![(1, 9)]);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn keeps_error_and_slow_traces_whole_and_counts_the_rest() {
