@@ -117,6 +117,8 @@ struct Outcome {
     peak_rss: u64,
     peak_buffered: f64,
     baseline_rss: u64,
+    /// p99 of export request latency, microseconds.
+    p99_us: u32,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -191,6 +193,7 @@ fn measure(
         peak_rss,
         peak_buffered,
         baseline_rss,
+        p99_us: stats.latency_quantile_us(0.99),
     })
 }
 
@@ -289,6 +292,32 @@ service:
     )
 }
 
+/// The saturating pipeline with everything acknowledged kept on disk: the
+/// tail sampler's buffer (`tail_storage`) and the exporter's queue
+/// (`sending_queue.storage`) in a `file_storage` directory.
+fn persistent_config(grpc: u16, metrics: u16, sink: std::net::SocketAddr, dir: &std::path::Path) -> String {
+    saturating_config(grpc, metrics, sink)
+        .replacen(
+            "receivers:",
+            &format!(
+                "extensions:\n  file_storage:\n    directory: {}\n    create_directory: true\nreceivers:",
+                dir.display()
+            ),
+            1,
+        )
+        .replacen(
+            "    decision_wait: 1s",
+            "    decision_wait: 1s\n    tail_storage: file_storage",
+            1,
+        )
+        .replacen(
+            "    tls: {insecure: true}",
+            "    tls: {insecure: true}\n    sending_queue: {storage: file_storage}",
+            1,
+        )
+        .replacen("service:", "service:\n  extensions: [file_storage]", 1)
+}
+
 /// Starts rotel as a passthrough to the sink; its OTLP/gRPC port.
 fn start_rotel(agent: &std::path::Path, sink: std::net::SocketAddr) -> Option<(Child, u16)> {
     let port = free_port();
@@ -366,7 +395,7 @@ fn main() {
     // SIDECAR_BASELINE=<path to another otel-collector build> measures it
     // too, in the same run: a before/after comparison of a change.
     let baseline = std::env::var_os("SIDECAR_BASELINE").map(PathBuf::from);
-    // SIDECAR_ONLY=rotel|passthrough|tail|saturating runs one part (for profiling).
+    // SIDECAR_ONLY=rotel|passthrough|tail|saturating|persistent runs one part (for profiling).
     let only = std::env::var("SIDECAR_ONLY").unwrap_or_default();
     let wanted = |key: &str| only.is_empty() || only == key;
     let rotel = rotel_agent();
@@ -439,7 +468,12 @@ fn main() {
         .unwrap_or(3)
         .max(1);
     let mut saturated: Vec<Outcome> = Vec::new();
-    for _ in 0..(if wanted("saturating") { rounds } else { 0 }) {
+    // SIDECAR_ONLY=persistent runs the saturating rounds with the persistent variant added.
+    for _ in 0..(if wanted("saturating") || wanted("persistent") {
+        rounds
+    } else {
+        0
+    }) {
         if let Some(agent) = rotel.as_deref()
             && let Some((child, port)) = start_rotel(agent, sink_addr)
         {
@@ -466,6 +500,25 @@ fn main() {
                 saturated.extend(measure(
                     &rt,
                     name,
+                    child,
+                    port,
+                    Some(mport),
+                    &sink,
+                    &template,
+                    0,
+                    seconds,
+                    Duration::from_secs(3),
+                ));
+            }
+        }
+        if wanted("persistent") {
+            let storage = dir.join("storage");
+            let _ = std::fs::remove_dir_all(&storage);
+            let config = |port, mport| persistent_config(port, mport, sink_addr, &storage);
+            if let Some((child, port, mport)) = start_collector(&ours, &dir, "persistent.yaml", config) {
+                saturated.extend(measure(
+                    &rt,
+                    "otel-collector (persistent)",
                     child,
                     port,
                     Some(mport),
@@ -548,8 +601,17 @@ fn report_saturating(outcomes: Vec<Outcome>, seconds: u64, rounds: usize) {
          OTLP/gRPC in; memory_limiter -> tail_sampling (always_sample, 1 s) -> batch (8192, 200 ms) -> otlp (defaults: gzip) =="
     );
     println!(
-        "{:<22} {:>10} {:>10} {:>7} {:>14} {:>12} {:>11} {:>10} {:>10}  rounds (spans/CPU-s)",
-        "", "accepted", "exported", "CPU s", "spans/CPU-s", "spans/wall-s", "bytes/span", "CPU vs r.", "wall vs r."
+        "{:<28} {:>10} {:>10} {:>7} {:>14} {:>12} {:>11} {:>10} {:>10} {:>9}  rounds (spans/CPU-s)",
+        "",
+        "accepted",
+        "exported",
+        "CPU s",
+        "spans/CPU-s",
+        "spans/wall-s",
+        "bytes/span",
+        "CPU vs r.",
+        "wall vs r.",
+        "p99 ms"
     );
     // Each collector's median round.
     let mut names: Vec<String> = Vec::new();
@@ -582,7 +644,7 @@ fn report_saturating(outcomes: Vec<Outcome>, seconds: u64, rounds: usize) {
         );
         let rounds: Vec<String> = all.iter().map(|r| format!("{:.0}k", r / 1000.0)).collect();
         println!(
-            "{:<22} {:>10} {:>10} {:>7.2} {:>14.0} {:>12.0} {:>11.1} {:>10} {:>10}  {}{}",
+            "{:<28} {:>10} {:>10} {:>7.2} {:>14.0} {:>12.0} {:>11.1} {:>10} {:>10} {:>9.1}  {}{}",
             o.name,
             o.sent,
             o.exported,
@@ -592,6 +654,7 @@ fn report_saturating(outcomes: Vec<Outcome>, seconds: u64, rounds: usize) {
             o.bytes as f64 / o.exported.max(1) as f64,
             vs_cpu,
             vs_wall,
+            o.p99_us as f64 / 1000.0,
             rounds.join(" "),
             if o.exported < o.sent {
                 format!("  ({} not delivered)", o.sent - o.exported)
@@ -610,6 +673,26 @@ fn report_saturating(outcomes: Vec<Outcome>, seconds: u64, rounds: usize) {
             "target >= 2.00x rotel's spans per collector CPU-second (saturating): {ratio:.2}x {}",
             if ratio >= 2.0 { "met" } else { "MISSED" }
         );
+    }
+    let persistent = medians
+        .iter()
+        .find(|(o, _)| o.name == "otel-collector (persistent)")
+        .map(|(o, _)| *o);
+    if let (Some(p), Some(o)) = (persistent, ours) {
+        let kept = per_cpu(p) / per_cpu(o);
+        println!(
+            "persistence on (tail_storage + sending_queue.storage) vs off: {kept:.2}x spans per CPU-second (target >= 0.70: {}); p99 export latency {:.1} ms vs {:.1} ms",
+            if kept >= 0.7 { "met" } else { "MISSED" },
+            p.p99_us as f64 / 1000.0,
+            o.p99_us as f64 / 1000.0
+        );
+        if let Some(r) = rotel {
+            let ratio = per_cpu(p) / per_cpu(r);
+            println!(
+                "target >= 1.50x rotel's spans per collector CPU-second with persistence on: {ratio:.2}x {}",
+                if ratio >= 1.5 { "met" } else { "MISSED" }
+            );
+        }
     }
     let base = medians.iter().find(|(o, _)| o.name == "baseline").map(|(o, _)| *o);
     if let (Some(o), Some(b)) = (ours, base) {

@@ -81,6 +81,20 @@ pub struct LoadStats {
     pub ok_spans: AtomicU64,
     /// Requests refused or failed.
     pub failed_requests: AtomicU64,
+    /// Microseconds from sending each answered request to its answer.
+    pub latencies_us: std::sync::Mutex<Vec<u32>>,
+}
+
+impl LoadStats {
+    /// The `q` quantile (0..=1) of request latency, microseconds.
+    pub fn latency_quantile_us(&self, q: f64) -> u32 {
+        let mut l = self.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
+        if l.is_empty() {
+            return 0;
+        }
+        l.sort_unstable();
+        l[((l.len() - 1) as f64 * q).round() as usize]
+    }
 }
 
 /// Sends to `endpoint` (`http://host:port`) at `rate` spans per second for
@@ -132,6 +146,7 @@ pub async fn run(
                     stats.failed_requests.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
+                let sent = Instant::now();
                 let r = grpc
                     .unary(
                         tonic::Request::new(body),
@@ -140,7 +155,13 @@ pub async fn run(
                     )
                     .await;
                 match r {
-                    Ok(_) => stats.ok_spans.fetch_add(per_request, Ordering::Relaxed),
+                    Ok(_) => {
+                        let us = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                        if let Ok(mut l) = stats.latencies_us.lock() {
+                            l.push(us);
+                        }
+                        stats.ok_spans.fetch_add(per_request, Ordering::Relaxed)
+                    }
                     Err(_) => stats.failed_requests.fetch_add(1, Ordering::Relaxed),
                 };
             }

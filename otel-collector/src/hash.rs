@@ -21,6 +21,7 @@ pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
 }
 
 /// FNV-1a, 32 bits (the `probabilistic_sampler` processor's `hash_seed` hash).
+#[cfg_attr(not(feature = "sidecar"), allow(dead_code))]
 pub(crate) fn fnv1a32(bytes: impl IntoIterator<Item = u8>) -> u32 {
     bytes
         .into_iter()

@@ -180,6 +180,10 @@ fn run(config: CollectorConfig, shutdown_timeout: Duration) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // A journal past a file-size limit (RLIMIT_FSIZE) must get an error
+        // (EFBIG) it can count and refuse on, not SIGXFSZ's default: death.
+        const SIGXFSZ: i32 = 25;
+        let _file_size_signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(SIGXFSZ));
         let collector = match Collector::start(config).await {
             Ok(c) => c,
             Err(e) => {

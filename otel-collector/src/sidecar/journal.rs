@@ -138,6 +138,11 @@ pub(crate) struct Journal {
     stop: Arc<std::sync::atomic::AtomicBool>,
     /// Bytes on disk now.
     bytes: AtomicU64,
+    /// Appends that failed (a full disk, a file size limit).
+    failed: AtomicU64,
+    /// When the last append failed, milliseconds since the journal opened (0: never).
+    failed_at_ms: AtomicU64,
+    opened: std::time::Instant,
     _lock: LockFile,
 }
 
@@ -300,6 +305,9 @@ impl Journal {
             flusher: Mutex::new(None),
             stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             bytes: AtomicU64::new(bytes),
+            failed: AtomicU64::new(0),
+            failed_at_ms: AtomicU64::new(0),
+            opened: std::time::Instant::now(),
             _lock: lock,
         });
         journal.compact();
@@ -343,6 +351,9 @@ impl Journal {
         if let Err(e) = (&*seg.file).write_all(&record) {
             // A partial record may be on disk: start a fresh segment after it.
             let _ = self.rotate(&mut st);
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            self.failed_at_ms
+                .store(self.opened.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
             return Err(e);
         }
         let loc = Location {
@@ -429,6 +440,17 @@ impl Journal {
         }
         drop(st);
         self.compact();
+    }
+
+    /// Appends that failed so far.
+    pub(crate) fn failed_appends(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Whether an append failed within the last second (new data is then refused upstream).
+    pub(crate) fn failing(&self) -> bool {
+        let at = self.failed_at_ms.load(Ordering::Relaxed);
+        at != 0 && (self.opened.elapsed().as_millis() as u64 + 1).saturating_sub(at) < 1000
     }
 
     /// Bytes on disk.

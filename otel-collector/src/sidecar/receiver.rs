@@ -114,13 +114,22 @@ impl Intake {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
+        let failed_before: u64 = self.journals().map(|j| j.failed_appends()).sum();
         let n = self.accept(body)?;
-        for p in &self.pipelines {
-            for j in &p.journals {
-                j.durable(j.last_ticket()).await;
-            }
+        if self.journals().map(|j| j.failed_appends()).sum::<u64>() != failed_before {
+            // Some of this request may not be on disk: the client sends it again.
+            return Err(Refusal::Busy(
+                "data refused: it could not be written to disk (disk full?)",
+            ));
+        }
+        for j in self.journals() {
+            j.durable(j.last_ticket()).await;
         }
         Ok(n)
+    }
+
+    fn journals(&self) -> impl Iterator<Item = &Arc<super::journal::Journal>> {
+        self.pipelines.iter().flat_map(|p| p.journals.iter())
     }
 
     /// Takes an `ExportTraceServiceRequest` (protobuf bytes); the spans keep slices of `body`.

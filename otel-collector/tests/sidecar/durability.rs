@@ -376,3 +376,61 @@ service:
         acked.len()
     );
 }
+
+/// Writes that fail (here a file-size limit, as a full disk does) are
+/// refused upstream with a retryable status and counted; the collector
+/// neither dies nor panics, and takes data again when writes succeed.
+#[test]
+fn failing_writes_are_refused_upstream_and_counted() {
+    let dir = scratch("durability-full");
+    let storage = dir.join("storage");
+    let sink_port = free_port("127.0.0.1");
+    let (grpc, metrics) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+    let yaml = gateway_yaml(grpc, metrics, sink_port, &storage, 100_000);
+    let config = dir.join("full.yaml");
+    std::fs::write(&config, &yaml).unwrap();
+    let log = dir.join("full.log");
+    // Files of this process may not grow past 200 kB.
+    let child = std::process::Command::new("prlimit")
+        .arg("--fsize=200000")
+        .arg(env!("CARGO_BIN_EXE_otel-collector"))
+        .arg("--config")
+        .arg(&config)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("prlimit (util-linux)");
+    let mut gw = Proc {
+        child,
+        name: "full".into(),
+        log,
+    };
+    wait_for_port("127.0.0.1", grpc, "the collector");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let next = AtomicU64::new(0);
+    let (mut ok, mut disk) = (0, 0);
+    for _ in 0..400 {
+        match rt.block_on(export(grpc, load_request(&next, 5))) {
+            Ok(()) => ok += 1,
+            Err(e) if e.contains("disk full") => disk += 1,
+            Err(e) => panic!("unexpected refusal: {e}"),
+        }
+    }
+    assert!(disk >= 1, "no write failed ({ok} accepted)");
+    assert!(ok >= 1, "{ok} accepted, {disk} refused");
+    // After a failed write new data is refused for a second, then taken again.
+    std::thread::sleep(Duration::from_millis(1200));
+    rt.block_on(export(grpc, load_request(&next, 1))).unwrap();
+    assert!(gw.alive(), "{}", gw.log_text());
+    let text = scrape(metrics);
+    assert!(
+        metric(&text, "otelcol_exporter_enqueue_failed_spans_total", &[]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "otelcol_receiver_refused_spans_total", &[]) >= 1.0,
+        "{text}"
+    );
+    let log = gw.log_text();
+    assert!(log.contains("cannot write to the persistent queue"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -295,11 +295,15 @@ fn spans_of(payload: &[u8]) -> Option<u64> {
 
 impl Admission for DiskQueue {
     fn admit(&self, _incoming: usize, _spans: u64) -> bool {
-        self.held() < self.capacity
+        self.held() < self.capacity && !self.journal.failing()
     }
 
     fn reason(&self) -> &'static str {
-        "data refused: the exporter's persistent sending queue is full"
+        if self.journal.failing() {
+            "data refused: the exporter's persistent sending queue cannot be written (disk full?)"
+        } else {
+            "data refused: the exporter's persistent sending queue is full"
+        }
     }
 
     fn blocking(&self) -> bool {
