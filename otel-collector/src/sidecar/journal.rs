@@ -124,7 +124,14 @@ struct State {
     appended: u64,
     /// Items not done, by sequence: their segment (for the live counts).
     where_: BTreeMap<u64, u64>,
+    /// `DONE` records not written yet: they go with the next append (or
+    /// when [`PENDING_DONE`] of them wait, or at close). One lost in a crash
+    /// only sends its item again.
+    pending_done: Vec<u8>,
 }
+
+/// `DONE` records written together at most this many at a time.
+const PENDING_DONE: usize = 128;
 
 /// An open journal directory (one writer: a lock file holds it).
 pub(crate) struct Journal {
@@ -299,6 +306,7 @@ impl Journal {
                 segments,
                 appended: 0,
                 where_,
+                pending_done: Vec::new(),
             }),
             synced,
             dirty: Arc::new((Mutex::new(false), Condvar::new())),
@@ -328,27 +336,43 @@ impl Journal {
     ///
     /// When the write fails (a full disk): nothing is recorded.
     pub(crate) fn append(&self, seq: u64, payload: &[u8]) -> io::Result<(Location, u64)> {
-        if payload.len() > MAX_PAYLOAD {
+        self.append_parts(seq, &[payload])
+    }
+
+    /// [`append`](Self::append) of a payload in parts (written as one, without joining them).
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append).
+    pub(crate) fn append_parts(&self, seq: u64, parts: &[&[u8]]) -> io::Result<(Location, u64)> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > MAX_PAYLOAD {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "item too large for the journal",
             ));
         }
+        let mut h = crc32fast::Hasher::new();
+        h.update(&[ITEM]);
+        h.update(&seq.to_le_bytes());
+        for p in parts {
+            h.update(p);
+        }
+        let mut header = [0u8; HEADER];
+        header[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        header[4..8].copy_from_slice(&h.finalize().to_le_bytes());
+        header[8] = ITEM;
+        header[9..].copy_from_slice(&seq.to_le_bytes());
         let mut st = crate::lock(&self.state);
         if st.segments.back().is_some_and(|s| s.len >= self.opts.segment_bytes) {
             self.rotate(&mut st)?;
         }
+        let done = std::mem::take(&mut st.pending_done);
         let seg = st
             .segments
             .back_mut()
             .ok_or_else(|| io::Error::other("the journal has no segment"))?;
-        let mut record = Vec::with_capacity(HEADER + payload.len());
-        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        record.extend_from_slice(&crc(ITEM, seq, payload).to_le_bytes());
-        record.push(ITEM);
-        record.extend_from_slice(&seq.to_le_bytes());
-        record.extend_from_slice(payload);
-        if let Err(e) = (&*seg.file).write_all(&record) {
+        if let Err(e) = write_parts(&seg.file, &done, &header, parts) {
             // A partial record may be on disk: start a fresh segment after it.
             let _ = self.rotate(&mut st);
             self.failed.fetch_add(1, Ordering::Relaxed);
@@ -356,19 +380,21 @@ impl Journal {
                 .store(self.opened.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
             return Err(e);
         }
+        seg.len += done.len() as u64;
+        self.bytes.fetch_add(done.len() as u64, Ordering::Relaxed);
         let loc = Location {
             segment: seg.id,
             offset: seg.len + HEADER as u64,
-            len: payload.len() as u32,
+            len: len as u32,
         };
-        seg.len += record.len() as u64;
+        seg.len += (HEADER + len) as u64;
         seg.live += 1;
         let id = seg.id;
         st.where_.insert(seq, id);
         st.appended += 1;
         let ticket = st.appended;
         drop(st);
-        self.bytes.fetch_add(record.len() as u64, Ordering::Relaxed);
+        self.bytes.fetch_add((HEADER + len) as u64, Ordering::Relaxed);
         if self.opts.fsync {
             let (m, cv) = &*self.dirty;
             *crate::lock(m) = true;
@@ -381,6 +407,9 @@ impl Journal {
 
     /// Waits until append `ticket` is durable (at once without `fsync`).
     pub(crate) async fn durable(&self, ticket: u64) {
+        if !self.opts.fsync {
+            return;
+        }
         let mut rx = self.synced.subscribe();
         let _ = rx.wait_for(|s| *s >= ticket).await;
     }
@@ -427,19 +456,29 @@ impl Journal {
         if let Some(s) = st.segments.iter_mut().find(|s| s.id == segment) {
             s.live = s.live.saturating_sub(1);
         }
-        let mut record = Vec::with_capacity(HEADER);
-        record.extend_from_slice(&0u32.to_le_bytes());
-        record.extend_from_slice(&crc(DONE, seq, &[]).to_le_bytes());
-        record.push(DONE);
-        record.extend_from_slice(&seq.to_le_bytes());
-        if let Some(seg) = st.segments.back_mut()
-            && (&*seg.file).write_all(&record).is_ok()
-        {
-            seg.len += record.len() as u64;
-            self.bytes.fetch_add(record.len() as u64, Ordering::Relaxed);
+        st.pending_done.extend_from_slice(&0u32.to_le_bytes());
+        st.pending_done.extend_from_slice(&crc(DONE, seq, &[]).to_le_bytes());
+        st.pending_done.push(DONE);
+        st.pending_done.extend_from_slice(&seq.to_le_bytes());
+        if st.pending_done.len() >= PENDING_DONE * HEADER {
+            Self::write_done(&mut st, &self.bytes);
         }
         drop(st);
         self.compact();
+    }
+
+    /// Writes the waiting `DONE` records.
+    fn write_done(st: &mut State, bytes: &AtomicU64) {
+        let done = std::mem::take(&mut st.pending_done);
+        if done.is_empty() {
+            return;
+        }
+        if let Some(seg) = st.segments.back_mut()
+            && (&*seg.file).write_all(&done).is_ok()
+        {
+            seg.len += done.len() as u64;
+            bytes.fetch_add(done.len() as u64, Ordering::Relaxed);
+        }
     }
 
     /// Appends that failed so far.
@@ -485,8 +524,9 @@ impl Journal {
         Ok(())
     }
 
-    /// Stops the flusher after a last fsync.
+    /// Writes what waits, and stops the flusher after a last fsync.
     pub(crate) fn close(&self) {
+        Self::write_done(&mut crate::lock(&self.state), &self.bytes);
         self.stop.store(true, Ordering::Relaxed);
         let (m, cv) = &*self.dirty;
         *crate::lock(m) = true;
@@ -499,11 +539,38 @@ impl Journal {
 
 impl Drop for Journal {
     fn drop(&mut self) {
+        Self::write_done(&mut crate::lock(&self.state), &self.bytes);
         self.stop.store(true, Ordering::Relaxed);
         let (m, cv) = &*self.dirty;
         *crate::lock(m) = true;
         cv.notify_one();
     }
+}
+
+/// Writes a record's header and payload parts with as few system calls as
+/// the kernel allows (the file is in append mode: each call lands at the end).
+fn write_parts(mut file: &File, done: &[u8], header: &[u8], parts: &[&[u8]]) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> = Vec::with_capacity(parts.len() + 2);
+    slices.push(io::IoSlice::new(done));
+    slices.push(io::IoSlice::new(header));
+    slices.extend(parts.iter().map(|p| io::IoSlice::new(p)));
+    let total: usize = slices.iter().map(|s| s.len()).sum();
+    let written = file.write_vectored(&slices)?;
+    if written == total {
+        return Ok(());
+    }
+    // A short write (rare for files): write the rest as one buffer.
+    let mut rest = Vec::with_capacity(total - written);
+    let mut skip = written;
+    for s in &slices {
+        if skip >= s.len() {
+            skip -= s.len();
+            continue;
+        }
+        rest.extend_from_slice(&s[skip..]);
+        skip = 0;
+    }
+    file.write_all(&rest)
 }
 
 /// fsyncs the newest segment whenever appends are waiting, then publishes

@@ -701,6 +701,44 @@ impl OtlpExporter {
         }
     }
 
+    /// An encoded request made ready to send as this exporter sends it
+    /// (compressed, and framed for gRPC): what
+    /// [`export_prepared`](Self::export_prepared) takes. A queue that keeps
+    /// requests on disk stores this form (a tenth of the bytes with gzip)
+    /// and does not compress twice.
+    ///
+    /// # Errors
+    ///
+    /// When compression fails or the request is too large to frame.
+    pub fn prepare_encoded(&self, body: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.compress(body).map(Vec::from)
+    }
+
+    /// Sends a request [`prepare_encoded`](Self::prepare_encoded) made (by
+    /// this exporter, or one with the same protocol and compression), as
+    /// [`export_encoded`](Self::export_encoded) sends.
+    ///
+    /// # Errors
+    ///
+    /// As [`export_encoded`](Self::export_encoded).
+    pub fn export_prepared(
+        &self,
+        prepared: Vec<u8>,
+        spans: u64,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        let started = if self.inner.shut_down.load(Ordering::Relaxed) {
+            Err("the exporter is shut down".to_owned())
+        } else {
+            self.transport_run(Bytes::from(prepared), spans)
+        };
+        async move {
+            match started?.await {
+                Ok(result) => result,
+                Err(join) => Err(format!("export task ended: {join}")),
+            }
+        }
+    }
+
     fn transport_run(&self, body: Bytes, spans: u64) -> Result<transport::AbortOnDrop<Result<(), String>>, String> {
         let mut guard = self
             .inner

@@ -637,11 +637,15 @@ impl QueuedOtlp {
                 sizer,
                 cfg.queue.blocking,
                 cfg.encoding == Encoding::Json,
+                exporter.clone(),
+                // What a stored request's bytes depend on: protocol, encoding, compression.
+                (cfg.transport as u8) << 4 | u8::from(cfg.encoding == Encoding::Json) << 3 | cfg.compression as u8,
                 counters.clone(),
                 &env.metrics,
+                runtime.clone(),
             );
             let consumers = if cfg.queue.enabled { cfg.queue.num_consumers } else { 1 };
-            let dispatcher = runtime.spawn(disk.clone().dispatch(exporter.clone(), consumers));
+            let dispatcher = runtime.spawn(disk.clone().dispatch(consumers));
             return Ok(Arc::new(QueuedOtlp {
                 id: id.to_owned(),
                 exporter,

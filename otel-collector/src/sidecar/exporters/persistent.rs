@@ -58,6 +58,16 @@ pub(crate) struct DiskQueue {
     blocking: bool,
     closed: AtomicBool,
     json: bool,
+    /// Where writes from non-runtime threads run.
+    runtime: tokio::runtime::Handle,
+    /// Writes handed to the blocking pool and not done yet.
+    writing: AtomicU64,
+    /// Makes requests ready to send (compressed, framed) before they are
+    /// written, and sends them.
+    exporter: Arc<OtlpExporter>,
+    /// The exporter's protocol and compression, recorded with each request:
+    /// a request queued with other settings is not sent as they are now.
+    format: u8,
     counters: ExportCounters,
     warned: AtomicBool,
     /// Spans sent again after a restart.
@@ -79,8 +89,11 @@ impl DiskQueue {
         sizer: Sizer,
         blocking: bool,
         json: bool,
+        exporter: Arc<OtlpExporter>,
+        format: u8,
         counters: ExportCounters,
         metrics: &Metrics,
+        runtime: tokio::runtime::Handle,
     ) -> Arc<DiskQueue> {
         let l = [("exporter", id)];
         let replayed = metrics.counter(
@@ -105,6 +118,10 @@ impl DiskQueue {
             blocking,
             closed: AtomicBool::new(false),
             json,
+            runtime,
+            writing: AtomicU64::new(0),
+            exporter,
+            format,
             counters,
             warned: AtomicBool::new(false),
             replayed,
@@ -123,8 +140,8 @@ impl DiskQueue {
         let last = recovery.next_seq;
         let mut replayed = 0;
         for (seq, loc) in recovery.items {
-            match q.journal.read(seq, loc).ok().and_then(|p| spans_of(&p)) {
-                Some(n) => {
+            match q.journal.read(seq, loc).ok().and_then(|p| trailer(&p)) {
+                Some((n, _)) => {
                     replayed += n;
                     q.held.fetch_add(q.units(n, loc.len() as u64), Ordering::Relaxed);
                     q.queued_spans.fetch_add(n, Ordering::Relaxed);
@@ -160,15 +177,31 @@ impl DiskQueue {
     /// Writes a batch to the journal and queues it. A batch that arrives
     /// past the bound (in flight inside the collector when the gate closed)
     /// is still queued: the gate, not a drop, is what keeps the bound.
-    pub(crate) fn consume(&self, spans: Vec<SpanRec>) {
+    ///
+    /// On a runtime thread (a receiver's request, which then waits for the
+    /// write) it is written at once; from a stage's own thread (a tail
+    /// sampler's decisions, a batch timer) the compression and the write go
+    /// to the runtime's blocking pool, so that thread is not held.
+    pub(crate) fn consume(self: &Arc<Self>, spans: Vec<SpanRec>) {
+        if spans.is_empty() {
+            return;
+        }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.write(spans);
+        } else {
+            let q = self.clone();
+            self.writing.fetch_add(1, Ordering::Relaxed);
+            drop(self.runtime.spawn_blocking(move || {
+                q.write(spans);
+                q.writing.fetch_sub(1, Ordering::Relaxed);
+            }));
+        }
+    }
+
+    fn write(&self, spans: Vec<SpanRec>) {
         let n = spans.len() as u64;
-        if n == 0 {
-            return;
-        }
-        if self.closed.load(Ordering::Relaxed) {
-            add(&self.counters.failed, n);
-            return;
-        }
+        // Also after close (a flush at shutdown): on disk, it is sent after
+        // the next start if not before.
         let body = match request_body(&spans, self.json) {
             Ok(b) => b,
             Err(e) => {
@@ -177,14 +210,22 @@ impl DiskQueue {
                 return;
             }
         };
-        let mut payload = Vec::with_capacity(body.len() + 8);
-        payload.extend_from_slice(&n.to_le_bytes());
-        payload.extend_from_slice(&body);
+        // Stored as it will be sent: compressed and framed.
+        let prepared = match self.exporter.prepare_encoded(body) {
+            Ok(p) => p,
+            Err(e) => {
+                add(&self.counters.failed, n);
+                tracing::warn!(exporter = %self.id, "cannot prepare the request: {e}");
+                return;
+            }
+        };
+        let mut tail = [0u8; 9];
+        tail[..8].copy_from_slice(&n.to_le_bytes());
+        tail[8] = self.format;
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        match self.journal.append(seq, &payload) {
+        match self.journal.append_parts(seq, &[&prepared, &tail]) {
             Ok((loc, _)) => {
-                self.held
-                    .fetch_add(self.units(n, payload.len() as u64), Ordering::Relaxed);
+                self.held.fetch_add(self.units(n, loc.len() as u64), Ordering::Relaxed);
                 self.queued_spans.fetch_add(n, Ordering::Relaxed);
                 crate::lock(&self.waiting).push_back(Waiting { seq, loc, spans: n });
                 self.wake.notify_one();
@@ -203,12 +244,12 @@ impl DiskQueue {
 
     /// Sends queued requests, `consumers` at a time, until closed and empty
     /// (or aborted at shutdown, leaving the rest on disk).
-    pub(crate) async fn dispatch(self: Arc<Self>, exporter: Arc<OtlpExporter>, consumers: usize) {
+    pub(crate) async fn dispatch(self: Arc<Self>, consumers: usize) {
         let permits = Arc::new(Semaphore::new(consumers));
         loop {
             let next = crate::lock(&self.waiting).pop_front();
             let Some(item) = next else {
-                if self.closed.load(Ordering::Relaxed) {
+                if self.closed.load(Ordering::Relaxed) && self.writing.load(Ordering::Relaxed) == 0 {
                     break;
                 }
                 // Woken by a new item, or every 100 ms to see `closed`.
@@ -218,17 +259,17 @@ impl DiskQueue {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let (q, exporter) = (self.clone(), exporter.clone());
+            let q = self.clone();
             tokio::spawn(async move {
-                q.send(&exporter, item).await;
+                q.send(item).await;
                 drop(permit);
             });
         }
         let _ = permits.acquire_many(consumers as u32).await;
     }
 
-    async fn send(&self, exporter: &OtlpExporter, item: Waiting) {
-        let payload = match self.journal.read(item.seq, item.loc) {
+    async fn send(&self, item: Waiting) {
+        let mut payload = match self.journal.read(item.seq, item.loc) {
             Ok(p) => p,
             Err(e) => {
                 add(&self.skipped, 1);
@@ -238,9 +279,14 @@ impl DiskQueue {
                 return;
             }
         };
-        let body = payload[8..].to_vec();
-        drop(payload);
-        let result = exporter.export_encoded(body, item.spans).await;
+        if trailer(&payload).map(|(_, f)| f) != Some(self.format) {
+            add(&self.counters.failed, item.spans);
+            tracing::warn!(exporter = %self.id, "a request queued with other protocol or compression settings cannot be sent as they are now; its spans are counted as failed");
+            self.retire(&item);
+            return;
+        }
+        payload.truncate(payload.len() - 9);
+        let result = self.exporter.export_prepared(payload, item.spans).await;
         match result {
             Ok(()) => add(&self.counters.sent, item.spans),
             Err(e) => {
@@ -273,13 +319,14 @@ impl DiskQueue {
 
     /// Waits for `deadline` or an empty queue.
     pub(crate) async fn drained(&self, deadline: Instant) -> bool {
+        let empty = || self.queued_spans.load(Ordering::Relaxed) == 0 && self.writing.load(Ordering::Relaxed) == 0;
         while Instant::now() < deadline {
-            if self.queued_spans.load(Ordering::Relaxed) == 0 {
+            if empty() {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.queued_spans.load(Ordering::Relaxed) == 0
+        empty()
     }
 
     /// Spans waiting or in flight.
@@ -288,9 +335,11 @@ impl DiskQueue {
     }
 }
 
-fn spans_of(payload: &[u8]) -> Option<u64> {
-    let head: [u8; 8] = payload.get(..8)?.try_into().ok()?;
-    Some(u64::from_le_bytes(head))
+/// The span count and format byte at the end of a stored request.
+fn trailer(payload: &[u8]) -> Option<(u64, u8)> {
+    let at = payload.len().checked_sub(9)?;
+    let n: [u8; 8] = payload.get(at..at + 8)?.try_into().ok()?;
+    Some((u64::from_le_bytes(n), payload[at + 8]))
 }
 
 impl Admission for DiskQueue {
