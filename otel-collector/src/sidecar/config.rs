@@ -892,6 +892,225 @@ service:
         assert_eq!(plain.warnings, Vec::<String>::new());
     }
 
+    /// The Go Collector's documented top-level settings of every component
+    /// this collector has: each one acts or is named in a warning; none is
+    /// an unknown key.
+    #[test]
+    fn every_documented_go_setting_acts_or_is_warned() {
+        const GO: &[(&str, &str, &[&str])] = &[
+            ("receivers", "otlp", &["protocols"]),
+            (
+                "processors",
+                "batch",
+                &[
+                    "timeout",
+                    "send_batch_size",
+                    "send_batch_max_size",
+                    "metadata_keys",
+                    "metadata_cardinality_limit",
+                ],
+            ),
+            (
+                "processors",
+                "memory_limiter",
+                &[
+                    "check_interval",
+                    "limit_mib",
+                    "spike_limit_mib",
+                    "limit_percentage",
+                    "spike_limit_percentage",
+                ],
+            ),
+            (
+                "processors",
+                "tail_sampling",
+                &[
+                    "decision_wait",
+                    "num_traces",
+                    "expected_new_traces_per_sec",
+                    "decision_cache",
+                    "policies",
+                    "sample_on_first_match",
+                    "decision_wait_after_root_received",
+                    "drop_pending_traces_on_shutdown",
+                    "maximum_trace_size_bytes",
+                ],
+            ),
+            ("processors", "attributes", &["actions", "include", "exclude"]),
+            ("processors", "resource", &["attributes"]),
+            (
+                "processors",
+                "probabilistic_sampler",
+                &[
+                    "hash_seed",
+                    "sampling_percentage",
+                    "mode",
+                    "sampling_precision",
+                    "fail_closed",
+                    "attribute_source",
+                    "from_attribute",
+                    "sampling_priority",
+                ],
+            ),
+            (
+                "processors",
+                "redaction",
+                &[
+                    "allow_all_keys",
+                    "allowed_keys",
+                    "ignored_keys",
+                    "ignored_key_patterns",
+                    "blocked_key_patterns",
+                    "blocked_values",
+                    "allowed_values",
+                    "hash_function",
+                    "hmac_key",
+                    "redact_all_types",
+                    "summary",
+                    "url_sanitizer",
+                    "db_sanitizer",
+                ],
+            ),
+            (
+                "exporters",
+                "otlp",
+                &[
+                    "endpoint",
+                    "tls",
+                    "headers",
+                    "compression",
+                    "compression_params",
+                    "timeout",
+                    "sending_queue",
+                    "retry_on_failure",
+                    "balancer_name",
+                    "keepalive",
+                    "auth",
+                    "read_buffer_size",
+                    "write_buffer_size",
+                    "wait_for_ready",
+                ],
+            ),
+            (
+                "exporters",
+                "otlphttp",
+                &[
+                    "endpoint",
+                    "traces_endpoint",
+                    "metrics_endpoint",
+                    "logs_endpoint",
+                    "profiles_endpoint",
+                    "tls",
+                    "headers",
+                    "compression",
+                    "compression_params",
+                    "timeout",
+                    "sending_queue",
+                    "retry_on_failure",
+                    "encoding",
+                    "auth",
+                    "read_buffer_size",
+                    "write_buffer_size",
+                    "max_idle_conns",
+                    "max_idle_conns_per_host",
+                    "max_conns_per_host",
+                    "idle_conn_timeout",
+                    "disable_keep_alives",
+                    "http2_read_idle_timeout",
+                    "http2_ping_timeout",
+                    "proxy_url",
+                    "cookies",
+                ],
+            ),
+            (
+                "exporters",
+                "file",
+                &[
+                    "path",
+                    "format",
+                    "rotation",
+                    "flush_interval",
+                    "compression",
+                    "append",
+                    "group_by",
+                    "encoding",
+                ],
+            ),
+            (
+                "exporters",
+                "debug",
+                &[
+                    "verbosity",
+                    "sampling_initial",
+                    "sampling_thereafter",
+                    "use_internal_logger",
+                ],
+            ),
+            (
+                "exporters",
+                "loadbalancing",
+                &[
+                    "routing_key",
+                    "protocol",
+                    "resolver",
+                    "timeout",
+                    "sending_queue",
+                    "retry_on_failure",
+                ],
+            ),
+            (
+                "extensions",
+                "health_check",
+                &["endpoint", "path", "check_collector_pipeline", "response_body", "tls"],
+            ),
+            (
+                "extensions",
+                "bearertokenauth",
+                &["token", "tokens", "filename", "scheme", "header"],
+            ),
+            ("extensions", "basicauth", &["htpasswd", "client_auth"]),
+            (
+                "extensions",
+                "file_storage",
+                &[
+                    "directory",
+                    "timeout",
+                    "fsync",
+                    "compaction",
+                    "create_directory",
+                    "directory_permissions",
+                ],
+            ),
+        ];
+        let mut missing = Vec::new();
+        for (section, name, keys) in GO {
+            let c = super::components()
+                .find(|c| c.section == *section && c.name == *name)
+                .unwrap_or_else(|| panic!("{section}.{name} is not a component"));
+            for k in *keys {
+                if !c.settings.contains(k) && !c.ignored.contains(k) {
+                    missing.push(format!("{section}.{name}.{k}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "neither acted on nor warned: {missing:?}");
+        // And what the table says is what a configuration gets: an ignored
+        // key is a warning.
+        let c = CollectorConfig::parse(
+            "receivers: {otlp: {protocols: {grpc: {endpoint: 127.0.0.1:4317}}}}\n\
+             exporters: {otlphttp: {endpoint: http://x:4318, metrics_endpoint: http://x:4318/v1/metrics}}\n\
+             service: {pipelines: {traces: {receivers: [otlp], exporters: [otlphttp]}}}\n",
+        )
+        .unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.starts_with("exporters.otlphttp.metrics_endpoint")),
+            "{:?}",
+            c.warnings
+        );
+    }
+
     #[test]
     fn go_settings_not_acted_on_are_each_named() {
         let yaml = r#"

@@ -18,7 +18,7 @@ pub(crate) const FACTORY: Factory<dyn ExporterSettings> = Factory {
         section: "exporters",
         name: "debug",
         settings: &["verbosity", "summary_interval"],
-        ignored: &["sampling_initial", "sampling_thereafter"],
+        ignored: &["sampling_initial", "sampling_thereafter", "use_internal_logger"],
     },
     parse: |at, _| Ok(Box::new(DebugConfig::parse(at)?)),
 };

@@ -15,7 +15,14 @@ pub(crate) const FACTORY: Factory<dyn ExporterSettings> = Factory {
         section: "exporters",
         name: "file",
         settings: &["path", "format"],
-        ignored: &["flush_interval"],
+        ignored: &[
+            "flush_interval",
+            "rotation",
+            "compression",
+            "append",
+            "group_by",
+            "encoding",
+        ],
     },
     parse: |at, _| Ok(Box::new(FileConfig::parse(at)?)),
 };

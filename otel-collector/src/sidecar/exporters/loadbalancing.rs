@@ -23,7 +23,7 @@ pub(crate) const FACTORY: Factory<dyn ExporterSettings> = Factory {
         section: "exporters",
         name: "loadbalancing",
         settings: &["routing_key", "protocol", "resolver"],
-        ignored: &[],
+        ignored: &["timeout", "sending_queue", "retry_on_failure"],
     },
     parse: |at, warnings| Ok(Box::new(LoadBalancingConfig::parse(at, warnings)?)),
 };

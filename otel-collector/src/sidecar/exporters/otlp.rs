@@ -39,6 +39,28 @@ const IGNORED: &[&str] = &[
     "write_buffer_size",
 ];
 
+/// `otlphttp`'s Go settings accepted with a warning: other signals'
+/// endpoints (this collector carries traces) and HTTP client tuning.
+const IGNORED_HTTP: &[&str] = &[
+    "balancer_name",
+    "keepalive",
+    "wait_for_ready",
+    "read_buffer_size",
+    "write_buffer_size",
+    "metrics_endpoint",
+    "logs_endpoint",
+    "profiles_endpoint",
+    "max_idle_conns",
+    "max_idle_conns_per_host",
+    "max_conns_per_host",
+    "idle_conn_timeout",
+    "disable_keep_alives",
+    "http2_read_idle_timeout",
+    "http2_ping_timeout",
+    "proxy_url",
+    "cookies",
+];
+
 /// The table line for `otlp`.
 pub(crate) const OTLP: Factory<dyn ExporterSettings> = Factory {
     component: Component {
@@ -63,7 +85,7 @@ pub(crate) const OTLPHTTP: Factory<dyn ExporterSettings> = Factory {
         section: "exporters",
         name: "otlphttp",
         settings: SETTINGS,
-        ignored: IGNORED,
+        ignored: IGNORED_HTTP,
     },
     parse: |at, warnings| {
         Ok(Box::new(OtlpExporterConfig::parse(

@@ -17,7 +17,7 @@ pub(crate) const FACTORY: Factory<dyn ExtensionSettings> = Factory {
         section: "extensions",
         name: "bearertokenauth",
         settings: &["scheme", "token", "filename", "header"],
-        ignored: &[],
+        ignored: &["tokens"],
     },
     parse: |at, _| Ok(Box::new(BearerTokenConfig::parse(at)?)),
 };

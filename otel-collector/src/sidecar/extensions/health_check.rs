@@ -11,7 +11,7 @@ pub(crate) const FACTORY: Factory<dyn ExtensionSettings> = Factory {
         section: "extensions",
         name: "health_check",
         settings: &["endpoint", "path"],
-        ignored: &["check_collector_pipeline"],
+        ignored: &["check_collector_pipeline", "response_body", "tls"],
     },
     parse: |at, _| Ok(Box::new(HealthCheckConfig::parse(at)?)),
 };
