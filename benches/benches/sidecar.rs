@@ -342,6 +342,9 @@ fn start_rotel(agent: &std::path::Path, sink: std::net::SocketAddr) -> Option<(C
     }
 }
 
+/// A collector configuration for its (gRPC, metrics) ports.
+type Config<'a> = dyn Fn(u16, u16) -> String + 'a;
+
 /// Starts a collector binary with the configuration `config(grpc, metrics)`.
 fn start_collector(
     binary: &std::path::Path,
@@ -490,35 +493,23 @@ fn main() {
                 Duration::from_secs(3),
             ));
         }
-        let mut runs = vec![("otel-collector", ours.clone())];
+        let storage = dir.join("storage");
+        let _ = std::fs::remove_dir_all(&storage);
+        let saturating = |port, mport| saturating_config(port, mport, sink_addr);
+        let persistent = |port, mport| persistent_config(port, mport, sink_addr, &storage);
+        let mut runs: Vec<(&str, std::path::PathBuf, &Config<'_>)> =
+            vec![("otel-collector", ours.clone(), &saturating)];
         if let Some(b) = &baseline {
-            runs.push(("baseline", b.clone()));
+            runs.push(("baseline", b.clone(), &saturating));
         }
-        for (name, binary) in runs {
-            let config = |port, mport| saturating_config(port, mport, sink_addr);
+        if wanted("persistent") {
+            runs.push(("otel-collector (persistent)", ours.clone(), &persistent));
+        }
+        for (name, binary, config) in runs {
             if let Some((child, port, mport)) = start_collector(&binary, &dir, "saturating.yaml", config) {
                 saturated.extend(measure(
                     &rt,
                     name,
-                    child,
-                    port,
-                    Some(mport),
-                    &sink,
-                    &template,
-                    0,
-                    seconds,
-                    Duration::from_secs(3),
-                ));
-            }
-        }
-        if wanted("persistent") {
-            let storage = dir.join("storage");
-            let _ = std::fs::remove_dir_all(&storage);
-            let config = |port, mport| persistent_config(port, mport, sink_addr, &storage);
-            if let Some((child, port, mport)) = start_collector(&ours, &dir, "persistent.yaml", config) {
-                saturated.extend(measure(
-                    &rt,
-                    "otel-collector (persistent)",
                     child,
                     port,
                     Some(mport),

@@ -59,7 +59,7 @@ fn help_version_and_components() {
         "extensions:",
         "  tail_sampling:",
         "    settings: verbosity, summary_interval",
-        "    accepted, ignored with a warning: sampling_initial, sampling_thereafter",
+        "    accepted, ignored with a warning: sampling_initial, sampling_thereafter, use_internal_logger",
     ] {
         assert!(out.lines().any(|l| l == line), "{line:?} in:\n{out}");
     }

@@ -473,35 +473,37 @@ impl CollectorConfig {
     }
 }
 
-/// Every `auth.authenticator` names an auth extension enabled in
-/// `service.extensions` (the Go Collector refuses to start otherwise).
-fn check_authenticators(
-    receivers: &[(String, Arc<dyn ReceiverSettings>)],
-    exporters: &[(String, Arc<dyn ExporterSettings>)],
+/// Places (`section.id.setting`) that name an extension, and the name.
+fn refs<'a, T: ?Sized + 'a>(
+    section: &'a str,
+    components: &'a [(String, Arc<T>)],
+    named: impl Fn(&'a T) -> Vec<(&'static str, &'a str)> + 'a,
+) -> impl Iterator<Item = (String, &'a str)> + 'a {
+    components.iter().flat_map(move |(id, c)| {
+        named(c)
+            .into_iter()
+            .map(move |(at, name)| (format!("{section}.{id}.{at}"), name))
+    })
+}
+
+/// Every extension named at a place is defined and of the kind the place
+/// needs (the Go Collector refuses to start otherwise).
+fn check_extension_refs<'a>(
+    named: impl Iterator<Item = (String, &'a str)>,
     extensions: &[(String, Arc<dyn ExtensionSettings>)],
+    is_kind: fn(&dyn ExtensionSettings) -> bool,
+    kind: &str,
 ) -> Result<(), ConfigError> {
-    let named = receivers
-        .iter()
-        .flat_map(|(id, r)| {
-            r.auth_refs()
-                .into_iter()
-                .map(move |(at, a)| (format!("receivers.{id}.{at}"), a))
-        })
-        .chain(exporters.iter().flat_map(|(id, e)| {
-            e.auth_refs()
-                .into_iter()
-                .map(move |(at, a)| (format!("exporters.{id}.{at}"), a))
-        }));
     for (place, name) in named {
         let enabled = extensions
             .iter()
             .find(|(k, _)| k == name)
-            .is_some_and(|(_, e)| e.is_authenticator());
+            .is_some_and(|(_, e)| is_kind(e.as_ref()));
         if !enabled {
             return Err(ConfigError::new(
                 place,
                 format!(
-                    "{name:?} is not an enabled auth extension: define it under extensions (e.g. bearertokenauth) and list it in service.extensions"
+                    "{name:?} is not an enabled {kind} extension: define it under extensions and list it in service.extensions"
                 ),
             ));
         }
@@ -509,40 +511,30 @@ fn check_authenticators(
     Ok(())
 }
 
-/// Every `storage` (`sending_queue.storage`, `tail_storage`) names a
-/// `file_storage` extension enabled in `service.extensions`.
+/// Every `auth.authenticator` names an auth extension (e.g. `bearertokenauth`).
+fn check_authenticators(
+    receivers: &[(String, Arc<dyn ReceiverSettings>)],
+    exporters: &[(String, Arc<dyn ExporterSettings>)],
+    extensions: &[(String, Arc<dyn ExtensionSettings>)],
+) -> Result<(), ConfigError> {
+    let named = refs("receivers", receivers, |r| r.auth_refs()).chain(refs("exporters", exporters, |e| e.auth_refs()));
+    check_extension_refs(
+        named,
+        extensions,
+        |e| e.is_authenticator(),
+        "auth (e.g. bearertokenauth)",
+    )
+}
+
+/// Every `storage` (`sending_queue.storage`, `tail_storage`) names a `file_storage` extension.
 fn check_storages(
     processors: &[(String, Arc<dyn ProcessorSettings>)],
     exporters: &[(String, Arc<dyn ExporterSettings>)],
     extensions: &[(String, Arc<dyn ExtensionSettings>)],
 ) -> Result<(), ConfigError> {
-    let named = processors
-        .iter()
-        .flat_map(|(id, p)| {
-            p.storage_refs()
-                .into_iter()
-                .map(move |(at, a)| (format!("processors.{id}.{at}"), a))
-        })
-        .chain(exporters.iter().flat_map(|(id, e)| {
-            e.storage_refs()
-                .into_iter()
-                .map(move |(at, a)| (format!("exporters.{id}.{at}"), a))
-        }));
-    for (place, name) in named {
-        let enabled = extensions
-            .iter()
-            .find(|(k, _)| k == name)
-            .is_some_and(|(_, e)| e.is_storage());
-        if !enabled {
-            return Err(ConfigError::new(
-                place,
-                format!(
-                    "{name:?} is not an enabled storage extension: define it under extensions (file_storage) and list it in service.extensions"
-                ),
-            ));
-        }
-    }
-    Ok(())
+    let named =
+        refs("processors", processors, |p| p.storage_refs()).chain(refs("exporters", exporters, |e| e.storage_refs()));
+    check_extension_refs(named, extensions, |e| e.is_storage(), "storage (file_storage)")
 }
 
 fn check_refs<'a>(

@@ -723,6 +723,23 @@ mod tls_tests {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// A collector whose OTLP receiver serves gRPC and HTTP with these `tls` blocks.
+    async fn start_tls(grpc_tls: &str, http_tls: &str) -> Collector {
+        let config = CollectorConfig::parse_with_env(
+            &format!(
+                "receivers: {{otlp: {{protocols: {{\n\
+                   grpc: {{endpoint: 127.0.0.1:0, tls: {grpc_tls}}},\n\
+                   http: {{endpoint: 127.0.0.1:0, tls: {http_tls}}}}}}}}}\n\
+                 exporters: {{debug: {{verbosity: basic}}}}\n\
+                 service: {{pipelines: {{traces: {{receivers: [otlp], exporters: [debug]}}}}}}\n"
+            ),
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(config.warnings, Vec::<String>::new());
+        Collector::start(config).await.unwrap()
+    }
+
     async fn export(
         endpoint: String,
         protocol: otel_export::Protocol,
@@ -775,19 +792,13 @@ mod tls_tests {
         };
         let (cert_file, key_file) = (file("server.pem", &cert), file("server.key", &key));
         let client_ca_file = file("client-ca.pem", &client_ca.pem());
-        let config = CollectorConfig::parse_with_env(
+        let c = start_tls(
+            &format!("{{cert_file: {cert_file:?}, key_file: {key_file:?}}}"),
             &format!(
-                "receivers: {{otlp: {{protocols: {{\n\
-                   grpc: {{endpoint: 127.0.0.1:0, tls: {{cert_file: {cert_file:?}, key_file: {key_file:?}}}}},\n\
-                   http: {{endpoint: 127.0.0.1:0, tls: {{cert_file: {cert_file:?}, key_file: {key_file:?}, client_ca_file: {client_ca_file:?}, min_version: \"1.3\"}}}}}}}}}}\n\
-                 exporters: {{debug: {{verbosity: basic}}}}\n\
-                 service: {{pipelines: {{traces: {{receivers: [otlp], exporters: [debug]}}}}}}\n"
+                "{{cert_file: {cert_file:?}, key_file: {key_file:?}, client_ca_file: {client_ca_file:?}, min_version: \"1.3\"}}"
             ),
-            &|_| None,
         )
-        .unwrap();
-        assert_eq!(config.warnings, Vec::<String>::new());
-        let c = Collector::start(config).await.unwrap();
+        .await;
         let at = |name: &str| c.addresses().iter().find(|(n, _)| n == name).unwrap().1;
         let (grpc, http) = (
             format!("https://127.0.0.1:{}", at("otlp/grpc").port()),
@@ -852,19 +863,13 @@ mod tls_tests {
         std::fs::write(&cert_file, &cert).unwrap();
         std::fs::write(&key_file, &key).unwrap();
         let (cert_file, key_file) = (cert_file.display().to_string(), key_file.display().to_string());
-        let config = CollectorConfig::parse_with_env(
+        let c = start_tls(
             &format!(
-                "receivers: {{otlp: {{protocols: {{\n\
-                   grpc: {{endpoint: 127.0.0.1:0, tls: {{cert_file: {cert_file:?}, key_file: {key_file:?}, max_version: \"1.2\", cipher_suites: [TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305]}}}},\n\
-                   http: {{endpoint: 127.0.0.1:0, tls: {{cert_file: {cert_file:?}, key_file: {key_file:?}, min_version: \"1.3\"}}}}}}}}}}\n\
-                 exporters: {{debug: {{verbosity: basic}}}}\n\
-                 service: {{pipelines: {{traces: {{receivers: [otlp], exporters: [debug]}}}}}}\n"
+                "{{cert_file: {cert_file:?}, key_file: {key_file:?}, max_version: \"1.2\", cipher_suites: [TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305]}}"
             ),
-            &|_| None,
+            &format!("{{cert_file: {cert_file:?}, key_file: {key_file:?}, min_version: \"1.3\"}}"),
         )
-        .unwrap();
-        assert_eq!(config.warnings, Vec::<String>::new());
-        let c = Collector::start(config).await.unwrap();
+        .await;
         let at = |name: &str| c.addresses().iter().find(|(n, _)| n == name).unwrap().1;
         let grpc_addr = at("otlp/grpc");
         let (grpc, http) = (

@@ -352,21 +352,35 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-pub async fn grpc_export(port: u16, body: Vec<u8>) -> Result<(), tonic::Status> {
+/// One OTLP/gRPC export to `127.0.0.1:port`: `Err` when it cannot connect,
+/// else the call's outcome.
+async fn unary_export(port: u16, body: Vec<u8>) -> Result<Result<(), tonic::Status>, String> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(10))
         .connect()
         .await
-        .unwrap();
+        .map_err(|e| e.to_string())?;
     let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    grpc.unary(
-        tonic::Request::new(bytes::Bytes::from(body)),
-        http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export"),
-        otel_export::RawCodec,
-    )
-    .await
-    .map(|_| ())
+    grpc.ready().await.map_err(|e| e.to_string())?;
+    Ok(grpc
+        .unary(
+            tonic::Request::new(bytes::Bytes::from(body)),
+            http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export"),
+            otel_export::RawCodec,
+        )
+        .await
+        .map(|_| ()))
+}
+
+pub async fn grpc_export(port: u16, body: Vec<u8>) -> Result<(), tonic::Status> {
+    unary_export(port, body).await.unwrap()
+}
+
+/// [`grpc_export`] to a collector that may be down: every failure as text.
+pub async fn try_grpc_export(port: u16, body: Vec<u8>) -> Result<(), String> {
+    unary_export(port, body).await?.map_err(|e| e.to_string())
 }
 
 /// A valid request: one span of trace `n`.

@@ -88,11 +88,7 @@ pub(crate) fn channel(settings: &Settings) -> Result<GrpcClient, String> {
         {
             http::Uri::try_from(settings.endpoint.as_str())
                 .map_err(|e| format!("invalid OTLP endpoint {:?}: {e}", settings.endpoint))?;
-            let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-            http.set_nodelay(true);
-            http.enforce_http(false);
-            http.set_connect_timeout(Some(settings.timeout));
-            let connector = super::tls::connector(settings, http, true)?;
+            let connector = super::tls::connector(settings, super::tcp_connector(settings), true)?;
             let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .http2_only(true)
                 .timer(hyper_util::rt::TokioTimer::new())

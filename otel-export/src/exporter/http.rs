@@ -19,10 +19,7 @@ const MAX_RESPONSE: usize = 4 << 20;
 
 /// Builds the client (connection pool, TLS when the endpoint is https).
 pub(crate) fn client(settings: &Settings) -> Result<HttpClient, String> {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(settings.timeout));
+    let http = super::tcp_connector(settings);
     #[cfg(feature = "tls")]
     let connector = super::tls::connector(settings, http, false)?;
     #[cfg(not(feature = "tls"))]

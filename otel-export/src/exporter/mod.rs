@@ -552,6 +552,17 @@ impl OtlpExporterBuilder {
     }
 }
 
+/// Plain TCP connections as the hyper-based clients make them (no Nagle,
+/// any scheme, the exporter's timeout to connect).
+#[cfg(any(feature = "http", feature = "tls"))]
+pub(crate) fn tcp_connector(settings: &Settings) -> hyper_util::client::legacy::connect::HttpConnector {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(settings.timeout));
+    http
+}
+
 #[derive(Debug)]
 enum Client {
     #[cfg(feature = "grpc")]
@@ -688,10 +699,19 @@ impl OtlpExporter {
         body: Vec<u8>,
         spans: u64,
     ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        self.send_ready(|| self.compress(body), spans)
+    }
+
+    /// Sends the body `ready` makes (unless shut down) on the transport thread.
+    fn send_ready(
+        &self,
+        ready: impl FnOnce() -> Result<Bytes, String>,
+        spans: u64,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
         let started = if self.inner.shut_down.load(Ordering::Relaxed) {
             Err("the exporter is shut down".to_owned())
         } else {
-            self.compress(body).and_then(|body| self.transport_run(body, spans))
+            ready().and_then(|body| self.transport_run(body, spans))
         };
         async move {
             match started?.await {
@@ -726,17 +746,7 @@ impl OtlpExporter {
         prepared: Vec<u8>,
         spans: u64,
     ) -> impl std::future::Future<Output = Result<(), String>> + Send {
-        let started = if self.inner.shut_down.load(Ordering::Relaxed) {
-            Err("the exporter is shut down".to_owned())
-        } else {
-            self.transport_run(Bytes::from(prepared), spans)
-        };
-        async move {
-            match started?.await {
-                Ok(result) => result,
-                Err(join) => Err(format!("export task ended: {join}")),
-            }
-        }
+        self.send_ready(|| Ok(Bytes::from(prepared)), spans)
     }
 
     fn transport_run(&self, body: Bytes, spans: u64) -> Result<transport::AbortOnDrop<Result<(), String>>, String> {
