@@ -492,7 +492,7 @@ fn check_extension_refs<'a>(
     named: impl Iterator<Item = (String, &'a str)>,
     extensions: &[(String, Arc<dyn ExtensionSettings>)],
     is_kind: fn(&dyn ExtensionSettings) -> bool,
-    kind: &str,
+    (kind, example): (&str, &str),
 ) -> Result<(), ConfigError> {
     for (place, name) in named {
         let enabled = extensions
@@ -503,7 +503,7 @@ fn check_extension_refs<'a>(
             return Err(ConfigError::new(
                 place,
                 format!(
-                    "{name:?} is not an enabled {kind} extension: define it under extensions and list it in service.extensions"
+                    "{name:?} is not an enabled {kind} extension: define it under extensions (e.g. {example}) and list it in service.extensions"
                 ),
             ));
         }
@@ -518,12 +518,7 @@ fn check_authenticators(
     extensions: &[(String, Arc<dyn ExtensionSettings>)],
 ) -> Result<(), ConfigError> {
     let named = refs("receivers", receivers, |r| r.auth_refs()).chain(refs("exporters", exporters, |e| e.auth_refs()));
-    check_extension_refs(
-        named,
-        extensions,
-        |e| e.is_authenticator(),
-        "auth (e.g. bearertokenauth)",
-    )
+    check_extension_refs(named, extensions, |e| e.is_authenticator(), ("auth", "bearertokenauth"))
 }
 
 /// Every `storage` (`sending_queue.storage`, `tail_storage`) names a `file_storage` extension.
@@ -534,7 +529,7 @@ fn check_storages(
 ) -> Result<(), ConfigError> {
     let named =
         refs("processors", processors, |p| p.storage_refs()).chain(refs("exporters", exporters, |e| e.storage_refs()));
-    check_extension_refs(named, extensions, |e| e.is_storage(), "storage (file_storage)")
+    check_extension_refs(named, extensions, |e| e.is_storage(), ("storage", "file_storage"))
 }
 
 fn check_refs<'a>(

@@ -46,15 +46,7 @@ fn wait_whole(sink: &std::path::Path, acked: &[u64]) -> usize {
 
 fn gateway_yaml(grpc: u16, metrics: u16, sink: u16, storage: &std::path::Path, queue_size: usize) -> String {
     format!(
-        r#"
-extensions:
-  file_storage:
-    directory: {}
-    create_directory: true
-receivers:
-  otlp:
-    protocols:
-      grpc: {{endpoint: 127.0.0.1:{grpc}}}
+        r#"{}
 exporters:
   otlp:
     endpoint: 127.0.0.1:{sink}
@@ -70,6 +62,15 @@ service:
       receivers: [otlp]
       exporters: [otlp]
 "#,
+        storage_and_receiver(storage, grpc)
+    )
+}
+
+/// The `file_storage` extension in `storage` and an OTLP/gRPC receiver on `grpc`.
+fn storage_and_receiver(storage: &std::path::Path, grpc: u16) -> String {
+    format!(
+        "extensions:\n  file_storage: {{directory: {}, create_directory: true}}\n\
+         receivers:\n  otlp:\n    protocols:\n      grpc: {{endpoint: 127.0.0.1:{grpc}}}",
         storage.display()
     )
 }
@@ -304,13 +305,7 @@ fn loadbalancing_backends_queue_on_disk() {
     let sink_port = free_port("127.0.0.1");
     let grpc = free_port("127.0.0.1");
     let yaml = format!(
-        r#"
-extensions:
-  file_storage: {{directory: {}, create_directory: true}}
-receivers:
-  otlp:
-    protocols:
-      grpc: {{endpoint: 127.0.0.1:{grpc}}}
+        r#"{}
 exporters:
   loadbalancing:
     protocol:
@@ -327,7 +322,7 @@ service:
       receivers: [otlp]
       exporters: [loadbalancing]
 "#,
-        storage.display()
+        storage_and_receiver(&storage, grpc)
     );
     let mut lb = collector("lb-1", &dir, &yaml, "127.0.0.1", &[grpc]);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -421,13 +416,7 @@ fn tail_sampling_decides_acknowledged_traces_after_kill_9() {
     let (_sink, sink_port, sink_file) = file_sink(&dir, "tail-sink");
     let (grpc, metrics) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
     let yaml = format!(
-        r#"
-extensions:
-  file_storage: {{directory: {}, create_directory: true}}
-receivers:
-  otlp:
-    protocols:
-      grpc: {{endpoint: 127.0.0.1:{grpc}}}
+        r#"{}
 processors:
   tail_sampling:
     decision_wait: 2s
@@ -450,7 +439,7 @@ service:
       processors: [tail_sampling, batch]
       exporters: [otlp]
 "#,
-        storage.display()
+        storage_and_receiver(&storage, grpc)
     );
     let mut gw = collector("tail-gateway", &dir, &yaml, "127.0.0.1", &[grpc]);
     let stop = Arc::new(AtomicBool::new(false));

@@ -105,6 +105,10 @@ impl Exporter for FileExporter {
     fn shutdown(self: Arc<Self>, _deadline: Instant) -> BoxFuture {
         Box::pin(async move { self.writer.finish(&self.runtime).await })
     }
+
+    fn gate(&self) -> Option<Arc<dyn crate::sidecar::component::Admission>> {
+        Some(self.writer.room())
+    }
 }
 
 #[cfg(test)]

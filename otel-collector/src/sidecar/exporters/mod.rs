@@ -94,12 +94,31 @@ pub(crate) fn to_json(proto: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// A thread of an exporter's own that writes batches, behind a bounded
-/// queue: `consume` never waits for the write (the concurrency contract);
-/// a full queue drops the batch and counts it in `enqueue_failed`.
+/// queue: `consume` never waits for the write (the concurrency contract).
+/// Receivers refuse new data (retryable) while the queue is three quarters
+/// full, so a burst is pushed back to the clients; a batch that still finds
+/// it full is dropped and counted in `enqueue_failed`.
 pub(crate) struct WriterThread {
     tx: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<Vec<SpanRec>>>>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     counters: ExportCounters,
+    room: Arc<WriterRoom>,
+}
+
+/// How full a writer thread's queue is, as receivers see it.
+pub(crate) struct WriterRoom {
+    queued: AtomicU64,
+    capacity: u64,
+}
+
+impl super::component::Admission for WriterRoom {
+    fn admit(&self, _incoming: usize, _spans: u64) -> bool {
+        self.queued.load(std::sync::atomic::Ordering::Relaxed) * 4 < self.capacity * 3
+    }
+
+    fn reason(&self) -> &'static str {
+        "data refused: the exporter's writer is behind"
+    }
 }
 
 impl WriterThread {
@@ -114,6 +133,11 @@ impl WriterThread {
     ) -> Result<Self, String> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<SpanRec>>(queue);
         let c = counters.clone();
+        let room = Arc::new(WriterRoom {
+            queued: AtomicU64::new(0),
+            capacity: queue as u64,
+        });
+        let r = room.clone();
         let thread_name = name.to_owned();
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
@@ -122,6 +146,7 @@ impl WriterThread {
                     let n = batch.len() as u64;
                     let written = write(&batch);
                     drop(batch);
+                    r.queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     match written {
                         Ok(()) => super::metrics::add(&c.sent, n),
                         Err(e) => {
@@ -136,16 +161,26 @@ impl WriterThread {
             tx: std::sync::Mutex::new(Some(tx)),
             thread: std::sync::Mutex::new(Some(thread)),
             counters,
+            room,
         })
+    }
+
+    /// The queue's fill, for receivers ([`Exporter::gate`]).
+    pub(crate) fn room(&self) -> Arc<dyn super::component::Admission> {
+        self.room.clone()
     }
 
     /// Queues a batch for the thread, or counts it as refused.
     pub(crate) fn send(&self, spans: Vec<SpanRec>) {
         let n = spans.len() as u64;
+        self.room.queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let sent = match &*crate::lock(&self.tx) {
             Some(tx) => tx.try_send(spans).is_ok(),
             None => false,
         };
+        if !sent {
+            self.room.queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if !sent {
             super::metrics::add(&self.counters.enqueue_failed, n);
         }
