@@ -797,7 +797,9 @@ fn exporter(cx: &mut Reader<'_>, node: &Node<'_>) -> Result<ExporterSpec, Config
     }
     let compression = at.child("compression");
     if let Some(c) = cx.string(&compression)? {
-        b = b.with_compression(Compression::parse(&c).ok_or_else(|| compression.error_with(&c, "gzip, zstd or none"))?);
+        b = b.with_compression(
+            Compression::parse(&c).ok_or_else(|| compression.error_with(&c, "gzip, zstd, snappy or none"))?,
+        );
     }
     if let Some(t) = cx.millis(&at.child("timeout"))? {
         b = b.with_timeout(t);

@@ -162,6 +162,22 @@ impl Intake {
     }
 }
 
+/// A snappy body, framed (it starts with the stream identifier chunk) or a
+/// single block, at most `max` bytes once decompressed.
+fn unsnappy(raw: &[u8], max: usize) -> Result<Vec<u8>, String> {
+    const STREAM_IDENTIFIER: &[u8] = b"\xff\x06\x00\x00sNaPpY";
+    if raw.starts_with(STREAM_IDENTIFIER) {
+        return bounded_read(snap::read::FrameDecoder::new(raw), max);
+    }
+    let len = snap::raw::decompress_len(raw).map_err(|e| format!("not snappy: {e}"))?;
+    if len > max {
+        return Err(format!("the body is over {max} bytes once decompressed"));
+    }
+    snap::raw::Decoder::new()
+        .decompress_vec(raw)
+        .map_err(|e| format!("not snappy: {e}"))
+}
+
 /// `google.rpc.Status` with `code` and `message`, and a `RetryInfo` detail when given.
 fn rpc_status(code: i32, message: &str, retry_after_secs: Option<u64>) -> Vec<u8> {
     use otel_export::wire::VARINT;
@@ -487,7 +503,12 @@ impl TraceHttp {
             "zstd" => zstd::stream::read::Decoder::new(&raw[..])
                 .map_err(|e| e.to_string())
                 .and_then(|d| bounded_read(d, self.max_body)),
-            other => Err(format!("unsupported Content-Encoding {other:?}; use gzip or zstd")),
+            // As the Go Collector reads `snappy`: framed when it starts with
+            // the stream identifier, the block format otherwise.
+            "snappy" | "x-snappy-framed" => unsnappy(&raw, self.max_body),
+            other => Err(format!(
+                "unsupported Content-Encoding {other:?}; use gzip, zstd or snappy"
+            )),
         }
         .map_err(|e| http_error(StatusCode::BAD_REQUEST, json, 3, &e))?;
         let proto = if json {

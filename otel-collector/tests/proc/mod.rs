@@ -374,6 +374,14 @@ async fn unary_export(port: u16, body: Vec<u8>) -> Result<Result<(), tonic::Stat
         .map(|_| ()))
 }
 
+/// `data` in snappy's framed format.
+pub fn snappy_framed(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut w = snap::write::FrameEncoder::new(Vec::new());
+    w.write_all(data).unwrap();
+    w.into_inner().unwrap()
+}
+
 pub async fn grpc_export(port: u16, body: Vec<u8>) -> Result<(), tonic::Status> {
     unary_export(port, body).await.unwrap()
 }

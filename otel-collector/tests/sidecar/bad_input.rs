@@ -117,6 +117,68 @@ service:
             ),
             ("GET", get("127.0.0.1", http_port, "/v1/traces").0, 405),
             (
+                "garbage snappy",
+                post(
+                    http_port,
+                    "/v1/traces",
+                    "application/x-protobuf",
+                    Some("snappy"),
+                    b"\x80\x80\x80",
+                )
+                .0,
+                400,
+            ),
+            (
+                // A block claiming 1.5 MB (over the 100 kB limit): refused before decompressing.
+                "snappy bomb",
+                post(
+                    http_port,
+                    "/v1/traces",
+                    "application/x-protobuf",
+                    Some("snappy"),
+                    &snap::raw::Encoder::new().compress_vec(&vec![0u8; 3 << 19]).unwrap(),
+                )
+                .0,
+                400,
+            ),
+            (
+                // As the Go Collector sends `snappy`: framed.
+                "valid snappy, framed",
+                post(
+                    http_port,
+                    "/v1/traces",
+                    "application/x-protobuf",
+                    Some("snappy"),
+                    &snappy_framed(&one_span_request(5)),
+                )
+                .0,
+                200,
+            ),
+            (
+                "valid snappy, block",
+                post(
+                    http_port,
+                    "/v1/traces",
+                    "application/x-protobuf",
+                    Some("snappy"),
+                    &snap::raw::Encoder::new().compress_vec(&one_span_request(6)).unwrap(),
+                )
+                .0,
+                200,
+            ),
+            (
+                "valid x-snappy-framed",
+                post(
+                    http_port,
+                    "/v1/traces",
+                    "application/x-protobuf",
+                    Some("x-snappy-framed"),
+                    &snappy_framed(&one_span_request(7)),
+                )
+                .0,
+                200,
+            ),
+            (
                 "valid gzip",
                 post(
                     http_port,
@@ -147,8 +209,8 @@ service:
     let c = tokio::task::spawn_blocking(move || {
         assert!(c.alive(), "the collector died:\n{}", c.log_text());
         let m = scrape(metrics);
-        assert_eq!(metric(&m, "otelcol_receiver_accepted_spans_total", &[]), 2.0, "{m}");
-        // Every refused trace request over HTTP is counted: the eight above
+        assert_eq!(metric(&m, "otelcol_receiver_accepted_spans_total", &[]), 5.0, "{m}");
+        // Every refused trace request over HTTP is counted: the ten above
         // (not the wrong path or the GET, which are not trace requests).
         assert_eq!(
             metric(
@@ -156,7 +218,7 @@ service:
                 "otelcol_receiver_malformed_requests_total",
                 &[("transport", "http")]
             ),
-            8.0,
+            10.0,
             "{m}"
         );
         // And over gRPC: the bad message and the oversized one, which tonic

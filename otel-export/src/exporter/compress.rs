@@ -23,6 +23,7 @@ impl Compression {
             Compression::None => None,
             Compression::Gzip => Some((1..=9, DEFAULT_GZIP_LEVEL)),
             Compression::Zstd => Some((1..=22, DEFAULT_ZSTD_LEVEL)),
+            Compression::Snappy => None,
         }
     }
 }
@@ -30,7 +31,7 @@ impl Compression {
 /// The levels each compression accepts, for error messages.
 pub(crate) fn accepted_levels(compression: Compression) -> String {
     match compression.levels() {
-        None => "no level (compression is off)".to_owned(),
+        None => "no level (this compression has none)".to_owned(),
         Some((range, default)) => format!(
             "{} (fastest) to {} (smallest), or -1 for the default ({default})",
             range.start(),
@@ -95,6 +96,19 @@ pub(crate) fn compress(compression: Compression, level: i32, raw: &[u8], prefix:
         }
         #[cfg(not(feature = "zstd"))]
         Compression::Zstd => Err("zstd compression needs otel-export's `zstd` feature".to_owned()),
+        #[cfg(feature = "snappy")]
+        Compression::Snappy => {
+            use std::io::Write as _;
+            let mut out = Vec::with_capacity(prefix + snap::raw::max_compress_len(raw.len()) + raw.len() / 8 + 64);
+            out.resize(prefix, 0);
+            let mut w = snap::write::FrameEncoder::new(out);
+            w.write_all(raw).map_err(|e| format!("snappy failed: {e}"))?;
+            let mut out = w.into_inner().map_err(|e| format!("snappy failed: {e}"))?;
+            fit(&mut out);
+            Ok(out)
+        }
+        #[cfg(not(feature = "snappy"))]
+        Compression::Snappy => Err("snappy compression needs otel-export's `snappy` feature".to_owned()),
     }
 }
 
@@ -116,6 +130,18 @@ mod tests {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(data).read_to_end(&mut out).unwrap();
         out
+    }
+
+    #[test]
+    fn snappy_is_framed_and_round_trips() {
+        let data: Vec<u8> = (0..50_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let out = compress(Compression::Snappy, 0, &data, 5).unwrap();
+        assert!(out[5..].starts_with(b"\xff\x06\x00\x00sNaPpY"));
+        let mut back = Vec::new();
+        snap::read::FrameDecoder::new(&out[5..]).read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+        assert_eq!(resolve_level(Compression::Snappy, None), Some(0));
+        assert_eq!(resolve_level(Compression::Snappy, Some(3)), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! framing: the request is encoded, compressed and framed before it gets
 //! here, and sent as it is; the status is read from the trailers.
 
-use super::{Attempt, Compression, Settings};
+use super::{Attempt, Settings};
 use crate::exporter::response::{grpc_retry_delay, partial_success_proto};
 use bytes::{Buf, BufMut, Bytes};
 use tonic::Code;
@@ -236,14 +236,8 @@ fn headers(settings: &Settings, headers: &mut http::HeaderMap) {
     if let Ok(t) = http::HeaderValue::from_str(&grpc_timeout(settings.timeout)) {
         headers.insert("grpc-timeout", t);
     }
-    match settings.compression {
-        Compression::None => {}
-        Compression::Gzip => {
-            headers.insert("grpc-encoding", http::HeaderValue::from_static("gzip"));
-        }
-        Compression::Zstd => {
-            headers.insert("grpc-encoding", http::HeaderValue::from_static("zstd"));
-        }
+    if let Some(encoding) = settings.compression.content_encoding() {
+        headers.insert("grpc-encoding", http::HeaderValue::from_static(encoding));
     }
 }
 

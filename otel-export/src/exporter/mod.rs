@@ -103,6 +103,9 @@ pub enum Compression {
     Gzip,
     /// zstd.
     Zstd,
+    /// snappy, in its framed format (the Go Collector's `snappy`, which
+    /// its receivers read whether framed or block).
+    Snappy,
 }
 
 impl Compression {
@@ -112,6 +115,7 @@ impl Compression {
             "none" => Some(Compression::None),
             "gzip" => Some(Compression::Gzip),
             "zstd" => Some(Compression::Zstd),
+            "snappy" => Some(Compression::Snappy),
             _ => None,
         }
     }
@@ -121,6 +125,7 @@ impl Compression {
             Compression::None => None,
             Compression::Gzip => Some("gzip"),
             Compression::Zstd => Some("zstd"),
+            Compression::Snappy => Some("snappy"),
         }
     }
 }
@@ -283,7 +288,7 @@ impl OtlpExporterBuilder {
         if let Some((var, v)) = env.first(&[OTEL_EXPORTER_OTLP_TRACES_COMPRESSION, OTEL_EXPORTER_OTLP_COMPRESSION]) {
             match Compression::parse(&v) {
                 Some(c) => b.compression = c,
-                None => env.reject(ConfigError::new(var, v, "gzip, zstd, none"))?,
+                None => env.reject(ConfigError::new(var, v, "gzip, zstd, snappy, none"))?,
             }
         }
         let traces_timeout = env.millis(OTEL_EXPORTER_OTLP_TRACES_TIMEOUT)?;
@@ -504,6 +509,9 @@ impl OtlpExporterBuilder {
         }
         if self.compression == Compression::Zstd && !cfg!(feature = "zstd") {
             return Err(missing(OTEL_EXPORTER_OTLP_COMPRESSION, "zstd", "zstd"));
+        }
+        if self.compression == Compression::Snappy && !cfg!(feature = "snappy") {
+            return Err(missing(OTEL_EXPORTER_OTLP_COMPRESSION, "snappy", "snappy"));
         }
         Ok(())
     }
@@ -1065,7 +1073,7 @@ mod tests {
                 "thrift",
                 "grpc, http/protobuf, http/json",
             ),
-            ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", "gzip, zstd, none"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", "gzip, zstd, snappy, none"),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s", "milliseconds"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "novalue", "key=value"),
             ("OTEL_EXPORTER_OTLP_INSECURE", "yes", "true or false"),

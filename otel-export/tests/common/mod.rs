@@ -185,6 +185,11 @@ fn decompress(encoding: Option<&str>, body: Bytes) -> Vec<u8> {
             out
         }
         Some("zstd") => zstd::stream::decode_all(&body[..]).unwrap(),
+        Some("snappy") => {
+            let mut out = Vec::new();
+            snap::read::FrameDecoder::new(&body[..]).read_to_end(&mut out).unwrap();
+            out
+        }
         _ => body.to_vec(),
     }
 }
@@ -260,7 +265,7 @@ where
         .await;
 }
 
-/// An OTLP/HTTP receiver on an ephemeral loopback port (protobuf and JSON, gzip and zstd).
+/// An OTLP/HTTP receiver on an ephemeral loopback port (protobuf and JSON, gzip, zstd and snappy).
 pub async fn http_sink() -> (SocketAddr, Arc<Received>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

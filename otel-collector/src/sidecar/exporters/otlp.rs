@@ -333,10 +333,11 @@ impl OtlpExporterConfig {
                 "" | "none" => otel_export::Compression::None,
                 "gzip" => otel_export::Compression::Gzip,
                 "zstd" => otel_export::Compression::Zstd,
+                "snappy" => otel_export::Compression::Snappy,
                 other => {
                     return Err(ConfigError::new(
                         child(at.path, "compression"),
-                        format!("{other:?} is not supported; use none, gzip or zstd"),
+                        format!("{other:?} is not supported; use none, gzip, zstd or snappy"),
                     ));
                 }
             };
