@@ -225,10 +225,11 @@ fn scan(bytes: &[u8], segment: u64, items: &mut BTreeMap<u64, Location>, recover
             return;
         }
         let payload = &rest[HEADER..HEADER + len];
-        if crc(kind, seq, payload) == sum {
+        let intact = crc(kind, seq, payload) == sum;
+        if intact {
             recovery.next_seq = recovery.next_seq.max(seq.saturating_add(1));
         }
-        if crc(kind, seq, payload) != sum || !matches!(kind, ITEM | DONE) {
+        if !intact || !matches!(kind, ITEM | DONE) {
             recovery.skipped_records += 1;
             recovery.skipped_bytes += (HEADER + len) as u64;
         } else if kind == ITEM {
@@ -425,14 +426,7 @@ impl Journal {
     ///
     /// When the segment cannot be read or the record no longer matches its checksum.
     pub(crate) fn read(&self, seq: u64, loc: Location) -> io::Result<Vec<u8>> {
-        let file = {
-            let st = crate::lock(&self.state);
-            st.segments
-                .iter()
-                .find(|s| s.id == loc.segment)
-                .map(|s| s.file.clone())
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the item's segment is gone"))?
-        };
+        let file = self.segment_file(loc)?;
         let mut header = [0u8; HEADER];
         file.read_exact_at(&mut header, loc.offset - HEADER as u64)?;
         let mut payload = vec![0u8; loc.len as usize];
@@ -445,6 +439,32 @@ impl Journal {
             ));
         }
         Ok(payload)
+    }
+
+    /// The last `n` bytes of an item's payload, without reading the rest
+    /// (its checksum was checked when the journal was opened, and is checked
+    /// again when the whole item is read).
+    ///
+    /// # Errors
+    ///
+    /// When the segment is gone or cannot be read, or the item is shorter than `n`.
+    pub(crate) fn read_trailer(&self, loc: Location, n: usize) -> io::Result<Vec<u8>> {
+        let at = (loc.len as usize)
+            .checked_sub(n)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "the item is too short"))?;
+        let file = self.segment_file(loc)?;
+        let mut out = vec![0u8; n];
+        file.read_exact_at(&mut out, loc.offset + at as u64)?;
+        Ok(out)
+    }
+
+    fn segment_file(&self, loc: Location) -> io::Result<Arc<File>> {
+        let st = crate::lock(&self.state);
+        st.segments
+            .iter()
+            .find(|s| s.id == loc.segment)
+            .map(|s| s.file.clone())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the item's segment is gone"))
     }
 
     /// Retires item `seq`; segments with nothing live before them go.

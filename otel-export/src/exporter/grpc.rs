@@ -67,9 +67,9 @@ impl Codec for RawCodec {
 pub(crate) enum GrpcClient {
     /// `http://`.
     Plain(Channel),
-    /// `https://`.
+    /// `https://`: the client and the export method's URI on the endpoint.
     #[cfg(feature = "tls")]
-    Tls(Box<TlsClient>),
+    Tls(Box<(TlsClient, http::Uri)>),
 }
 
 #[cfg(feature = "tls")]
@@ -86,14 +86,14 @@ pub(crate) fn channel(settings: &Settings) -> Result<GrpcClient, String> {
         return Err("https endpoints need otel-export's `tls` feature".to_owned());
         #[cfg(feature = "tls")]
         {
-            http::Uri::try_from(settings.endpoint.as_str())
+            let uri = http::Uri::try_from(format!("{}{EXPORT_PATH}", settings.endpoint.trim_end_matches('/')))
                 .map_err(|e| format!("invalid OTLP endpoint {:?}: {e}", settings.endpoint))?;
             let connector = super::tls::connector(settings, super::tcp_connector(settings), true)?;
             let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .http2_only(true)
                 .timer(hyper_util::rt::TokioTimer::new())
                 .build(connector);
-            return Ok(GrpcClient::Tls(Box::new(client)));
+            return Ok(GrpcClient::Tls(Box::new((client, uri))));
         }
     }
     let endpoint = Endpoint::from_shared(settings.endpoint.clone())
@@ -261,11 +261,11 @@ async fn call(client: GrpcClient, settings: &Settings, body: Bytes) -> Result<ht
             Ok(response.map(|b| b.map_err(|s| s.to_string()).boxed_unsync()))
         }
         #[cfg(feature = "tls")]
-        GrpcClient::Tls(client) => {
-            let uri = format!("{}{EXPORT_PATH}", settings.endpoint.trim_end_matches('/'));
+        GrpcClient::Tls(tls) => {
+            let (client, uri) = *tls;
             let mut request = http::Request::new(http_body_util::Full::new(body));
             *request.method_mut() = http::Method::POST;
-            *request.uri_mut() = http::Uri::try_from(uri).map_err(|e| format!("invalid gRPC URI: {e}"))?;
+            *request.uri_mut() = uri;
             headers(settings, request.headers_mut());
             if let Ok(ua) = http::HeaderValue::from_str(super::USER_AGENT) {
                 request.headers_mut().insert(http::header::USER_AGENT, ua);

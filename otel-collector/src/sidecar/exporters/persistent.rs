@@ -140,7 +140,9 @@ impl DiskQueue {
         let last = recovery.next_seq;
         let mut replayed = 0;
         for (seq, loc) in recovery.items {
-            match q.journal.read(seq, loc).ok().and_then(|p| trailer(&p)) {
+            // Only the trailer: opening the journal just checked every record,
+            // and sending reads (and checks) the whole request again.
+            match q.journal.read_trailer(loc, TRAILER).ok().and_then(|p| trailer(&p)) {
                 Some((n, _)) => {
                     replayed += n;
                     q.held.fetch_add(q.units(n, loc.len() as u64), Ordering::Relaxed);
@@ -219,7 +221,7 @@ impl DiskQueue {
                 return;
             }
         };
-        let mut tail = [0u8; 9];
+        let mut tail = [0u8; TRAILER];
         tail[..8].copy_from_slice(&n.to_le_bytes());
         tail[8] = self.format;
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
@@ -285,7 +287,7 @@ impl DiskQueue {
             self.retire(&item);
             return;
         }
-        payload.truncate(payload.len() - 9);
+        payload.truncate(payload.len() - TRAILER);
         let result = self.exporter.export_prepared(payload, item.spans).await;
         match result {
             Ok(()) => add(&self.counters.sent, item.spans),
@@ -335,9 +337,12 @@ impl DiskQueue {
     }
 }
 
+/// Bytes after a stored request: its span count (u64 LE) and format byte.
+const TRAILER: usize = 9;
+
 /// The span count and format byte at the end of a stored request.
 fn trailer(payload: &[u8]) -> Option<(u64, u8)> {
-    let at = payload.len().checked_sub(9)?;
+    let at = payload.len().checked_sub(TRAILER)?;
     let n: [u8; 8] = payload.get(at..at + 8)?.try_into().ok()?;
     Some((u64::from_le_bytes(n), payload[at + 8]))
 }

@@ -257,7 +257,8 @@ impl Consumer for ProbabilisticSampler {
                 continue;
             };
             let d = decide(self.sampler, self.fail_closed, &view);
-            let i = Policy::ALL.iter().position(|p| *p == d.policy).unwrap_or(0);
+            // `Policy::ALL` lists the variants in declaration order.
+            let i = d.policy as usize;
             counts[i][usize::from(d.keep)] += 1;
             if !d.keep {
                 continue;

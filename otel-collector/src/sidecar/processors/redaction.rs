@@ -208,10 +208,9 @@ impl RedactionConfig {
         }
     }
 
-    /// Every match of `re` in `value` masked.
-    fn mask_matches(&self, value: &str, re: &Regex) -> String {
+    /// Every match of `re` in `value` masked (borrowed when nothing matched).
+    fn mask_matches<'v>(&self, value: &'v str, re: &Regex) -> Cow<'v, str> {
         re.replace_all(value, |c: &regex::Captures<'_>| self.mask(&c[0]))
-            .into_owned()
     }
 
     /// The attributes (field `field`) of `message` redacted, summary
@@ -253,8 +252,9 @@ impl RedactionConfig {
             }
             let mut out = Cow::Borrowed(text.as_ref());
             for re in &self.blocked_values {
-                if re.is_match(&out) {
-                    out = Cow::Owned(self.mask_matches(&out, re));
+                // Borrowed back when nothing matched: one scan per pattern.
+                if let Cow::Owned(masked) = self.mask_matches(&out, re) {
+                    out = Cow::Owned(masked);
                 }
             }
             if out != text.as_ref() {
