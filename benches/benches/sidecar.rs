@@ -319,9 +319,21 @@ fn persistent_config(grpc: u16, metrics: u16, sink: std::net::SocketAddr, dir: &
 }
 
 /// Starts rotel as a passthrough to the sink; its OTLP/gRPC port.
-fn start_rotel(agent: &std::path::Path, sink: std::net::SocketAddr) -> Option<(Child, u16)> {
+/// `program`, on CPU `pin` only when given (with `taskset`, which runs it in its own process).
+fn command(program: &std::path::Path, pin: Option<&str>) -> Command {
+    match pin {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpu]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+fn start_rotel(agent: &std::path::Path, sink: std::net::SocketAddr, pin: Option<&str>) -> Option<(Child, u16)> {
     let port = free_port();
-    let child = Command::new(agent)
+    let child = command(agent, pin)
         .args(["start", "--otlp-grpc-endpoint", &format!("127.0.0.1:{port}")])
         .args(["--otlp-http-endpoint", &format!("127.0.0.1:{}", free_port())])
         .args([
@@ -351,11 +363,12 @@ fn start_collector(
     dir: &std::path::Path,
     file: &str,
     config: impl Fn(u16, u16) -> String,
+    pin: Option<&str>,
 ) -> Option<(Child, u16, u16)> {
     let (port, mport) = (free_port(), free_port());
     let path = dir.join(file);
     std::fs::write(&path, config(port, mport)).ok()?;
-    let child = Command::new(binary)
+    let child = command(binary, pin)
         .arg("--config")
         .arg(&path)
         .stdout(Stdio::null())
@@ -398,7 +411,7 @@ fn main() {
     // SIDECAR_BASELINE=<path to another otel-collector build> measures it
     // too, in the same run: a before/after comparison of a change.
     let baseline = std::env::var_os("SIDECAR_BASELINE").map(PathBuf::from);
-    // SIDECAR_ONLY=rotel|passthrough|tail|saturating|persistent runs one part (for profiling).
+    // SIDECAR_ONLY=rotel|passthrough|tail|saturating|persistent|cores runs one part (for profiling).
     let only = std::env::var("SIDECAR_ONLY").unwrap_or_default();
     let wanted = |key: &str| only.is_empty() || only == key;
     let rotel = rotel_agent();
@@ -409,7 +422,7 @@ fn main() {
     // Paced: LOAD_RATE spans/s, the tail-sampling seeds' policies.
     let mut outcomes = Vec::new();
     if let Some(agent) = rotel.as_deref().filter(|_| wanted("rotel"))
-        && let Some((child, port)) = start_rotel(agent, sink_addr)
+        && let Some((child, port)) = start_rotel(agent, sink_addr, None)
     {
         outcomes.extend(measure(
             &rt,
@@ -437,7 +450,7 @@ fn main() {
             continue;
         }
         let config = |port, mport| ours_config(port, mport, sink_addr, tail);
-        if let Some((child, port, mport)) = start_collector(&binary, &dir, &format!("{tail}.yaml"), config) {
+        if let Some((child, port, mport)) = start_collector(&binary, &dir, &format!("{tail}.yaml"), config, None) {
             let settle = if tail {
                 Duration::from_secs(7)
             } else {
@@ -472,53 +485,68 @@ fn main() {
         .max(1);
     let mut saturated: Vec<Outcome> = Vec::new();
     // SIDECAR_ONLY=persistent runs the saturating rounds with the persistent variant added.
-    for _ in 0..(if wanted("saturating") || wanted("persistent") {
+    for _ in 0..(if wanted("saturating") || wanted("persistent") || wanted("cores") {
         rounds
     } else {
         0
     }) {
-        if let Some(agent) = rotel.as_deref()
-            && let Some((child, port)) = start_rotel(agent, sink_addr)
-        {
-            saturated.extend(measure(
-                &rt,
-                "rotel (passthrough)",
-                child,
-                port,
-                None,
-                &sink,
-                &template,
-                0,
-                seconds,
-                Duration::from_secs(3),
-            ));
-        }
-        let storage = dir.join("storage");
-        let _ = std::fs::remove_dir_all(&storage);
-        let saturating = |port, mport| saturating_config(port, mport, sink_addr);
-        let persistent = |port, mport| persistent_config(port, mport, sink_addr, &storage);
-        let mut runs: Vec<(&str, std::path::PathBuf, &Config<'_>)> =
-            vec![("otel-collector", ours.clone(), &saturating)];
-        if let Some(b) = &baseline {
-            runs.push(("baseline", b.clone(), &saturating));
-        }
-        if wanted("persistent") {
-            runs.push(("otel-collector (persistent)", ours.clone(), &persistent));
-        }
-        for (name, binary, config) in runs {
-            if let Some((child, port, mport)) = start_collector(&binary, &dir, "saturating.yaml", config) {
+        // SIDECAR_ONLY=cores (and the full run) adds both collectors held
+        // to one CPU with taskset: how wall-clock throughput grows with the
+        // second core. The load generator runs unpinned in this process.
+        let pins: &[Option<&str>] = if only.is_empty() || only == "cores" {
+            &[None, Some("1")]
+        } else {
+            &[None]
+        };
+        for &pin in pins {
+            let suffix = if pin.is_some() { ", 1 core" } else { "" };
+            if let Some(agent) = rotel.as_deref()
+                && let Some((child, port)) = start_rotel(agent, sink_addr, pin)
+            {
                 saturated.extend(measure(
                     &rt,
-                    name,
+                    &format!("rotel (passthrough{suffix})"),
                     child,
                     port,
-                    Some(mport),
+                    None,
                     &sink,
                     &template,
                     0,
                     seconds,
                     Duration::from_secs(3),
                 ));
+            }
+            let storage = dir.join("storage");
+            let _ = std::fs::remove_dir_all(&storage);
+            let saturating = |port, mport| saturating_config(port, mport, sink_addr);
+            let persistent = |port, mport| persistent_config(port, mport, sink_addr, &storage);
+            let mut runs: Vec<(String, std::path::PathBuf, &Config<'_>)> = Vec::new();
+            if pin.is_some() {
+                runs.push(("otel-collector (1 core)".to_owned(), ours.clone(), &saturating));
+            } else {
+                runs.push(("otel-collector".to_owned(), ours.clone(), &saturating));
+                if let Some(b) = &baseline {
+                    runs.push(("baseline".to_owned(), b.clone(), &saturating));
+                }
+                if wanted("persistent") {
+                    runs.push(("otel-collector (persistent)".to_owned(), ours.clone(), &persistent));
+                }
+            }
+            for (name, binary, config) in runs {
+                if let Some((child, port, mport)) = start_collector(&binary, &dir, "saturating.yaml", config, pin) {
+                    saturated.extend(measure(
+                        &rt,
+                        &name,
+                        child,
+                        port,
+                        Some(mport),
+                        &sink,
+                        &template,
+                        0,
+                        seconds,
+                        Duration::from_secs(3),
+                    ));
+                }
             }
         }
     }
@@ -619,10 +647,8 @@ fn report_saturating(outcomes: Vec<Outcome>, seconds: u64, rounds: usize) {
         medians.push((mine[mine.len() / 2], all));
     }
     let per_wall = |o: &Outcome| o.sent as f64 / o.wall.as_secs_f64().max(1e-9);
-    let rotel = medians
-        .iter()
-        .find(|(o, _)| o.name.starts_with("rotel"))
-        .map(|(o, _)| *o);
+    let find = |name: &str| medians.iter().find(|(o, _)| o.name == name).map(|(o, _)| *o);
+    let rotel = find("rotel (passthrough)");
     for (o, all) in &medians {
         let (vs_cpu, vs_wall) = rotel.map_or_else(
             || ("-".to_owned(), "-".to_owned()),
@@ -654,10 +680,7 @@ fn report_saturating(outcomes: Vec<Outcome>, seconds: u64, rounds: usize) {
             }
         );
     }
-    let ours = medians
-        .iter()
-        .find(|(o, _)| o.name == "otel-collector")
-        .map(|(o, _)| *o);
+    let ours = find("otel-collector");
     if let (Some(o), Some(r)) = (ours, rotel) {
         let ratio = per_cpu(o) / per_cpu(r);
         println!(
@@ -665,10 +688,7 @@ fn report_saturating(outcomes: Vec<Outcome>, seconds: u64, rounds: usize) {
             if ratio >= 2.0 { "met" } else { "MISSED" }
         );
     }
-    let persistent = medians
-        .iter()
-        .find(|(o, _)| o.name == "otel-collector (persistent)")
-        .map(|(o, _)| *o);
+    let persistent = find("otel-collector (persistent)");
     if let (Some(p), Some(o)) = (persistent, ours) {
         let kept = per_cpu(p) / per_cpu(o);
         println!(
@@ -685,7 +705,26 @@ fn report_saturating(outcomes: Vec<Outcome>, seconds: u64, rounds: usize) {
             );
         }
     }
-    let base = medians.iter().find(|(o, _)| o.name == "baseline").map(|(o, _)| *o);
+    // The second core: wall-clock throughput with both cores over one, and
+    // how many cores each collector kept busy.
+    for (two, one) in [
+        ("otel-collector", "otel-collector (1 core)"),
+        ("rotel (passthrough)", "rotel (passthrough, 1 core)"),
+    ] {
+        if let (Some(two), Some(one)) = (find(two), find(one)) {
+            let busy = |o: &Outcome| o.cpu.as_secs_f64() / o.wall.as_secs_f64().max(1e-9);
+            println!(
+                "{}: 2 cores vs 1: {:.2}x spans per wall second ({:.0} vs {:.0}), {:.2} vs {:.2} cores busy",
+                two.name,
+                per_wall(two) / per_wall(one),
+                per_wall(two),
+                per_wall(one),
+                busy(two),
+                busy(one)
+            );
+        }
+    }
+    let base = find("baseline");
     if let (Some(o), Some(b)) = (ours, base) {
         println!(
             "otel-collector vs baseline (saturating): {:.2}x spans per CPU-second",

@@ -17,6 +17,7 @@ mod actions;
 mod bottlenecks;
 pub(crate) mod component;
 pub mod config;
+pub mod decompress;
 pub(crate) mod exporters;
 pub(crate) mod extensions;
 pub(crate) mod journal;

@@ -1,24 +1,23 @@
-//! The OTLP receiver: gRPC (tonic, the request bytes passed through
-//! unparsed) and HTTP (protobuf or JSON, gzip or zstd), both feeding the
-//! same intake.
+//! The OTLP receiver: gRPC (tonic's server for connections, the message
+//! read and decompressed here and passed on unparsed) and HTTP (protobuf or
+//! JSON), both gzip, zstd or snappy, both feeding the same intake.
 
 use super::component::{Admission, Authenticator};
+use super::decompress::{Encoding, decompress};
 use super::metrics::{Metrics, add};
 use super::pipeline::Consumer;
 use super::wire::split_request;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use otel_export::RawCodec;
 use otel_export::wire::{put_bytes, put_tag, put_varint};
 use prost::Message as _;
 use std::convert::Infallible;
 use std::future::Future;
-use std::io::Read as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll};
 use tokio::sync::watch;
 
@@ -162,22 +161,6 @@ impl Intake {
     }
 }
 
-/// A snappy body, framed (it starts with the stream identifier chunk) or a
-/// single block, at most `max` bytes once decompressed.
-fn unsnappy(raw: &[u8], max: usize) -> Result<Vec<u8>, String> {
-    const STREAM_IDENTIFIER: &[u8] = b"\xff\x06\x00\x00sNaPpY";
-    if raw.starts_with(STREAM_IDENTIFIER) {
-        return bounded_read(snap::read::FrameDecoder::new(raw), max);
-    }
-    let len = snap::raw::decompress_len(raw).map_err(|e| format!("not snappy: {e}"))?;
-    if len > max {
-        return Err(format!("the body is over {max} bytes once decompressed"));
-    }
-    snap::raw::Decoder::new()
-        .decompress_vec(raw)
-        .map_err(|e| format!("not snappy: {e}"))
-}
-
 /// `google.rpc.Status` with `code` and `message`, and a `RetryInfo` detail when given.
 fn rpc_status(code: i32, message: &str, retry_after_secs: Option<u64>) -> Vec<u8> {
     use otel_export::wire::VARINT;
@@ -224,35 +207,6 @@ impl tonic::server::NamedService for TraceGrpc {
     const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
 }
 
-/// The Export handler, with a flag that says whether tonic got as far as calling it.
-struct Export(Arc<Intake>, Arc<AtomicBool>);
-
-impl tonic::server::UnaryService<Bytes> for Export {
-    type Response = Bytes;
-    type Future =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<Bytes>, tonic::Status>> + Send>>;
-
-    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        self.1.store(true, Ordering::Relaxed);
-        // A buffer of exactly the request: the spans keep it alive while
-        // they are buffered, so it must not share tonic's larger read buffer.
-        let body = Bytes::copy_from_slice(request.get_ref());
-        drop(request);
-        let intake = self.0.clone();
-        Box::pin(async move {
-            match intake.take(&body).await {
-                Ok(_) => Ok(tonic::Response::new(Bytes::new())),
-                Err(Refusal::Malformed(m)) => Err(tonic::Status::invalid_argument(m)),
-                Err(Refusal::Busy(why)) => Err(tonic::Status::with_details(
-                    tonic::Code::Unavailable,
-                    why,
-                    Bytes::from(rpc_status(tonic::Code::Unavailable as i32, why, Some(1))),
-                )),
-            }
-        })
-    }
-}
-
 type BoxResponse = Pin<Box<dyn Future<Output = Result<http::Response<tonic::body::Body>, Infallible>> + Send>>;
 
 impl tower_service::Service<Request<tonic::body::Body>> for TraceGrpc {
@@ -279,23 +233,139 @@ impl tower_service::Service<Request<tonic::body::Body>> for TraceGrpc {
         let intake = self.intake.clone();
         let max = self.max_message;
         Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(RawCodec)
-                .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
-                .accept_compressed(tonic::codec::CompressionEncoding::Zstd)
-                .max_decoding_message_size(max);
-            let reached = Arc::new(AtomicBool::new(false));
-            let response = grpc.unary(Export(intake.clone(), reached.clone()), req).await;
-            // tonic refused the message before the handler saw it (too large,
-            // unknown or broken compression): count it like the HTTP refusals.
-            let refused = response
-                .headers()
-                .get("grpc-status")
-                .is_some_and(|status| status.as_bytes() != b"0");
-            if refused && !reached.load(Ordering::Relaxed) {
-                intake.note_malformed();
-            }
+            let response = match read_export(req, max).await {
+                Ok(body) => match intake.take(&body).await {
+                    Ok(_) => grpc_ok(),
+                    Err(Refusal::Malformed(m)) => tonic::Status::invalid_argument(m).into_http(),
+                    Err(Refusal::Busy(why)) => tonic::Status::with_details(
+                        tonic::Code::Unavailable,
+                        why,
+                        Bytes::from(rpc_status(tonic::Code::Unavailable as i32, why, Some(1))),
+                    )
+                    .into_http(),
+                },
+                Err(status) => {
+                    // Refused before its spans could be read (too large,
+                    // unknown or broken compression): counted like the HTTP refusals.
+                    intake.note_malformed();
+                    let mut r = status.into_http();
+                    if r.headers().get("grpc-status").is_some_and(|s| s.as_bytes() == b"12") {
+                        r.headers_mut().insert(
+                            "grpc-accept-encoding",
+                            http::HeaderValue::from_static(super::decompress::ACCEPTED),
+                        );
+                    }
+                    r
+                }
+            };
             Ok(response)
         })
+    }
+}
+
+/// The answer to an export taken whole: an empty `ExportTraceServiceResponse`
+/// and `grpc-status: 0`.
+fn grpc_ok() -> http::Response<tonic::body::Body> {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    // One message, not compressed, of length 0.
+    let body = Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])).with_trailers(std::future::ready(Some(Ok(trailers))));
+    let mut r = http::Response::new(tonic::body::Body::new(body));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+    h.insert(
+        "grpc-accept-encoding",
+        http::HeaderValue::from_static(super::decompress::ACCEPTED),
+    );
+    r
+}
+
+/// The one request message of a unary call (`ExportTraceServiceRequest`
+/// bytes), decompressed as its `grpc-encoding` says, in a buffer of exactly
+/// its size: the spans keep it alive while they are buffered.
+async fn read_export(req: Request<tonic::body::Body>, max: usize) -> Result<Bytes, tonic::Status> {
+    let name = req
+        .headers()
+        .get("grpc-encoding")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let Some(encoding) = Encoding::from_name(&name) else {
+        return Err(tonic::Status::unimplemented(format!(
+            "grpc-encoding {name:?} is not supported; use {}",
+            super::decompress::ACCEPTED
+        )));
+    };
+    let (compressed, message) = read_one_message(req.into_body(), max).await?;
+    if !compressed {
+        return Ok(Bytes::from(message));
+    }
+    if encoding == Encoding::Identity {
+        return Err(tonic::Status::internal("a compressed message without grpc-encoding"));
+    }
+    match decompress(encoding, message, max) {
+        Ok(m) => Ok(Bytes::from(m)),
+        Err(e @ super::decompress::Error::TooLarge(_)) => Err(tonic::Status::resource_exhausted(e.to_string())),
+        Err(e) => Err(tonic::Status::internal(e.to_string())),
+    }
+}
+
+/// Reads a gRPC body holding one length-prefixed message of at most `max`
+/// bytes: whether it is compressed, and its bytes.
+async fn read_one_message(
+    mut body: impl hyper::body::Body<Data = Bytes, Error = tonic::Status> + Unpin,
+    max: usize,
+) -> Result<(bool, Vec<u8>), tonic::Status> {
+    let mut prefix = [0u8; 5];
+    let mut have = 0;
+    let mut header: Option<(bool, usize)> = None;
+    let mut message = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(mut data) = frame?.into_data() else {
+            continue; // trailers
+        };
+        while !data.is_empty() {
+            let Some((_, len)) = header else {
+                let take = (5 - have).min(data.len());
+                prefix[have..have + take].copy_from_slice(&data[..take]);
+                have += take;
+                data = data.slice(take..);
+                if have == 5 {
+                    let compressed = match prefix[0] {
+                        0 => false,
+                        1 => true,
+                        flag => {
+                            return Err(tonic::Status::internal(format!(
+                                "a message with the compressed flag {flag} (0 or 1 expected)"
+                            )));
+                        }
+                    };
+                    let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+                    if len > max {
+                        return Err(tonic::Status::resource_exhausted(format!(
+                            "the message is larger than the limit ({len} vs. {max} bytes)"
+                        )));
+                    }
+                    message.reserve_exact(len);
+                    header = Some((compressed, len));
+                }
+                continue;
+            };
+            if message.len() == len {
+                return Err(tonic::Status::internal("more than one request message in a unary call"));
+            }
+            let take = (len - message.len()).min(data.len());
+            message.extend_from_slice(&data[..take]);
+            data = data.slice(take..);
+        }
+    }
+    match header {
+        Some((compressed, len)) if message.len() == len => Ok((compressed, message)),
+        Some((_, len)) => Err(tonic::Status::internal(format!(
+            "the request ended {} bytes into a {len}-byte message",
+            message.len()
+        ))),
+        None => Err(tonic::Status::internal("the request has no message")),
     }
 }
 
@@ -377,25 +447,6 @@ fn http_error(status: StatusCode, json: bool, code: i32, message: &str) -> Respo
     } else {
         respond(status, "application/x-protobuf", rpc_status(code, message, None))
     }
-}
-
-/// Reads at most `max` decompressed bytes.
-fn bounded_read(mut reader: impl std::io::Read, max: usize) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    (&mut reader)
-        .take(max as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("cannot decompress the body: {e}"))?;
-    if out.len() > max {
-        return Err(format!("the decompressed body is larger than {max} bytes"));
-    }
-    Ok(out)
-}
-
-/// Gunzips a body of at most `max` decompressed bytes, every member of it
-/// (`cat a.gz b.gz` is one valid gzip body).
-fn gunzip(raw: &[u8], max: usize) -> Result<Vec<u8>, String> {
-    bounded_read(flate2::read::MultiGzDecoder::new(raw), max)
 }
 
 impl TraceHttp {
@@ -497,20 +548,16 @@ impl TraceHttp {
                 });
             }
         };
-        let body = match encoding.as_str() {
-            "" | "identity" => Ok(raw.to_vec()),
-            "gzip" | "x-gzip" => gunzip(&raw, self.max_body),
-            "zstd" => zstd::stream::read::Decoder::new(&raw[..])
-                .map_err(|e| e.to_string())
-                .and_then(|d| bounded_read(d, self.max_body)),
-            // As the Go Collector reads `snappy`: framed when it starts with
-            // the stream identifier, the block format otherwise.
-            "snappy" | "x-snappy-framed" => unsnappy(&raw, self.max_body),
-            other => Err(format!(
-                "unsupported Content-Encoding {other:?}; use gzip, zstd or snappy"
-            )),
-        }
-        .map_err(|e| http_error(StatusCode::BAD_REQUEST, json, 3, &e))?;
+        let Some(encoding) = Encoding::from_name(&encoding) else {
+            return Err(http_error(
+                StatusCode::BAD_REQUEST,
+                json,
+                3,
+                &format!("unsupported Content-Encoding {encoding:?}; use gzip, zstd or snappy"),
+            ));
+        };
+        let body = decompress(encoding, Vec::from(raw), self.max_body)
+            .map_err(|e| http_error(StatusCode::BAD_REQUEST, json, 3, &e.to_string()))?;
         let proto = if json {
             let request = serde_json::from_slice::<
                 opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
@@ -616,42 +663,6 @@ pub(crate) async fn bind(endpoint: &str, what: &str) -> Result<tokio::net::TcpLi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    fn gzip(data: &[u8]) -> Vec<u8> {
-        use std::io::Write as _;
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
-
-    #[test]
-    fn two_gzip_members_of_equal_size_are_both_read() {
-        let mut two = gzip(b"abcd");
-        two.extend(gzip(b"tail"));
-        assert_eq!(gunzip(&two, 100).unwrap(), b"abcdtail");
-    }
-
-    proptest! {
-        #[test]
-        fn gunzip_takes_any_gzip_and_refuses_the_rest(
-            data in proptest::collection::vec(any::<u8>(), 0..5000),
-            garbage in proptest::collection::vec(any::<u8>(), 0..64),
-        ) {
-            prop_assert_eq!(gunzip(&gzip(&data), 1 << 20).unwrap(), data.clone());
-            // Two members, as `cat a.gz b.gz` makes.
-            let mut two = gzip(&data);
-            two.extend(gzip(b"tail"));
-            let mut both = data.clone();
-            both.extend_from_slice(b"tail");
-            prop_assert_eq!(gunzip(&two, 1 << 20).unwrap(), both);
-            // Too large for the limit, and bytes that are not gzip: errors, never a panic.
-            if data.len() > 10 {
-                prop_assert!(gunzip(&gzip(&data), 10).is_err());
-            }
-            let _ = gunzip(&garbage, 1 << 20);
-        }
-    }
 
     #[tokio::test]
     async fn an_empty_host_listens_on_every_interface() {

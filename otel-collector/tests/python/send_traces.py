@@ -27,6 +27,7 @@ parser.add_argument("--service", default="py-sender")
 parser.add_argument("--seed", type=int, default=1)
 parser.add_argument("--ca", help="PEM CA file: export over TLS, trusting it")
 parser.add_argument("--header", action="append", default=[], help="name=value sent with every export")
+parser.add_argument("--compression", choices=["none", "gzip"], default="none", help="request compression")
 args = parser.parse_args()
 headers = dict(h.split("=", 1) for h in args.header)
 if args.ca:
@@ -38,6 +39,9 @@ if args.ca:
 
 if args.grpc:
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from grpc import Compression
+
+    compression = Compression.Gzip if args.compression == "gzip" else Compression.NoCompression
 
     if args.ca:
         import grpc
@@ -45,14 +49,24 @@ if args.grpc:
         with open(args.ca, "rb") as f:
             credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
         exporter = OTLPSpanExporter(
-            endpoint=args.grpc, insecure=False, credentials=credentials, headers=tuple(headers.items())
+            endpoint=args.grpc,
+            insecure=False,
+            credentials=credentials,
+            headers=tuple(headers.items()),
+            compression=compression,
         )
     else:
-        exporter = OTLPSpanExporter(endpoint=args.grpc, insecure=True, headers=tuple(headers.items()))
+        exporter = OTLPSpanExporter(
+            endpoint=args.grpc, insecure=True, headers=tuple(headers.items()), compression=compression
+        )
 else:
+    from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    exporter = OTLPSpanExporter(endpoint=args.http, certificate_file=args.ca or None, headers=headers)
+    compression = Compression.Gzip if args.compression == "gzip" else Compression.NoCompression
+    exporter = OTLPSpanExporter(
+        endpoint=args.http, certificate_file=args.ca or None, headers=headers, compression=compression
+    )
 
 provider = TracerProvider(resource=Resource.create({"service.name": args.service}))
 provider.add_span_processor(

@@ -203,7 +203,7 @@ service:
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     let err = grpc_export(grpc, vec![0x0a; 2 << 20]).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::OutOfRange, "oversized: {err:?}");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "oversized: {err:?}");
     grpc_export(grpc, one_span_request(4)).await.unwrap();
 
     let c = tokio::task::spawn_blocking(move || {
@@ -221,8 +221,8 @@ service:
             10.0,
             "{m}"
         );
-        // And over gRPC: the bad message and the oversized one, which tonic
-        // refuses before the handler sees it.
+        // And over gRPC: the bad message and the oversized one, refused
+        // before its spans are read.
         assert_eq!(
             metric(
                 &m,

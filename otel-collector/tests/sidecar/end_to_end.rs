@@ -95,6 +95,9 @@ service:
         "py-grpc".into(),
         "--seed".into(),
         "1".into(),
+        // grpc-python's gzip, read by our receiver.
+        "--compression".into(),
+        "gzip".into(),
     ]);
     sent.extend(send_with_python(&[
         "--http".into(),

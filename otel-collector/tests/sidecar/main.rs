@@ -12,5 +12,6 @@ mod bad_input;
 mod config;
 mod durability;
 mod end_to_end;
+mod grpc_encodings;
 mod load_balancing;
 mod overload;
