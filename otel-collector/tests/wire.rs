@@ -177,6 +177,64 @@ fn spans_from_other_sdks_without_optional_fields() {
     );
 }
 
+/// A one-span request whose span name, attribute key, string value and a
+/// string inside an array value are `name`, `key`, `value`, `nested`.
+fn request_with_strings(name: &[u8], key: &[u8], value: &[u8], nested: &[u8]) -> Vec<u8> {
+    use otel_export::wire::put_bytes;
+    let any_string = |s: &[u8]| {
+        let mut v = Vec::new();
+        put_bytes(&mut v, 1, s);
+        v
+    };
+    let mut array = Vec::new();
+    put_bytes(&mut array, 1, &any_string(nested));
+    let mut array_value = Vec::new();
+    put_bytes(&mut array_value, 5, &array);
+    let keyvalue = |k: &[u8], v: &[u8]| {
+        let mut kv = Vec::new();
+        put_bytes(&mut kv, 1, k);
+        put_bytes(&mut kv, 2, v);
+        kv
+    };
+    let mut s = Vec::new();
+    put_bytes(&mut s, 1, &[7; 16]);
+    put_bytes(&mut s, 2, &[7; 8]);
+    put_bytes(&mut s, 5, name);
+    put_bytes(&mut s, 9, &keyvalue(key, &any_string(value)));
+    put_bytes(&mut s, 9, &keyvalue(b"list", &array_value));
+    let mut ss = Vec::new();
+    put_bytes(&mut ss, 2, &s);
+    let mut rs = Vec::new();
+    put_bytes(&mut rs, 2, &ss);
+    let mut req = Vec::new();
+    put_bytes(&mut req, 1, &rs);
+    req
+}
+
+proptest! {
+    /// OTLP strings must be UTF-8: a request is taken exactly when every
+    /// string in it is, ASCII or not.
+    #[test]
+    fn strings_are_taken_exactly_when_they_are_utf8(
+        strings in proptest::collection::vec(
+            prop_oneof![
+                "[a-z.]{0,40}".prop_map(String::into_bytes),
+                "\\PC{0,40}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..40),
+            ],
+            4,
+        ),
+    ) {
+        let valid = strings.iter().all(|s| std::str::from_utf8(s).is_ok());
+        let req = request_with_strings(&strings[0], &strings[1], &strings[2], &strings[3]);
+        let got = split_request(&bytes::Bytes::from(req));
+        prop_assert_eq!(got.is_ok(), valid, "{:?}", got.err());
+        if let Err(e) = got {
+            prop_assert!(e.to_string().contains("not UTF-8"), "{}", e);
+        }
+    }
+}
+
 #[test]
 fn each_collector_counts_its_own_live_bytes() {
     let a = LiveBytes::new();

@@ -176,6 +176,15 @@ fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, DecodeError> {
     simdutf8::basic::from_utf8(bytes).map_err(|_| DecodeError(format!("{what} is not UTF-8")))
 }
 
+/// Checks that `bytes` are UTF-8. Most keys and values are short ASCII,
+/// which a word-at-a-time ASCII test settles faster than a full validation.
+fn check_utf8(bytes: &[u8], what: &str) -> Result<(), DecodeError> {
+    if bytes.is_ascii() {
+        return Ok(());
+    }
+    utf8(bytes, what).map(|_| ())
+}
+
 /// Nesting allowed inside attribute values (arrays and maps of values).
 const MAX_VALUE_DEPTH: usize = 32;
 
@@ -188,7 +197,7 @@ fn check_any_value(bytes: &[u8], depth: usize) -> Result<(), DecodeError> {
     while let Some(f) = r.next_field() {
         match f.map_err(|e| bad("attribute value", e))? {
             (field::any_value::STRING, Field::Bytes(s)) => {
-                utf8(s, "a string attribute value")?;
+                check_utf8(s, "a string attribute value")?;
             }
             (field::any_value::ARRAY, Field::Bytes(inner)) => {
                 let mut a = Reader::new(inner);
@@ -221,7 +230,7 @@ fn check_keyvalue(bytes: &[u8], depth: usize) -> Result<(), DecodeError> {
     while let Some(f) = r.next_field() {
         match f.map_err(|e| bad("attribute", e))? {
             (key_value::KEY, Field::Bytes(k)) => {
-                utf8(k, "an attribute key")?;
+                check_utf8(k, "an attribute key")?;
             }
             (key_value::KEY, _) => return Err(DecodeError("an attribute key has the wrong wire type".into())),
             (key_value::VALUE, Field::Bytes(v)) => check_any_value(v, depth)?,
@@ -270,7 +279,7 @@ fn check_span(bytes: &[u8]) -> Result<[u8; 16], DecodeError> {
                 span_id_ok = true;
             }
             (span::TRACE_STATE, Field::Bytes(s)) => {
-                utf8(s, "a span's trace_state")?;
+                check_utf8(s, "a span's trace_state")?;
             }
             (span::PARENT_SPAN_ID, Field::Bytes(id)) if !(id.is_empty() || id.len() == 8) => {
                 return Err(DecodeError(format!(
@@ -279,7 +288,7 @@ fn check_span(bytes: &[u8]) -> Result<[u8; 16], DecodeError> {
                 )));
             }
             (span::NAME, Field::Bytes(s)) => {
-                utf8(s, "a span's name")?;
+                check_utf8(s, "a span's name")?;
             }
             (span::ATTRIBUTES, Field::Bytes(kv)) => check_keyvalue(kv, 0)?,
             (span::EVENTS, Field::Bytes(e)) => check_with_attributes(e, event::ATTRIBUTES, "a span event")?,
@@ -288,7 +297,7 @@ fn check_span(bytes: &[u8]) -> Result<[u8; 16], DecodeError> {
                 let mut s = Reader::new(st);
                 while let Some(f) = s.next_field() {
                     if let (status::MESSAGE, Field::Bytes(m)) = f.map_err(|e| bad("span status", e))? {
-                        utf8(m, "a span's status message")?;
+                        check_utf8(m, "a span's status message")?;
                     }
                 }
             }

@@ -161,6 +161,10 @@ impl Consumer for BatchStage {
             if buf.is_empty() && spans.len() >= self.cfg.send_batch_size {
                 Some(spans)
             } else {
+                if buf.capacity() == 0 {
+                    // A batch's worth at once, not grown by doubling.
+                    buf.reserve(self.cfg.send_batch_size.max(spans.len()));
+                }
                 buf.extend(spans);
                 (buf.len() >= self.cfg.send_batch_size).then(|| std::mem::take(&mut *buf))
             }
