@@ -191,6 +191,18 @@ struct Due {
     seq: u64,
 }
 
+/// What [`Inner::ingest_batch`] settles once for a whole request.
+struct Ingested {
+    /// The sequence number for the next new trace (a block was taken).
+    next_seq: u64,
+    new_traces: u64,
+    /// Spans of traces decided already (not buffered).
+    late_spans: u64,
+    /// Deadlines of new traces, and after-root deadlines.
+    wait: Vec<Due>,
+    root: Vec<Due>,
+}
+
 #[derive(Debug, Default)]
 struct Queues {
     /// Decision deadlines in arrival order (also the eviction order).
@@ -662,11 +674,27 @@ impl<T: Send + 'static> Inner<T> {
             return;
         }
         let stats = &self.stats;
-        stats.spans_received.fetch_add(items.len() as u64, Relaxed);
+        let total = items.len() as u64;
+        stats.spans_received.fetch_add(total, Relaxed);
         if self.closed.load(Relaxed) {
-            stats.spans_after_shutdown.fetch_add(items.len() as u64, Relaxed);
+            stats.spans_after_shutdown.fetch_add(total, Relaxed);
             return;
         }
+        // Shared counters and the deadline queue are touched once per
+        // request, not once per trace: the receiver's threads ingest at the
+        // same time. Counters a decision subtracts from are raised before
+        // any trace is buffered (a trace may be decided, by a flush, before
+        // this call ends) and lowered after for what was not new.
+        let runs = 1 + items.windows(2).filter(|w| w[0].0.trace_id != w[1].0.trace_id).count() as u64;
+        stats.buffered_spans.fetch_add(total, Relaxed);
+        self.live.fetch_add(runs as usize, Relaxed);
+        let mut done = Ingested {
+            next_seq: self.seq.fetch_add(runs, Relaxed),
+            new_traces: 0,
+            late_spans: 0,
+            wait: Vec::with_capacity(runs as usize),
+            root: Vec::new(),
+        };
         let mut items = items.into_iter().peekable();
         let mut run: Vec<(PreparedSpan, T)> = Vec::new();
         while let Some(first) = items.next() {
@@ -675,19 +703,41 @@ impl<T: Send + 'static> Inner<T> {
             while let Some(next) = items.next_if(|(f, _)| f.trace_id == id) {
                 run.push(next);
             }
-            self.ingest_run(&mut run, now);
+            self.ingest_run(&mut run, now, &mut done);
+        }
+        if runs > done.new_traces {
+            self.live.fetch_sub((runs - done.new_traces) as usize, Relaxed);
+        }
+        if done.late_spans > 0 {
+            stats.buffered_spans.fetch_sub(done.late_spans, Relaxed);
+        }
+        if done.new_traces > 0 {
+            stats.traces_received.fetch_add(done.new_traces, Relaxed);
+        }
+        if !done.wait.is_empty() || !done.root.is_empty() {
+            let mut q = lock(&self.queues);
+            let earliest = done.wait.iter().chain(&done.root).map(|d| d.at_ms).min();
+            q.wait.extend(done.wait);
+            q.root.extend(done.root);
+            if earliest.is_some_and(|at| at < q.sleeping_until) {
+                self.wake.notify_one();
+            }
+        }
+        if self.live.load(Relaxed) > self.cfg.num_traces {
+            self.evict_oldest();
         }
     }
 
-    /// Buffers `run`, spans of one trace (emptied).
-    fn ingest_run(&self, run: &mut Vec<(PreparedSpan, T)>, now: u64) {
-        let stats = &self.stats;
+    /// Buffers `run`, spans of one trace (emptied), noting in `done` what
+    /// the caller settles for the whole request.
+    fn ingest_run(&self, run: &mut Vec<(PreparedSpan, T)>, now: u64, done: &mut Ingested) {
         let Some(trace_id) = run.first().map(|(f, _)| f.trace_id) else {
             return;
         };
         let n = run.len() as u64;
         let key = u128::from_be_bytes(trace_id);
         let has_root = run.iter().any(|(f, _)| f.root);
+        let after_root = self.cfg.decision_wait_after_root_received;
         let mut shard = lock(self.shard(key));
         let shard_ref = &mut *shard;
         match shard_ref.live.entry(key) {
@@ -698,22 +748,27 @@ impl<T: Send + 'static> Inner<T> {
                     t.summary.add(f.start, f.end, f.status, f.bytes, f.bits);
                     t.spans.push(item);
                 }
-                stats.buffered_spans.fetch_add(n, Relaxed);
                 let seq = t.seq;
                 let first_root = has_root && !t.root_seen;
                 t.root_seen |= has_root;
                 drop(shard);
-                if first_root {
-                    self.schedule_after_root(key, seq, now);
+                if first_root && let Some(wait) = after_root {
+                    done.root.push(Due {
+                        at_ms: now + wait.as_millis() as u64,
+                        key,
+                        seq,
+                    });
                 }
             }
             Entry::Vacant(e) => {
                 if let Some(kept) = Self::decided(&shard_ref.sampled, &shard_ref.not_sampled, key) {
                     drop(shard);
+                    done.late_spans += n;
                     self.late(kept, trace_id, run.drain(..).map(|(_, item)| item).collect());
                     return;
                 }
-                let seq = self.seq.fetch_add(1, Relaxed);
+                let seq = done.next_seq;
+                done.next_seq += 1;
                 let mut summary = Summary::default();
                 let mut spans = Vec::with_capacity(run.len());
                 for (f, item) in run.drain(..) {
@@ -728,10 +783,19 @@ impl<T: Send + 'static> Inner<T> {
                     spans,
                 });
                 drop(shard);
-                stats.traces_received.fetch_add(1, Relaxed);
-                stats.buffered_spans.fetch_add(n, Relaxed);
-                self.live.fetch_add(1, Relaxed);
-                self.schedule_new(key, seq, now, has_root);
+                done.new_traces += 1;
+                done.wait.push(Due {
+                    at_ms: now + self.cfg.decision_wait.as_millis() as u64,
+                    key,
+                    seq,
+                });
+                if has_root && let Some(wait) = after_root {
+                    done.root.push(Due {
+                        at_ms: now + wait.as_millis() as u64,
+                        key,
+                        seq,
+                    });
+                }
             }
         }
     }

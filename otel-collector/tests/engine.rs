@@ -785,3 +785,80 @@ policies:
     );
     assert_eq!((b.spans_received, b.traces_received, b.traces_sampled), (8, 3, 2));
 }
+
+#[test]
+fn concurrent_batches_flushes_and_evictions_account_for_every_span() {
+    // A small buffer (evictions), traces split across requests (spans of
+    // buffered traces), repeated ids after decisions (late spans), and
+    // flushes racing the ingest.
+    let rig = Rig::new(
+        r#"
+decision_wait: 1s
+num_traces: 64
+policies:
+  - name: errors
+    type: status_code
+    status_code: {status_codes: [ERROR]}
+"#,
+    );
+    let stop = AtomicBool::new(false);
+    let (threads, requests, traces, spans) = (2u64, 4000u64, 10u64, 3u64);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let rig = &rig;
+            s.spawn(move || {
+                for r in 0..requests {
+                    let batch: Vec<TSpan> = (0..traces)
+                        .flat_map(|k| {
+                            // Ids repeat across requests and threads: some
+                            // traces are still buffered, some decided.
+                            let id = tid((t * 7 + r * traces + k) % 500);
+                            (0..spans).map(move |n| {
+                                let span = TSpan::new(id, r * 100 + n);
+                                if n == 0 && k % 3 == 0 { span.error() } else { span }
+                            })
+                        })
+                        .collect();
+                    let prepared = batch
+                        .into_iter()
+                        .map(|span| (rig.engine.prepare(&rig.none, &span), span))
+                        .collect();
+                    rig.engine.ingest_prepared_batch(prepared);
+                }
+            });
+        }
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                rig.engine.decide_all();
+                let st = rig.engine.stats();
+                // Never wrapped below zero by a decision racing an ingest.
+                assert!(st.buffered_spans < 1 << 32 && st.buffered_traces < 1 << 32, "{st:?}");
+                std::thread::yield_now();
+            }
+        });
+        // The flusher stops once the ingesting threads are done.
+        while rig.engine.stats().spans_received < threads * requests * traces * spans {
+            std::thread::yield_now();
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    rig.engine.decide_all();
+    let st = rig.engine.stats();
+    assert_eq!(st.spans_received, threads * requests * traces * spans);
+    assert_eq!((st.buffered_spans, st.buffered_traces), (0, 0), "{st:?}");
+    assert_eq!(
+        st.spans_received,
+        st.spans_sampled
+            + st.spans_not_sampled
+            + st.late_spans_sampled
+            + st.late_spans_dropped
+            + st.spans_after_shutdown,
+        "{st:?}"
+    );
+    assert!(
+        st.evicted > 0 || st.late_spans_sampled + st.late_spans_dropped > 0,
+        "{st:?}"
+    );
+    // What was kept reached the sink.
+    assert_eq!(rig.sink.total_spans() as u64, st.spans_sampled + st.late_spans_sampled);
+}
