@@ -121,6 +121,8 @@ struct Outcome {
     p99_us: u32,
     /// The busiest threads: name and cores kept busy over the load (CPU time / wall time).
     threads: Vec<(String, f64)>,
+    /// Cores this process (load generator and sink) kept busy during the load.
+    driver_busy: f64,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -147,6 +149,7 @@ fn measure(
     let bytes_before = sink.wire_bytes();
     let cpu_before = cpu_time(pid)?;
     let threads_before = thread_cpu_times(pid);
+    let driver_before = cpu_time(std::process::id())?;
     let baseline_rss = memory(pid)?.1;
     // Sample buffered spans while the load runs.
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -170,6 +173,10 @@ fn measure(
         16,
     ));
     let wall = load_started.elapsed();
+    let driver_busy = cpu_time(std::process::id())?
+        .saturating_sub(driver_before)
+        .as_secs_f64()
+        / wall.as_secs_f64().max(1e-9);
     let mut threads: Vec<(String, f64)> = thread_cpu_times(pid)
         .into_iter()
         .map(|(tid, name, cpu)| {
@@ -213,6 +220,7 @@ fn measure(
         baseline_rss,
         p99_us: stats.latency_quantile_us(0.99),
         threads,
+        driver_busy,
     })
 }
 
@@ -758,13 +766,15 @@ fn report_saturating(outcomes: Vec<Outcome>, seconds: u64, rounds: usize) {
                 .map(|(name, busy)| format!("{name} {:.0}%", busy * 100.0))
                 .collect();
             println!(
-                "{}: 2 cores vs 1: {:.2}x spans per wall second ({:.0} vs {:.0}), {:.2} vs {:.2} cores busy; busiest threads on 2 cores: {}",
+                "{}: 2 cores vs 1: {:.2}x spans per wall second ({:.0} vs {:.0}), {:.2} vs {:.2} cores busy \
+                 (load generator and sink: {:.2} cores); busiest threads on 2 cores: {}",
                 two.name,
                 per_wall(two) / per_wall(one),
                 per_wall(two),
                 per_wall(one),
                 busy(two),
                 busy(one),
+                two.driver_busy,
                 threads.join(", ")
             );
         }
