@@ -148,12 +148,7 @@ fn spans_from_other_sdks_without_optional_fields() {
     let mut s = Vec::new();
     put_bytes(&mut s, 1, &[9; 16]);
     put_bytes(&mut s, 2, &[9; 8]);
-    let mut ss = Vec::new();
-    put_bytes(&mut ss, 2, &s);
-    let mut rs = Vec::new();
-    put_bytes(&mut rs, 2, &ss);
-    let mut req = Vec::new();
-    put_bytes(&mut req, 1, &rs);
+    let req = request_of_span(&s);
     let recs = split_request(&bytes::Bytes::from(req)).unwrap();
     let v: SpanView<'_> = recs[0].view().unwrap();
     assert!(v.is_root());
@@ -163,12 +158,7 @@ fn spans_from_other_sdks_without_optional_fields() {
     // A span without a span id is not.
     let mut bad = Vec::new();
     put_bytes(&mut bad, 1, &[9; 16]);
-    let mut ss = Vec::new();
-    put_bytes(&mut ss, 2, &bad);
-    let mut rs = Vec::new();
-    put_bytes(&mut rs, 2, &ss);
-    let mut req = Vec::new();
-    put_bytes(&mut req, 1, &rs);
+    let req = request_of_span(&bad);
     assert!(
         split_request(&bytes::Bytes::from(req))
             .unwrap_err()
@@ -202,8 +192,14 @@ fn request_with_strings(name: &[u8], key: &[u8], value: &[u8], nested: &[u8]) ->
     put_bytes(&mut s, 5, name);
     put_bytes(&mut s, 9, &keyvalue(key, &any_string(value)));
     put_bytes(&mut s, 9, &keyvalue(b"list", &array_value));
+    request_of_span(&s)
+}
+
+/// A request holding the one encoded span `span`, in an empty resource and scope.
+fn request_of_span(span: &[u8]) -> Vec<u8> {
+    use otel_export::wire::put_bytes;
     let mut ss = Vec::new();
-    put_bytes(&mut ss, 2, &s);
+    put_bytes(&mut ss, 2, span);
     let mut rs = Vec::new();
     put_bytes(&mut rs, 2, &ss);
     let mut req = Vec::new();
