@@ -121,6 +121,11 @@ service:
         assert_eq!(accept.as_deref(), Some("gzip,zstd,snappy"), "{what}");
     }
 
+    // A message larger than the first reservation (256 KiB): 600 traces of 5 spans.
+    let large = load_request(&next, 600);
+    assert!(large.len() > 256 << 10 && large.len() < 1 << 20, "{}", large.len());
+    assert_eq!(raw_call(grpc, None, frame(0, &large)).await.0, "0", "a large message");
+
     // What gRPC refuses (codes: 3 invalid argument, 8 resource exhausted,
     // 12 unimplemented, 13 internal).
     let mut truncated = gzip(&one_span_request(9));
@@ -176,7 +181,7 @@ service:
     let c = tokio::task::spawn_blocking(move || {
         assert!(c.alive(), "the collector died:\n{}", c.log_text());
         let m = scrape(metrics);
-        assert_eq!(metric(&m, "otelcol_receiver_accepted_spans_total", &[]), 125.0, "{m}");
+        assert_eq!(metric(&m, "otelcol_receiver_accepted_spans_total", &[]), 3_125.0, "{m}");
         assert_eq!(
             metric(
                 &m,
@@ -194,7 +199,7 @@ service:
     .unwrap();
     let traces = read_file_export(&out);
     let spans: usize = traces.values().map(Vec::len).sum();
-    assert_eq!(spans, 125, "every span of every accepted request is exported");
+    assert_eq!(spans, 3_125, "every span of every accepted request is exported");
     for n in 1..=5u8 {
         let id: String = [n; 16].iter().map(|b| format!("{b:02x}")).collect();
         assert!(traces.contains_key(&id), "trace {n} of the hand-made frames");
