@@ -301,7 +301,9 @@ async fn read_export(req: Request<tonic::body::Body>, max: usize) -> Result<Byte
         return Ok(Bytes::from(message));
     }
     if encoding == Encoding::Identity {
-        return Err(tonic::Status::internal("a compressed message without grpc-encoding"));
+        return Err(tonic::Status::internal(
+            "a compressed message without a grpc-encoding (or with identity)",
+        ));
     }
     match decompress(encoding, message, max) {
         Ok(m) => Ok(Bytes::from(m)),
