@@ -438,9 +438,12 @@ fn main() {
     // SIDECAR_BASELINE=<path to another otel-collector build> measures it
     // too, in the same run: a before/after comparison of a change.
     let baseline = std::env::var_os("SIDECAR_BASELINE").map(PathBuf::from);
-    // SIDECAR_ONLY=rotel|passthrough|tail|saturating|persistent|cores runs one part (for profiling).
+    // SIDECAR_ONLY=rotel|passthrough|tail|paced|saturating|persistent|cores runs one part (for profiling).
     let only = std::env::var("SIDECAR_ONLY").unwrap_or_default();
-    let wanted = |key: &str| only.is_empty() || only == key;
+    // SIDECAR_ONLY=paced runs the three paced parts.
+    let wanted = |key: &str| {
+        only.is_empty() || only == key || (only == "paced" && matches!(key, "rotel" | "passthrough" | "tail"))
+    };
     let rotel = rotel_agent();
     if rotel.is_none() {
         eprintln!("rotel-agent not found (run scripts/test.sh or set ROTEL_AGENT); measuring ours only");
