@@ -714,18 +714,8 @@ impl<T: Send + 'static> Inner<T> {
         if done.new_traces > 0 {
             stats.traces_received.fetch_add(done.new_traces, Relaxed);
         }
-        if !done.wait.is_empty() || !done.root.is_empty() {
-            let mut q = lock(&self.queues);
-            let earliest = done.wait.iter().chain(&done.root).map(|d| d.at_ms).min();
-            q.wait.extend(done.wait);
-            q.root.extend(done.root);
-            if earliest.is_some_and(|at| at < q.sleeping_until) {
-                self.wake.notify_one();
-            }
-        }
-        if self.live.load(Relaxed) > self.cfg.num_traces {
-            self.evict_oldest();
-        }
+        self.schedule(&done.wait, &done.root);
+        self.evict_oldest();
     }
 
     /// Buffers `run`, spans of one trace (emptied), noting in `done` what
@@ -737,7 +727,6 @@ impl<T: Send + 'static> Inner<T> {
         let n = run.len() as u64;
         let key = u128::from_be_bytes(trace_id);
         let has_root = run.iter().any(|(f, _)| f.root);
-        let after_root = self.cfg.decision_wait_after_root_received;
         let mut shard = lock(self.shard(key));
         let shard_ref = &mut *shard;
         match shard_ref.live.entry(key) {
@@ -752,12 +741,8 @@ impl<T: Send + 'static> Inner<T> {
                 let first_root = has_root && !t.root_seen;
                 t.root_seen |= has_root;
                 drop(shard);
-                if first_root && let Some(wait) = after_root {
-                    done.root.push(Due {
-                        at_ms: now + wait.as_millis() as u64,
-                        key,
-                        seq,
-                    });
+                if first_root {
+                    done.root.extend(self.root_due(key, seq, now));
                 }
             }
             Entry::Vacant(e) => {
@@ -784,17 +769,9 @@ impl<T: Send + 'static> Inner<T> {
                 });
                 drop(shard);
                 done.new_traces += 1;
-                done.wait.push(Due {
-                    at_ms: now + self.cfg.decision_wait.as_millis() as u64,
-                    key,
-                    seq,
-                });
-                if has_root && let Some(wait) = after_root {
-                    done.root.push(Due {
-                        at_ms: now + wait.as_millis() as u64,
-                        key,
-                        seq,
-                    });
+                done.wait.push(self.wait_due(key, seq, now));
+                if has_root {
+                    done.root.extend(self.root_due(key, seq, now));
                 }
             }
         }
@@ -869,24 +846,29 @@ impl<T: Send + 'static> Inner<T> {
         }
     }
 
+    /// A new trace's decision, `decision_wait` after `now`.
+    fn wait_due(&self, key: u128, seq: u64, now: u64) -> Due {
+        let at_ms = now + self.cfg.decision_wait.as_millis() as u64;
+        Due { at_ms, key, seq }
+    }
+
+    /// The early decision after the root span, when configured.
+    fn root_due(&self, key: u128, seq: u64, now: u64) -> Option<Due> {
+        let wait = self.cfg.decision_wait_after_root_received?;
+        let at_ms = now + wait.as_millis() as u64;
+        Some(Due { at_ms, key, seq })
+    }
+
     /// Schedules the early decision after the root span, when configured.
     fn schedule_after_root(&self, key: u128, seq: u64, now: u64) {
-        if let Some(wait) = self.cfg.decision_wait_after_root_received {
-            let at_ms = now + wait.as_millis() as u64;
-            self.schedule(Due { at_ms, key, seq }, true);
-        }
+        self.schedule(&[], self.root_due(key, seq, now).as_slice());
     }
 
     /// Schedules a new trace's decisions and keeps the buffer within `num_traces`.
     fn schedule_new(&self, key: u128, seq: u64, now: u64, root: bool) {
-        let at_ms = now + self.cfg.decision_wait.as_millis() as u64;
-        self.schedule(Due { at_ms, key, seq }, false);
-        if root {
-            self.schedule_after_root(key, seq, now);
-        }
-        if self.live.load(Relaxed) > self.cfg.num_traces {
-            self.evict_oldest();
-        }
+        let root_due = if root { self.root_due(key, seq, now) } else { None };
+        self.schedule(&[self.wait_due(key, seq, now)], root_due.as_slice());
+        self.evict_oldest();
     }
 
     /// Whether a trace absent from the buffer was decided already: kept
@@ -913,14 +895,17 @@ impl<T: Send + 'static> Inner<T> {
         }
     }
 
-    fn schedule(&self, due: Due, root: bool) {
+    /// Queues decisions (`wait`: after `decision_wait`, also the eviction
+    /// order; `root`: after the root span) under one lock, and wakes the
+    /// decision thread when one is due before it would wake.
+    fn schedule(&self, wait: &[Due], root: &[Due]) {
+        let Some(earliest) = wait.iter().chain(root).map(|d| d.at_ms).min() else {
+            return;
+        };
         let mut q = lock(&self.queues);
-        if root {
-            q.root.push_back(due);
-        } else {
-            q.wait.push_back(due);
-        }
-        if due.at_ms < q.sleeping_until {
+        q.wait.extend(wait);
+        q.root.extend(root);
+        if earliest < q.sleeping_until {
             self.wake.notify_one();
         }
     }
