@@ -165,12 +165,40 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.seg"))
 }
 
-fn crc(kind: u8, seq: u64, payload: &[u8]) -> u32 {
+/// The checksum of a record: its kind, sequence number and payload (in parts).
+fn crc(kind: u8, seq: u64, payload: &[&[u8]]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&[kind]);
     h.update(&seq.to_le_bytes());
-    h.update(payload);
+    for p in payload {
+        h.update(p);
+    }
     h.finalize()
+}
+
+/// A record's header for a payload of `len` bytes in `payload`.
+fn record_header(kind: u8, seq: u64, len: usize, payload: &[&[u8]]) -> [u8; HEADER] {
+    let mut header = [0u8; HEADER];
+    header[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    header[4..8].copy_from_slice(&crc(kind, seq, payload).to_le_bytes());
+    header[8] = kind;
+    header[9..].copy_from_slice(&seq.to_le_bytes());
+    header
+}
+
+/// A new, empty segment `id` of `dir`, opened for appending.
+fn new_segment(dir: &Path, id: u64) -> io::Result<Segment> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(segment_path(dir, id))?;
+    Ok(Segment {
+        id,
+        file: Arc::new(file),
+        len: 0,
+        live: 0,
+    })
 }
 
 /// `dir/LOCK` holding this process's id: a second collector on the same
@@ -225,7 +253,7 @@ fn scan(bytes: &[u8], segment: u64, items: &mut BTreeMap<u64, Location>, recover
             return;
         }
         let payload = &rest[HEADER..HEADER + len];
-        let intact = crc(kind, seq, payload) == sum;
+        let intact = crc(kind, seq, &[payload]) == sum;
         if intact {
             recovery.next_seq = recovery.next_seq.max(seq.saturating_add(1));
         }
@@ -290,15 +318,7 @@ impl Journal {
         }
         recovery.items = items.into_iter().collect();
         // Always a fresh segment: never append after a torn tail.
-        let next = ids.last().map_or(0, |l| l + 1);
-        let path = segment_path(dir, next);
-        let file = OpenOptions::new().create(true).append(true).read(true).open(&path)?;
-        segments.push_back(Segment {
-            id: next,
-            file: Arc::new(file),
-            len: 0,
-            live: 0,
-        });
+        segments.push_back(new_segment(dir, ids.last().map_or(0, |l| l + 1))?);
         let (synced, _) = tokio::sync::watch::channel(0);
         let journal = Arc::new(Journal {
             dir: dir.to_owned(),
@@ -353,17 +373,7 @@ impl Journal {
                 "item too large for the journal",
             ));
         }
-        let mut h = crc32fast::Hasher::new();
-        h.update(&[ITEM]);
-        h.update(&seq.to_le_bytes());
-        for p in parts {
-            h.update(p);
-        }
-        let mut header = [0u8; HEADER];
-        header[..4].copy_from_slice(&(len as u32).to_le_bytes());
-        header[4..8].copy_from_slice(&h.finalize().to_le_bytes());
-        header[8] = ITEM;
-        header[9..].copy_from_slice(&seq.to_le_bytes());
+        let header = record_header(ITEM, seq, len, parts);
         let mut st = crate::lock(&self.state);
         if st.segments.back().is_some_and(|s| s.len >= self.opts.segment_bytes) {
             self.rotate(&mut st)?;
@@ -397,9 +407,7 @@ impl Journal {
         drop(st);
         self.bytes.fetch_add((HEADER + len) as u64, Ordering::Relaxed);
         if self.opts.fsync {
-            let (m, cv) = &*self.dirty;
-            *crate::lock(m) = true;
-            cv.notify_one();
+            self.wake_flusher();
         } else {
             self.synced.send_replace(ticket);
         }
@@ -432,7 +440,7 @@ impl Journal {
         let mut payload = vec![0u8; loc.len as usize];
         file.read_exact_at(&mut payload, loc.offset)?;
         let sum = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        if crc(ITEM, seq, &payload) != sum {
+        if crc(ITEM, seq, &[&payload]) != sum {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "the item failed its checksum",
@@ -476,10 +484,7 @@ impl Journal {
         if let Some(s) = st.segments.iter_mut().find(|s| s.id == segment) {
             s.live = s.live.saturating_sub(1);
         }
-        st.pending_done.extend_from_slice(&0u32.to_le_bytes());
-        st.pending_done.extend_from_slice(&crc(DONE, seq, &[]).to_le_bytes());
-        st.pending_done.push(DONE);
-        st.pending_done.extend_from_slice(&seq.to_le_bytes());
+        st.pending_done.extend_from_slice(&record_header(DONE, seq, 0, &[]));
         if st.pending_done.len() >= PENDING_DONE * HEADER {
             Self::write_done(&mut st, &self.bytes);
         }
@@ -533,24 +538,27 @@ impl Journal {
 
     fn rotate(&self, st: &mut State) -> io::Result<()> {
         let next = st.segments.back().map_or(0, |s| s.id + 1);
-        let path = segment_path(&self.dir, next);
-        let file = OpenOptions::new().create(true).append(true).read(true).open(&path)?;
-        st.segments.push_back(Segment {
-            id: next,
-            file: Arc::new(file),
-            len: 0,
-            live: 0,
-        });
+        st.segments.push_back(new_segment(&self.dir, next)?);
         Ok(())
+    }
+
+    /// Tells the flusher thread that appends wait for an fsync.
+    fn wake_flusher(&self) {
+        let (m, cv) = &*self.dirty;
+        *crate::lock(m) = true;
+        cv.notify_one();
+    }
+
+    /// Writes the waiting `DONE` records and asks the flusher for a last fsync, then to stop.
+    fn finish_writes(&self) {
+        Self::write_done(&mut crate::lock(&self.state), &self.bytes);
+        self.stop.store(true, Ordering::Relaxed);
+        self.wake_flusher();
     }
 
     /// Writes what waits, and stops the flusher after a last fsync.
     pub(crate) fn close(&self) {
-        Self::write_done(&mut crate::lock(&self.state), &self.bytes);
-        self.stop.store(true, Ordering::Relaxed);
-        let (m, cv) = &*self.dirty;
-        *crate::lock(m) = true;
-        cv.notify_one();
+        self.finish_writes();
         if let Some(h) = crate::lock(&self.flusher).take() {
             let _ = h.join();
         }
@@ -559,11 +567,7 @@ impl Journal {
 
 impl Drop for Journal {
     fn drop(&mut self) {
-        Self::write_done(&mut crate::lock(&self.state), &self.bytes);
-        self.stop.store(true, Ordering::Relaxed);
-        let (m, cv) = &*self.dirty;
-        *crate::lock(m) = true;
-        cv.notify_one();
+        self.finish_writes();
     }
 }
 

@@ -180,8 +180,6 @@ impl WriterThread {
         };
         if !sent {
             self.room.queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        if !sent {
             super::metrics::add(&self.counters.enqueue_failed, n);
         }
     }

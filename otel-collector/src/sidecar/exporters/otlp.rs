@@ -784,6 +784,18 @@ impl QueuedOtlp {
 }
 
 impl QueuedOtlp {
+    /// Shuts the OTLP exporter down (its transport thread), off the runtime's threads.
+    async fn close_exporter(&self, timeout: Duration) {
+        let exporter = self.exporter.clone();
+        let _ = self
+            .runtime
+            .spawn_blocking(move || {
+                use opentelemetry_sdk::trace::SpanExporter as _;
+                exporter.shutdown_with_timeout(timeout)
+            })
+            .await;
+    }
+
     /// Batches waiting in the queue now (spans, with `sizer: items`).
     fn queued(&self) -> usize {
         if let Some(d) = &self.disk {
@@ -873,14 +885,7 @@ impl Exporter for QueuedOtlp {
                     }
                 }
                 disk.journal.close();
-                let exporter = self.exporter.clone();
-                let _ = self
-                    .runtime
-                    .spawn_blocking(move || {
-                        use opentelemetry_sdk::trace::SpanExporter as _;
-                        exporter.shutdown_with_timeout(Duration::from_millis(100))
-                    })
-                    .await;
+                self.close_exporter(Duration::from_millis(100)).await;
             });
         }
         Box::pin(async move {
@@ -896,17 +901,10 @@ impl Exporter for QueuedOtlp {
                     tracing::warn!(exporter = %self.id, "shutdown deadline passed with {lost} spans unsent");
                 }
             }
-            let exporter = self.exporter.clone();
             let left = deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(100));
-            let _ = self
-                .runtime
-                .spawn_blocking(move || {
-                    use opentelemetry_sdk::trace::SpanExporter as _;
-                    exporter.shutdown_with_timeout(left)
-                })
-                .await;
+            self.close_exporter(left).await;
         })
     }
 }

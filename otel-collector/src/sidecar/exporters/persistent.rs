@@ -145,9 +145,7 @@ impl DiskQueue {
             match q.journal.read_trailer(loc, TRAILER).ok().and_then(|p| trailer(&p)) {
                 Some((n, _)) => {
                     replayed += n;
-                    q.held.fetch_add(q.units(n, loc.len() as u64), Ordering::Relaxed);
-                    q.queued_spans.fetch_add(n, Ordering::Relaxed);
-                    crate::lock(&q.waiting).push_back(Waiting { seq, loc, spans: n });
+                    q.enqueue(Waiting { seq, loc, spans: n });
                 }
                 None => {
                     add(&q.skipped, 1);
@@ -227,9 +225,7 @@ impl DiskQueue {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         match self.journal.append_parts(seq, &[&prepared, &tail]) {
             Ok((loc, _)) => {
-                self.held.fetch_add(self.units(n, loc.len() as u64), Ordering::Relaxed);
-                self.queued_spans.fetch_add(n, Ordering::Relaxed);
-                crate::lock(&self.waiting).push_back(Waiting { seq, loc, spans: n });
+                self.enqueue(Waiting { seq, loc, spans: n });
                 self.wake.notify_one();
                 // Only now may what held the spans upstream (a tail
                 // sampler's journal record) let go of them.
@@ -297,6 +293,14 @@ impl DiskQueue {
             }
         }
         self.retire(&item);
+    }
+
+    /// Counts a request on disk and queues it for sending; [`retire`](Self::retire) undoes it.
+    fn enqueue(&self, item: Waiting) {
+        self.held
+            .fetch_add(self.units(item.spans, item.loc.len() as u64), Ordering::Relaxed);
+        self.queued_spans.fetch_add(item.spans, Ordering::Relaxed);
+        crate::lock(&self.waiting).push_back(item);
     }
 
     fn retire(&self, item: &Waiting) {

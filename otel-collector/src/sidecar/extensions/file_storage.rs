@@ -21,17 +21,11 @@ pub(crate) const FACTORY: Factory<dyn ExtensionSettings> = Factory {
             "directory_permissions",
             "timeout",
         ],
+        // Not needed: journal segments are deleted as soon as everything in
+        // them is delivered (warned as ignored, like every key in this list).
         ignored: &["compaction"],
     },
-    parse: |at, warnings| {
-        if super::super::config::get(at, "compaction").is_some() {
-            warnings.push(format!(
-                "{} is not needed here: journal segments are deleted as soon as everything in them is delivered",
-                child(at.path, "compaction")
-            ));
-        }
-        Ok(Box::new(FileStorageConfig::parse(at)?))
-    },
+    parse: |at, _| Ok(Box::new(FileStorageConfig::parse(at)?)),
 };
 
 /// `file_storage` settings.
