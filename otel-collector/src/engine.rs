@@ -23,7 +23,9 @@ pub trait Clock: Send + Sync + fmt::Debug {
     fn now_ms(&self) -> u64;
 }
 
-/// The monotonic system clock.
+/// The monotonic system clock. Its origin lies 2^32 ms (about 49 days)
+/// before it was made, so spans that arrived before a restart (read back
+/// from a journal) still have an arrival time on it.
 #[derive(Debug)]
 pub struct SystemClock {
     origin: Instant,
@@ -37,7 +39,7 @@ impl Default for SystemClock {
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
-        self.origin.elapsed().as_millis() as u64
+        (1 << 32) + self.origin.elapsed().as_millis() as u64
     }
 }
 
@@ -539,11 +541,11 @@ impl<T: Send + 'static> TailSampler<T> {
     }
 
     /// [`ingest_prepared_batch`](Self::ingest_prepared_batch) for spans
-    /// that arrived at `arrived_ms` (a journal read back after a restart):
-    /// their traces keep their original deadlines, due at once when past.
-    pub fn ingest_prepared_batch_at(&self, items: Vec<(PreparedSpan, T)>, arrived_ms: u64) {
-        let now = self.inner.clock.now_ms().min(arrived_ms);
-        self.inner.ingest_batch(items, now);
+    /// that arrived `age` ago (a journal read back after a restart): their
+    /// traces keep their original deadlines, due at once when past.
+    pub fn ingest_prepared_batch_aged(&self, items: Vec<(PreparedSpan, T)>, age: Duration) {
+        let arrived = self.inner.clock.now_ms().saturating_sub(age.as_millis() as u64);
+        self.inner.ingest_batch(items, arrived);
     }
 
     /// Remembers a decision made before a restart, so late spans of the

@@ -217,7 +217,9 @@ impl TailJournal {
             let hold = Hold::new(self.spans.clone(), seq);
             let recs: Vec<SpanRec> = recs.into_iter().map(|s| s.held_by(hold.clone())).collect();
             drop(hold);
-            stage.ingest(recs, Some(arrived));
+            // The record holds wall-clock time; the engine's clock starts anew with each process.
+            let age = std::time::Duration::from_millis(now_ms().saturating_sub(arrived));
+            stage.ingest(recs, Some(age));
         }
         add(&self.replayed, replayed);
         if replayed > 0 {
@@ -315,8 +317,8 @@ impl Consumer for TailStage {
 }
 
 impl TailStage {
-    /// Buffers spans (that arrived at `arrived_ms`, when read back).
-    fn ingest(&self, spans: Vec<SpanRec>, arrived_ms: Option<u64>) {
+    /// Buffers spans (that arrived `age` ago, when read back).
+    fn ingest(&self, spans: Vec<SpanRec>, age: Option<std::time::Duration>) {
         let mut last: Option<(*const ResourceBlock, ResourceMatch)> = None;
         let mut prepared = Vec::with_capacity(spans.len());
         for s in spans {
@@ -340,9 +342,9 @@ impl TailStage {
                 }
             }
         }
-        match arrived_ms {
+        match age {
             None => self.sampler.ingest_prepared_batch(prepared),
-            Some(at) => self.sampler.ingest_prepared_batch_at(prepared, at),
+            Some(age) => self.sampler.ingest_prepared_batch_aged(prepared, age),
         }
     }
 }
@@ -645,6 +647,48 @@ mod tests {
             assert_eq!(out.wait_for(1, Duration::from_secs(2)), 1);
             assert_eq!(out.ids(), vec![(1, 9)]);
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A trace read back after a restart keeps the deadline it had: when
+    /// its wait ran out while the collector was down, it is decided at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replayed_trace_keeps_its_original_deadline() {
+        use crate::sidecar::extensions::file_storage::{FileStorage, FileStorageConfig};
+        let dir = std::env::temp_dir().join(format!("tail-deadline-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let yaml: serde_json::Value =
+            serde_yaml_ng::from_str(&format!("{{directory: {}, create_directory: true}}", dir.display())).unwrap();
+        let storage = std::sync::Arc::new(FileStorage::new(&FileStorageConfig::parse_for_tests(&yaml)).unwrap());
+        let v: serde_json::Value = serde_yaml_ng::from_str(
+            "{decision_wait: 2s, tail_storage: file_storage, policies: [\
+               {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}]}",
+        )
+        .unwrap();
+        let settings: std::sync::Arc<dyn crate::sidecar::component::ProcessorSettings> = std::sync::Arc::new(
+            crate::settings::TailSamplingConfig::from_value(&v, "processors.tail_sampling").unwrap(),
+        );
+        let mut failing = trace(1, 2);
+        failing[1].error = true;
+        let (ctx, metrics, _stop) = context();
+        {
+            // The record a collector killed 3 s ago left: the spans as they arrived then.
+            let (journal, _) = storage.open("processor_traces_tail_sampling").unwrap();
+            let mut record = (super::now_ms() - 3000).to_le_bytes().to_vec();
+            record.extend_from_slice(&super::encode_request(&spans("a", &failing, &metrics.live())));
+            journal.append(0, &record).unwrap();
+            journal.close();
+        }
+        let ctx = ctx.with_storages([("file_storage".to_owned(), storage)].into());
+        let out = Recorder::new();
+        let started = std::time::Instant::now();
+        let _built = build(&ctx, &settings, "tail_sampling", out.clone());
+        assert_eq!(out.wait_for(2, Duration::from_secs(5)), 2);
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_millis(1000),
+            "decided {waited:?} after the restart, not at once (its 2 s wait ended 1 s before)"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
