@@ -173,10 +173,11 @@ fn measure(
         16,
     ));
     let wall = load_started.elapsed();
+    let wall_secs = wall.as_secs_f64().max(1e-9);
     let driver_busy = cpu_time(std::process::id())?
         .saturating_sub(driver_before)
         .as_secs_f64()
-        / wall.as_secs_f64().max(1e-9);
+        / wall_secs;
     let mut threads: Vec<(String, f64)> = thread_cpu_times(pid)
         .into_iter()
         .map(|(tid, name, cpu)| {
@@ -184,10 +185,7 @@ fn measure(
                 .iter()
                 .find(|(t, _, _)| *t == tid)
                 .map_or(Duration::ZERO, |(_, _, c)| *c);
-            (
-                name,
-                cpu.saturating_sub(before).as_secs_f64() / wall.as_secs_f64().max(1e-9),
-            )
+            (name, cpu.saturating_sub(before).as_secs_f64() / wall_secs)
         })
         .collect();
     threads.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -345,7 +343,6 @@ fn persistent_config(grpc: u16, metrics: u16, sink: std::net::SocketAddr, dir: &
         .replacen("service:", "service:\n  extensions: [file_storage]", 1)
 }
 
-/// Starts rotel as a passthrough to the sink; its OTLP/gRPC port.
 /// `program`, on CPU `pin` only when given (with `taskset`, which runs it in its own process).
 fn command(program: &std::path::Path, pin: Option<&str>) -> Command {
     match pin {
@@ -358,6 +355,7 @@ fn command(program: &std::path::Path, pin: Option<&str>) -> Command {
     }
 }
 
+/// Starts rotel as a passthrough to the sink (on CPU `pin` when given); its OTLP/gRPC port.
 fn start_rotel(agent: &std::path::Path, sink: std::net::SocketAddr, pin: Option<&str>) -> Option<(Child, u16)> {
     let port = free_port();
     let child = command(agent, pin)

@@ -175,9 +175,13 @@ pub async fn run(
 
 /// CPU time (user + system) of process `pid`, from `/proc/<pid>/stat`.
 pub fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// User + system CPU time in a `/proc/.../stat` line.
+fn stat_cpu(stat: &str) -> Option<Duration> {
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
@@ -195,10 +199,7 @@ pub fn thread_cpu_times(pid: u32) -> Vec<(u32, String, Duration)> {
             let tid: u32 = t.ok()?.file_name().to_str()?.parse().ok()?;
             let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
             let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?.to_owned();
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-            Some((tid, name, Duration::from_millis(ticks * 10)))
+            Some((tid, name, stat_cpu(&stat)?))
         })
         .collect()
 }
