@@ -62,7 +62,8 @@ async fn every_protocol_and_compression_delivers() {
             Compression::Zstd,
             Compression::Snappy,
         ] {
-            // tonic's server has no snappy decoder: snappy over gRPC is for Go receivers.
+            // tonic's server (this sink) has no snappy decoder; snappy over gRPC is
+            // received by the collector's receiver (otel-collector tests/sidecar/grpc_encodings.rs).
             if protocol == Protocol::Grpc && compression == Compression::Snappy {
                 continue;
             }
