@@ -644,6 +644,14 @@ impl Attributes for ResourceView<'_> {
 /// Builds `ExportTraceServiceRequest` bytes from spans, grouping them by
 /// resource and scope (first-seen order) and copying each span's bytes.
 pub fn encode_request(spans: &[SpanRec]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_request_into(spans, &mut out);
+    out
+}
+
+/// As [`encode_request`], appending to `out` (a buffer used again, or a
+/// record with a header before the request).
+pub fn encode_request_into(spans: &[SpanRec], out: &mut Vec<u8>) {
     // Group: resources, then scopes within each, then span indices.
     struct ScopeGroup<'a> {
         block: &'a ScopeBlock,
@@ -725,26 +733,26 @@ pub fn encode_request(spans: &[SpanRec]) -> Vec<u8> {
         .iter()
         .map(|g| len_field_len(request::RESOURCE_SPANS, resource_len(g)))
         .sum();
-    let mut out = Vec::with_capacity(total);
+    let start = out.len();
+    out.reserve(total);
     for g in &groups {
-        put_len_header(&mut out, request::RESOURCE_SPANS, resource_len(g));
-        put_bytes(&mut out, resource_spans::RESOURCE, &g.block.bytes);
+        put_len_header(out, request::RESOURCE_SPANS, resource_len(g));
+        put_bytes(out, resource_spans::RESOURCE, &g.block.bytes);
         for sg in &g.scopes {
-            put_len_header(&mut out, resource_spans::SCOPE_SPANS, scope_len(sg));
-            put_bytes(&mut out, scope_spans::SCOPE, &sg.block.bytes);
+            put_len_header(out, resource_spans::SCOPE_SPANS, scope_len(sg));
+            put_bytes(out, scope_spans::SCOPE, &sg.block.bytes);
             for b in &sg.spans {
-                put_bytes(&mut out, scope_spans::SPANS, b);
+                put_bytes(out, scope_spans::SPANS, b);
             }
             if !sg.block.schema_url.is_empty() {
-                put_bytes(&mut out, scope_spans::SCHEMA_URL, sg.block.schema_url.as_bytes());
+                put_bytes(out, scope_spans::SCHEMA_URL, sg.block.schema_url.as_bytes());
             }
         }
         if !g.block.schema_url.is_empty() {
-            put_bytes(&mut out, resource_spans::SCHEMA_URL, g.block.schema_url.as_bytes());
+            put_bytes(out, resource_spans::SCHEMA_URL, g.block.schema_url.as_bytes());
         }
     }
-    debug_assert_eq!(out.len(), total);
-    out
+    debug_assert_eq!(out.len() - start, total);
 }
 
 #[cfg(test)]

@@ -55,6 +55,40 @@ thread_local! {
     /// hundred KiB; building it per request would cost more than small
     /// requests take to compress).
     static GZIP: RefCell<Option<(i32, libdeflater::Compressor)>> = const { RefCell::new(None) };
+    /// Where gzip and zstd write before the result is copied out at its own
+    /// size. The compression bound is more than the input's size; a fresh
+    /// buffer that large per request cost page faults (the kernel zeroing
+    /// every page touched) and a shrinking copy after.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A scratch buffer larger than this is not kept after use.
+const SCRATCH_KEPT: usize = 32 << 20;
+
+/// Runs `write` on this thread's scratch buffer of `bound` bytes and returns
+/// the `n` bytes it says it wrote, after `prefix` zero bytes, in a buffer of
+/// exactly that size.
+fn via_scratch(
+    prefix: usize,
+    bound: usize,
+    write: impl FnOnce(&mut [u8]) -> Result<usize, String>,
+) -> Result<Vec<u8>, String> {
+    SCRATCH.with(|cell| {
+        let mut scratch = cell.borrow_mut();
+        if scratch.len() < bound {
+            scratch.resize(bound, 0);
+        }
+        let written = write(&mut scratch[..bound]).map(|n| {
+            let mut out = Vec::with_capacity(prefix + n);
+            out.resize(prefix, 0);
+            out.extend_from_slice(&scratch[..n]);
+            out
+        });
+        if scratch.len() > SCRATCH_KEPT {
+            *scratch = Vec::new();
+        }
+        written
+    })
 }
 
 /// Compresses `raw` into a new buffer that starts with `prefix` zero bytes
@@ -76,23 +110,19 @@ pub(crate) fn compress(compression: Compression, level: i32, raw: &[u8], prefix:
             let Some((_, compressor)) = cell.as_mut() else {
                 return Err("gzip compressor missing".to_owned());
             };
-            let mut out = vec![0u8; prefix + compressor.gzip_compress_bound(raw.len())];
-            let n = compressor
-                .gzip_compress(raw, &mut out[prefix..])
-                .map_err(|e| format!("gzip failed: {e:?}"))?;
-            out.truncate(prefix + n);
-            fit(&mut out);
-            Ok(out)
+            let bound = compressor.gzip_compress_bound(raw.len());
+            via_scratch(prefix, bound, |out| {
+                compressor
+                    .gzip_compress(raw, out)
+                    .map_err(|e| format!("gzip failed: {e:?}"))
+            })
         }),
         #[cfg(feature = "zstd")]
         Compression::Zstd => {
             let bound = zstd::zstd_safe::compress_bound(raw.len());
-            let mut out = vec![0u8; prefix + bound];
-            let n = zstd::bulk::compress_to_buffer(raw, &mut out[prefix..], level)
-                .map_err(|e| format!("zstd failed: {e}"))?;
-            out.truncate(prefix + n);
-            fit(&mut out);
-            Ok(out)
+            via_scratch(prefix, bound, |out| {
+                zstd::bulk::compress_to_buffer(raw, out, level).map_err(|e| format!("zstd failed: {e}"))
+            })
         }
         #[cfg(not(feature = "zstd"))]
         Compression::Zstd => Err("zstd compression needs otel-export's `zstd` feature".to_owned()),
@@ -142,6 +172,36 @@ mod tests {
         assert_eq!(back, data);
         assert_eq!(resolve_level(Compression::Snappy, None), Some(0));
         assert_eq!(resolve_level(Compression::Snappy, Some(3)), None);
+    }
+
+    #[test]
+    fn a_small_request_after_a_large_one_holds_only_its_own_bytes() {
+        // The scratch buffer is kept between calls on a thread: what a
+        // later, smaller request returns is its own output alone.
+        let large: Vec<u8> = (0..400_000u32).flat_map(|i| (i * 7919).to_le_bytes()).collect();
+        let small = b"a small request, compressed after a large one".repeat(3);
+        for compression in [Compression::Gzip, Compression::Zstd] {
+            let level = resolve_level(compression, None).unwrap();
+            let big = compress(compression, level, &large, 5).unwrap();
+            let out = compress(compression, level, &small, 5).unwrap();
+            assert!(out.len() < big.len() / 100, "{compression:?}");
+            assert_eq!(out.capacity(), out.len(), "{compression:?}");
+            assert_eq!(&out[..5], &[0; 5]);
+            let back = match compression {
+                Compression::Gzip => {
+                    let mut d = flate2::read::GzDecoder::new(&out[5..]);
+                    let mut back = Vec::new();
+                    d.read_to_end(&mut back).unwrap();
+                    // Nothing after the gzip member.
+                    let mut rest = Vec::new();
+                    d.into_inner().read_to_end(&mut rest).unwrap();
+                    assert!(rest.is_empty());
+                    back
+                }
+                _ => zstd::bulk::decompress(&out[5..], small.len()).unwrap(),
+            };
+            assert_eq!(back, small);
+        }
     }
 
     #[test]

@@ -674,13 +674,20 @@ impl OtlpExporter {
     /// compressed bytes, so the body is not copied again).
     fn compress(&self, raw: Vec<u8>) -> Result<Bytes, String> {
         let settings = &self.inner.settings;
-        if settings.protocol != Protocol::Grpc {
-            if settings.compression == Compression::None {
-                return Ok(Bytes::from(raw));
-            }
-            return compress::compress(settings.compression, settings.compression_level, &raw, 0).map(Bytes::from);
+        if settings.protocol != Protocol::Grpc && settings.compression == Compression::None {
+            return Ok(Bytes::from(raw));
         }
-        let mut framed = compress::compress(settings.compression, settings.compression_level, &raw, 5)?;
+        self.compress_from(&raw)
+    }
+
+    /// As [`compress`](Self::compress), from a borrowed body (copied when
+    /// it is sent as it is).
+    fn compress_from(&self, raw: &[u8]) -> Result<Bytes, String> {
+        let settings = &self.inner.settings;
+        if settings.protocol != Protocol::Grpc {
+            return compress::compress(settings.compression, settings.compression_level, raw, 0).map(Bytes::from);
+        }
+        let mut framed = compress::compress(settings.compression, settings.compression_level, raw, 5)?;
         let len = u32::try_from(framed.len() - 5).map_err(|_| "a gRPC message is at most 4 GiB".to_owned())?;
         framed[0] = u8::from(settings.compression != Compression::None);
         framed[1..5].copy_from_slice(&len.to_be_bytes());
@@ -706,26 +713,45 @@ impl OtlpExporter {
         &self,
         body: Vec<u8>,
         spans: u64,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
-        self.send_ready(|| self.compress(body), spans)
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + use<> {
+        Self::finish(self.start(|| self.compress(body), spans))
     }
 
-    /// Sends the body `ready` makes (unless shut down) on the transport thread.
-    fn send_ready(
+    /// As [`export_encoded`](Self::export_encoded), from a borrowed body:
+    /// it is compressed (or copied) before this returns, so the caller can
+    /// encode the next request into the same buffer. A forwarder that
+    /// encodes a large batch per request saves allocating (and the kernel
+    /// zeroing) a fresh buffer each time.
+    ///
+    /// # Errors
+    ///
+    /// As [`export_encoded`](Self::export_encoded).
+    pub fn export_encoded_from(
+        &self,
+        body: &[u8],
+        spans: u64,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + use<> {
+        Self::finish(self.start(|| self.compress_from(body), spans))
+    }
+
+    /// Makes the body (unless shut down) and starts sending it on the
+    /// transport thread.
+    fn start(
         &self,
         ready: impl FnOnce() -> Result<Bytes, String>,
         spans: u64,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
-        let started = if self.inner.shut_down.load(Ordering::Relaxed) {
-            Err("the exporter is shut down".to_owned())
-        } else {
-            ready().and_then(|body| self.transport_run(body, spans))
-        };
-        async move {
-            match started?.await {
-                Ok(result) => result,
-                Err(join) => Err(format!("export task ended: {join}")),
-            }
+    ) -> Result<transport::AbortOnDrop<Result<(), String>>, String> {
+        if self.inner.shut_down.load(Ordering::Relaxed) {
+            return Err("the exporter is shut down".to_owned());
+        }
+        ready().and_then(|body| self.transport_run(body, spans))
+    }
+
+    /// The outcome of a send [`start`](Self::start) began.
+    async fn finish(started: Result<transport::AbortOnDrop<Result<(), String>>, String>) -> Result<(), String> {
+        match started?.await {
+            Ok(result) => result,
+            Err(join) => Err(format!("export task ended: {join}")),
         }
     }
 
@@ -753,8 +779,8 @@ impl OtlpExporter {
         &self,
         prepared: Vec<u8>,
         spans: u64,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
-        self.send_ready(|| Ok(Bytes::from(prepared)), spans)
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + use<> {
+        Self::finish(self.start(|| Ok(Bytes::from(prepared)), spans))
     }
 
     fn transport_run(&self, body: Bytes, spans: u64) -> Result<transport::AbortOnDrop<Result<(), String>>, String> {

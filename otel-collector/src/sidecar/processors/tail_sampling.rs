@@ -10,7 +10,7 @@ use crate::sidecar::component::{BuildContext, Built, Component, Factory, Process
 use crate::sidecar::journal::{Hold, Journal, Recovery};
 use crate::sidecar::metrics::{Metrics, add};
 use crate::sidecar::pipeline::{Consumer, Flush};
-use crate::sidecar::wire::{ResourceBlock, ResourceView, SpanRec, encode_request, split_request};
+use crate::sidecar::wire::{ResourceBlock, ResourceView, SpanRec, encode_request_into, split_request};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -135,7 +135,7 @@ impl TailJournal {
     fn hold(&self, spans: Vec<SpanRec>) -> Vec<SpanRec> {
         let mut payload = Vec::with_capacity(spans.iter().map(|s| s.bytes().len() + 8).sum::<usize>() + 64);
         payload.extend_from_slice(&now_ms().to_le_bytes());
-        payload.extend_from_slice(&encode_request(&spans));
+        encode_request_into(&spans, &mut payload);
         let seq = self.next_span.fetch_add(1, Ordering::Relaxed);
         match self.spans.append(seq, &payload) {
             Ok(_) => {
@@ -675,7 +675,11 @@ mod tests {
             // The record a collector killed 3 s ago left: the spans as they arrived then.
             let (journal, _) = storage.open("processor_traces_tail_sampling").unwrap();
             let mut record = (super::now_ms() - 3000).to_le_bytes().to_vec();
-            record.extend_from_slice(&super::encode_request(&spans("a", &failing, &metrics.live())));
+            record.extend_from_slice(&crate::sidecar::wire::encode_request(&spans(
+                "a",
+                &failing,
+                &metrics.live(),
+            )));
             journal.append(0, &record).unwrap();
             journal.close();
         }
