@@ -764,8 +764,8 @@ impl OtlpExporter {
     /// # Errors
     ///
     /// When compression fails or the request is too large to frame.
-    pub fn prepare_encoded(&self, body: Vec<u8>) -> Result<Vec<u8>, String> {
-        self.compress(body).map(Vec::from)
+    pub fn prepare_encoded(&self, body: &[u8]) -> Result<Vec<u8>, String> {
+        self.compress_from(body).map(Vec::from)
     }
 
     /// Sends a request [`prepare_encoded`](Self::prepare_encoded) made (by

@@ -2,7 +2,7 @@
 //! a bounded sending queue with `num_consumers` requests in flight.
 
 use super::persistent::{DiskQueue, Sizer};
-use super::{BoxFuture, ExportCounters, Exporter, ExporterDyn, request_body};
+use super::{BoxFuture, ExportCounters, Exporter, ExporterDyn, with_request_body};
 use crate::lock;
 use crate::sidecar::component::{Admission, BuildContext, Component, ExporterSettings, Factory, parse_auth};
 use crate::sidecar::config::{
@@ -10,7 +10,7 @@ use crate::sidecar::config::{
 };
 use crate::sidecar::metrics::add;
 use crate::sidecar::pipeline::Consumer;
-use crate::sidecar::wire::{LiveGuard, SpanRec, encode_request_into};
+use crate::sidecar::wire::{LiveGuard, SpanRec};
 use otel_export::{OtlpExporter, Protocol, RetryPolicy};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -781,16 +781,6 @@ impl QueuedOtlp {
     }
 }
 
-thread_local! {
-    /// This thread's buffer for encoding requests, used again for each: a
-    /// batch's request is megabytes, and a fresh buffer per request cost
-    /// page faults (the kernel zeroing each page) under load.
-    static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// An encode buffer larger than this is not kept after use.
-const ENCODED_KEPT: usize = 32 << 20;
-
 /// Encodes `batch` and starts sending it: the request is compressed (or
 /// copied) and the spans let go before the send is awaited. Gives the send
 /// and the encoded size.
@@ -798,27 +788,11 @@ fn start_send(
     exporter: &OtlpExporter,
     batch: Vec<SpanRec>,
     json: bool,
-) -> Result<(crate::sidecar::component::BoxFuture<'static, Result<(), String>>, usize), String> {
+) -> Result<(impl Future<Output = Result<(), String>> + Send + use<>, usize), String> {
     let n = batch.len() as u64;
-    if json {
-        let body = request_body(&batch, true)?;
-        drop(batch);
-        let bytes = body.len();
-        return Ok((Box::pin(exporter.export_encoded(body, n)), bytes));
-    }
-    let (sending, bytes) = ENCODED.with(|cell| {
-        let mut buf = cell.borrow_mut();
-        buf.clear();
-        encode_request_into(&batch, &mut buf);
-        let sending = exporter.export_encoded_from(&buf, n);
-        let bytes = buf.len();
-        if buf.capacity() > ENCODED_KEPT {
-            *buf = Vec::new();
-        }
-        (sending, bytes)
-    });
+    let started = with_request_body(&batch, json, |body| (exporter.export_encoded_from(body, n), body.len()));
     drop(batch);
-    Ok((Box::pin(sending), bytes))
+    started
 }
 
 impl QueuedOtlp {

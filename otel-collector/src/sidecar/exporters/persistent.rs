@@ -14,7 +14,7 @@
 //! again after the restart (counted in
 //! `otelcol_exporter_queue_replayed_spans_total`).
 
-use super::{ExportCounters, request_body};
+use super::{ExportCounters, with_request_body};
 use crate::sidecar::component::Admission;
 use crate::sidecar::journal::{Journal, Location, Recovery};
 use crate::sidecar::metrics::{Metrics, add};
@@ -202,20 +202,15 @@ impl DiskQueue {
         let n = spans.len() as u64;
         // Also after close (a flush at shutdown): on disk, it is sent after
         // the next start if not before.
-        let body = match request_body(&spans, self.json) {
-            Ok(b) => b,
-            Err(e) => {
-                add(&self.counters.failed, n);
-                tracing::warn!(exporter = %self.id, "cannot encode the request: {e}");
-                return;
-            }
-        };
         // Stored as it will be sent: compressed and framed.
-        let prepared = match self.exporter.prepare_encoded(body) {
+        let prepared = with_request_body(&spans, self.json, |body| self.exporter.prepare_encoded(body))
+            .map_err(|e| format!("cannot encode the request: {e}"))
+            .and_then(|p| p.map_err(|e| format!("cannot prepare the request: {e}")));
+        let prepared = match prepared {
             Ok(p) => p,
             Err(e) => {
                 add(&self.counters.failed, n);
-                tracing::warn!(exporter = %self.id, "cannot prepare the request: {e}");
+                tracing::warn!(exporter = %self.id, "{e}");
                 return;
             }
         };
