@@ -721,7 +721,9 @@ impl OtlpExporter {
     /// it is compressed (or copied) before this returns, so the caller can
     /// encode the next request into the same buffer. A forwarder that
     /// encodes a large batch per request saves allocating (and the kernel
-    /// zeroing) a fresh buffer each time.
+    /// zeroing) a fresh buffer each time. Likewise gzip and zstd keep a
+    /// scratch buffer per thread, as large as the largest request
+    /// compressed on that thread (not kept above 32 MiB).
     ///
     /// # Errors
     ///
