@@ -584,24 +584,39 @@ mod tests {
     use crate::sidecar::testing::{Recorder, S, build, context, metric, processor, spans, trace};
     use std::time::Duration;
 
-    /// With `tail_storage`, a restart reads back undecided spans (and
-    /// decides them) and the decisions (late spans follow them).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_journal_brings_back_undecided_spans_and_decisions() {
+    /// A file storage in a fresh directory (`name` and the process id) and
+    /// tail-sampling settings that journal there, keep error traces and
+    /// decide after `decision_wait`.
+    fn journaled(
+        name: &str,
+        decision_wait: &str,
+    ) -> (
+        std::path::PathBuf,
+        std::sync::Arc<crate::sidecar::extensions::file_storage::FileStorage>,
+        std::sync::Arc<dyn crate::sidecar::component::ProcessorSettings>,
+    ) {
         use crate::sidecar::extensions::file_storage::{FileStorage, FileStorageConfig};
-        let dir = std::env::temp_dir().join(format!("tail-journal-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let yaml: serde_json::Value =
             serde_yaml_ng::from_str(&format!("{{directory: {}, create_directory: true}}", dir.display())).unwrap();
         let storage = std::sync::Arc::new(FileStorage::new(&FileStorageConfig::parse_for_tests(&yaml)).unwrap());
-        let v: serde_json::Value = serde_yaml_ng::from_str(
-            "{decision_wait: 60s, tail_storage: file_storage, policies: [\
-               {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}]}",
-        )
+        let v: serde_json::Value = serde_yaml_ng::from_str(&format!(
+            "{{decision_wait: {decision_wait}, tail_storage: file_storage, policies: [\
+               {{name: errors, type: status_code, status_code: {{status_codes: [ERROR]}}}}]}}"
+        ))
         .unwrap();
-        let settings: std::sync::Arc<dyn crate::sidecar::component::ProcessorSettings> = std::sync::Arc::new(
+        let settings = std::sync::Arc::new(
             crate::settings::TailSamplingConfig::from_value(&v, "processors.tail_sampling").unwrap(),
         );
+        (dir, storage, settings)
+    }
+
+    /// With `tail_storage`, a restart reads back undecided spans (and
+    /// decides them) and the decisions (late spans follow them).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_journal_brings_back_undecided_spans_and_decisions() {
+        let (dir, storage, settings) = journaled("tail-journal", "60s");
         let mut failing = trace(1, 2);
         failing[1].error = true;
         {
@@ -654,20 +669,7 @@ mod tests {
     /// its wait ran out while the collector was down, it is decided at once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_replayed_trace_keeps_its_original_deadline() {
-        use crate::sidecar::extensions::file_storage::{FileStorage, FileStorageConfig};
-        let dir = std::env::temp_dir().join(format!("tail-deadline-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let yaml: serde_json::Value =
-            serde_yaml_ng::from_str(&format!("{{directory: {}, create_directory: true}}", dir.display())).unwrap();
-        let storage = std::sync::Arc::new(FileStorage::new(&FileStorageConfig::parse_for_tests(&yaml)).unwrap());
-        let v: serde_json::Value = serde_yaml_ng::from_str(
-            "{decision_wait: 2s, tail_storage: file_storage, policies: [\
-               {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}]}",
-        )
-        .unwrap();
-        let settings: std::sync::Arc<dyn crate::sidecar::component::ProcessorSettings> = std::sync::Arc::new(
-            crate::settings::TailSamplingConfig::from_value(&v, "processors.tail_sampling").unwrap(),
-        );
+        let (dir, storage, settings) = journaled("tail-deadline", "2s");
         let mut failing = trace(1, 2);
         failing[1].error = true;
         let (ctx, metrics, _stop) = context();
@@ -675,11 +677,7 @@ mod tests {
             // The record a collector killed 3 s ago left: the spans as they arrived then.
             let (journal, _) = storage.open("processor_traces_tail_sampling").unwrap();
             let mut record = (super::now_ms() - 3000).to_le_bytes().to_vec();
-            record.extend_from_slice(&crate::sidecar::wire::encode_request(&spans(
-                "a",
-                &failing,
-                &metrics.live(),
-            )));
+            super::encode_request_into(&spans("a", &failing, &metrics.live()), &mut record);
             journal.append(0, &record).unwrap();
             journal.close();
         }
