@@ -248,8 +248,9 @@ impl tower_service::Service<Request<tonic::body::Body>> for TraceGrpc {
                     // Refused before its spans could be read (too large,
                     // unknown or broken compression): counted like the HTTP refusals.
                     intake.note_malformed();
+                    let unimplemented = status.code() == tonic::Code::Unimplemented;
                     let mut r = status.into_http();
-                    if r.headers().get("grpc-status").is_some_and(|s| s.as_bytes() == b"12") {
+                    if unimplemented {
                         r.headers_mut().insert(
                             "grpc-accept-encoding",
                             http::HeaderValue::from_static(super::decompress::ACCEPTED),
